@@ -1,0 +1,1 @@
+"""Alert lifecycle, escalation and notification (issue 5; not built yet)."""

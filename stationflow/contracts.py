@@ -1,0 +1,152 @@
+"""Wire contracts: the JSON schemas of every Kafka message the services exchange.
+
+Every service imports these models and nothing else from another service. Each record
+carries a schema version ``v`` so a consumer can refuse what it does not understand.
+
+Topics and their value schemas (keys are the device id as UTF-8):
+
+=====================  ===============  ===============================================
+topic                  value            produced by
+=====================  ===============  ===============================================
+``readings.raw``       ``ReadingBatch`` ingest (one record per device message)
+``readings.clean``     ``ReadingBatch`` streams (normalised, deduplicated)
+``readings.deadletter`` ``DeadLetter``  ingest and streams (anything that was refused)
+=====================  ===============  ===============================================
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DeadLetter",
+    "Quality",
+    "Reading",
+    "ReadingBatch",
+    "to_utc",
+]
+
+SCHEMA_VERSION = 1
+
+# A metric name becomes an InfluxDB field key and a Prometheus label value: keep it to a
+# conservative identifier alphabet so nothing downstream has to escape it.
+METRIC_PATTERN = r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$"
+# Device ids appear in MQTT topics, Kafka keys and InfluxDB tags.
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+
+
+class Quality(StrEnum):
+    """Data flag of one reading, the HJ 212-2017 letters."""
+
+    NORMAL = "N"
+    OFFLINE = "F"
+    MAINTENANCE = "M"
+    MANUAL = "S"
+    FAULT = "D"
+    CALIBRATION = "C"
+    OVER_RANGE = "T"
+    COMM_ERROR = "B"
+
+
+def to_utc(ts: datetime) -> datetime:
+    """Return an aware datetime converted to UTC (naive input is refused upstream)."""
+    return ts.astimezone(UTC)
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number (not NaN or Infinity)")
+    return value
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(to_utc)]
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+
+
+class Reading(BaseModel):
+    """One measured value of one metric at one instant."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str = Field(pattern=METRIC_PATTERN)
+    value: FiniteFloat
+    unit: str | None = Field(default=None, max_length=32)
+    ts: UtcDatetime
+    quality: Quality = Quality.NORMAL
+
+
+class ReadingBatch(BaseModel):
+    """All readings of one device message; the Kafka record is keyed by ``device_id``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = SCHEMA_VERSION
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    received_at: UtcDatetime
+    source: str = Field(description="where it came from, e.g. 'mqtt:devices/d1/readings'")
+    readings: list[Reading] = Field(min_length=1)
+
+    def key(self) -> bytes:
+        """Kafka record key."""
+        return self.device_id.encode()
+
+
+class DeadLetter(BaseModel):
+    """A message that was refused, with the reason in words a device integrator can act on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = SCHEMA_VERSION
+    device_id: str | None = Field(default=None, description="when it could be determined")
+    source: str = Field(description="MQTT topic ('mqtt:<topic>') or TCP peer ('tcp:<host>:<port>')")
+    stage: Literal["ingest", "streams"] = "ingest"
+    code: str = Field(description="machine-readable reason, e.g. 'invalid_json'")
+    reason: str = Field(description="human-readable reason")
+    received_at: UtcDatetime
+    payload_b64: str = Field(description="the raw payload, base64")
+    payload_size: int = Field(ge=0)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        payload: bytes,
+        source: str,
+        code: str,
+        reason: str,
+        received_at: datetime,
+        device_id: str | None = None,
+        stage: Literal["ingest", "streams"] = "ingest",
+        max_payload_bytes: int = 1 << 20,
+    ) -> DeadLetter:
+        """Build a dead letter; payloads over ``max_payload_bytes`` are truncated (size kept)."""
+        return cls(
+            device_id=device_id,
+            source=source,
+            stage=stage,
+            code=code,
+            reason=reason,
+            received_at=received_at,
+            payload_b64=base64.b64encode(payload[:max_payload_bytes]).decode(),
+            payload_size=len(payload),
+        )
+
+    def payload(self) -> bytes:
+        """The stored raw payload (possibly truncated, see ``payload_size``)."""
+        return base64.b64decode(self.payload_b64)
+
+    def key(self) -> bytes:
+        """Kafka record key: the device id when known, else the source."""
+        return (self.device_id or self.source).encode()
+
+
+def utcnow() -> datetime:
+    """Current time, aware, UTC."""
+    return datetime.now(UTC)

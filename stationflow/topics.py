@@ -1,0 +1,46 @@
+"""Topic names and their explicit creation.
+
+Tansu auto-creates a topic with its own partition count the first time a client touches
+it, which breaks Faust (``PartitionsMismatch``); so every topic is created here, with its
+partition count, before any service produces or consumes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from stationflow.settings import CommonSettings
+
+__all__ = ["CLEAN", "DEADLETTER", "RAW", "ensure_topics"]
+
+logger = logging.getLogger(__name__)
+
+RAW = "readings.raw"
+CLEAN = "readings.clean"
+DEADLETTER = "readings.deadletter"
+ALL_TOPICS = (RAW, CLEAN, DEADLETTER)
+
+
+async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_TOPICS) -> None:
+    """Create the given logical topics if they do not exist yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(settings.topic(n), settings.topic_partitions, 1)
+            for n in names
+            if settings.topic(n) not in existing
+        ]
+        if not wanted:
+            return
+        try:
+            await admin.create_topics(wanted)
+        except TopicAlreadyExistsError:
+            logger.info("topics already created by another process")
+        logger.info("created topics %s", ",".join(t.name for t in wanted))
+    finally:
+        await admin.close()
