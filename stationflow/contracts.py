@@ -33,7 +33,7 @@ __all__ = [
     "to_utc",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 # A metric name becomes an InfluxDB field key and a Prometheus label value: keep it to a
 # conservative identifier alphabet so nothing downstream has to escape it.

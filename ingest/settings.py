@@ -1,0 +1,39 @@
+"""Settings of the MQTT collector (env prefix ``STATIONFLOW_``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from ingest.checks import Limits
+from stationflow.settings import CommonSettings
+
+__all__ = ["IngestSettings"]
+
+
+class IngestSettings(CommonSettings):
+    """MQTT collector settings."""
+
+    # A stable client id plus a persistent session lets a restarted collector receive the
+    # QoS 1 messages it had not acknowledged before it died.
+    ingest_client_id: str = "stationflow-ingest-1"
+    ingest_share_group: str = "stationflow-ingest"
+    ingest_topic_filter: str = "devices/+/readings"
+    ingest_session_expiry_s: int = 24 * 3600
+    # MQTT v5 Receive Maximum: how many unacknowledged QoS 1 messages the broker may have
+    # in flight to us. Acks wait for Kafka, so this bounds throughput x Kafka latency.
+    ingest_receive_maximum: int = 2000
+    ingest_max_payload_bytes: int = 256 * 1024
+    ingest_max_readings: int = 10_000
+    ingest_max_future_s: float = 300.0
+    ingest_max_past_s: float = 30 * 86400.0
+    ingest_metrics_port: int = 9461  # 0 disables the Prometheus endpoint
+    ingest_kafka_linger_ms: int = 5
+
+    def limits(self) -> Limits:
+        """Message limits from settings."""
+        return Limits(
+            max_payload_bytes=self.ingest_max_payload_bytes,
+            max_readings=self.ingest_max_readings,
+            max_future=timedelta(seconds=self.ingest_max_future_s),
+            max_past=timedelta(seconds=self.ingest_max_past_s),
+        )

@@ -1,0 +1,35 @@
+"""Run the stream worker: ``python -m streams`` (or ``stationflow streams``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+from prometheus_client import start_http_server
+
+from stationflow.kafka import start_with_retry
+from stationflow.logs import setup_logging
+from stationflow.settings import masked
+from stationflow.topics import ensure_topics
+from streams.app import create_app
+from streams.settings import StreamsSettings
+
+logger = logging.getLogger("streams")
+
+
+def main() -> None:
+    """Entry point: ensure topics, then run one Faust worker until SIGTERM / SIGINT."""
+    settings = StreamsSettings()
+    setup_logging(settings.log_level, service="streams")
+    logger.info("starting streams settings=%s", masked(settings))
+    asyncio.run(start_with_retry("kafka topics", lambda: ensure_topics(settings)))
+    if settings.streams_metrics_port:
+        start_http_server(settings.streams_metrics_port, addr="127.0.0.1")
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), loop=asyncio.new_event_loop())
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Prometheus metrics of the stream worker (the sink has its own in ``streams.sink.metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RECORDS = Counter("stationflow_streams_records_total", "Kafka records consumed from readings.raw")
+READINGS = Counter("stationflow_streams_readings_total", "Readings written after normalisation")
+DUPLICATES = Counter("stationflow_streams_duplicates_total", "Duplicate readings dropped")
+REJECTED = Counter("stationflow_streams_rejected_total", "Records sent to the dead-letter topic", ["code"])
+BATCH_SECONDS = Histogram(
+    "stationflow_streams_batch_seconds",
+    "Processing time of one batch (parse, InfluxDB write, produce)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BATCH_RECORDS = Histogram(
+    "stationflow_streams_batch_records",
+    "Records per processing batch",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)

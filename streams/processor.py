@@ -1,0 +1,112 @@
+"""Batch processing of raw readings: parse, normalise, store, emit.
+
+The Faust agent hands over a list of raw Kafka values; when ``handle`` returns, every
+reading is either in InfluxDB, in the sink's on-disk spool, counted and logged as dropped,
+or in the dead-letter topic — and only then does the agent acknowledge the offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from stationflow.contracts import DeadLetter, ReadingBatch, utcnow
+from stationflow.logs import LogThrottle
+from streams import metrics
+from streams.lineprotocol import batch_lines, encode
+from streams.normalize import RecentKeys, normalize
+
+__all__ = ["BatchProcessor", "ReadingSink", "Send"]
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
+"""``await send(topic, key, value)`` buffers a record and returns its delivery future."""
+
+
+class ReadingSink(Protocol):
+    """Where line protocol goes (``streams.sink.BufferedSink``)."""
+
+    async def write(self, body: bytes, points: int) -> None:
+        """Store the batch durably (InfluxDB or spool) before returning."""
+        ...
+
+
+class BatchProcessor:
+    """Turn a batch of raw records into stored points and clean / dead-letter records."""
+
+    def __init__(
+        self,
+        *,
+        sink: ReadingSink,
+        send: Send,
+        clean_topic: str,
+        dead_topic: str,
+        recent: RecentKeys | None = None,
+    ) -> None:
+        self.sink = sink
+        self.send = send
+        self.clean_topic = clean_topic
+        self.dead_topic = dead_topic
+        self.recent = recent or RecentKeys()
+        self._throttle = LogThrottle()
+
+    async def handle(self, values: Sequence[bytes]) -> int:
+        """Process one batch; return the number of readings stored."""
+        started = time.perf_counter()
+        clean: list[ReadingBatch] = []
+        dead: list[DeadLetter] = []
+        for raw in values:
+            batch = self._parse(raw, dead)
+            if batch is None:
+                continue
+            kept, dropped = normalize(batch, self.recent)
+            if dropped:
+                metrics.DUPLICATES.inc(dropped)
+            if kept is not None:
+                clean.append(kept)
+        lines = [line for batch in clean for line in batch_lines(batch)]
+        points = sum(len(b.readings) for b in clean)
+        if lines:
+            await self.sink.write(encode(lines), points)
+        await self._emit(clean, dead)
+        metrics.RECORDS.inc(len(values))
+        metrics.READINGS.inc(points)
+        metrics.BATCH_RECORDS.observe(len(values))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        return points
+
+    def _parse(self, raw: bytes, dead: list[DeadLetter]) -> ReadingBatch | None:
+        try:
+            return ReadingBatch.model_validate_json(raw)
+        except ValidationError as exc:
+            reason = f"record on readings.raw is not a valid ReadingBatch: {exc.errors()[0]['msg']}"
+            dead.append(
+                DeadLetter.build(
+                    payload=raw,
+                    source="kafka:readings.raw",
+                    stage="streams",
+                    code="invalid_record",
+                    reason=reason,
+                    received_at=utcnow(),
+                )
+            )
+            metrics.REJECTED.labels("invalid_record").inc()
+            if self._throttle.allow("invalid_record", time.monotonic()) is not None:
+                logger.warning("invalid record on raw topic reason=%s", reason)
+            return None
+
+    async def _emit(self, clean: list[ReadingBatch], dead: list[DeadLetter]) -> None:
+        """Produce clean and dead-letter records and wait until Kafka has them all."""
+        futures = [
+            await self.send(self.clean_topic, b.key(), ReadingBatch.__pydantic_serializer__.to_json(b))
+            for b in clean
+        ]
+        futures += [await self.send(self.dead_topic, d.key(), d.model_dump_json().encode()) for d in dead]
+        if futures:
+            await asyncio.gather(*futures)

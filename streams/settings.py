@@ -1,0 +1,27 @@
+"""Settings of the Faust stream worker (env prefix ``STATIONFLOW_``)."""
+
+from __future__ import annotations
+
+from stationflow.settings import CommonSettings
+
+__all__ = ["StreamsSettings"]
+
+
+class StreamsSettings(CommonSettings):
+    """Stream worker settings."""
+
+    streams_app_id: str = "stationflow-streams"
+    # Records per processing batch and the longest a record waits for its batch to fill:
+    # one InfluxDB write per batch, so these trade write size against latency.
+    streams_batch_max: int = 2000
+    streams_batch_within_s: float = 0.2
+    # A killed worker's partitions move after this long (Faust's default is 60+ s).
+    streams_session_timeout_s: float = 10.0
+    streams_heartbeat_s: float = 2.0
+    streams_commit_interval_s: float = 1.0
+    streams_metrics_port: int = 9462  # 0 disables the Prometheus endpoint
+    streams_web_port: int = 6066
+    streams_web_enabled: bool = False
+    # On-disk buffer for InfluxDB outages (bounded; the overflow is counted and logged).
+    streams_spool_max_mb: int = 1024
+    streams_dedupe_per_device: int = 64

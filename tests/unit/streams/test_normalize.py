@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from stationflow.contracts import Reading, ReadingBatch
+from streams.normalize import RecentKeys, normalize, ts_ns
+
+T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+
+
+def _batch(device: str, *readings: tuple[str, datetime, float]) -> ReadingBatch:
+    return ReadingBatch(
+        device_id=device,
+        received_at=T0,
+        source="test",
+        readings=[Reading(metric=m, value=v, ts=ts) for m, ts, v in readings],
+    )
+
+
+def test_ts_ns_is_exact() -> None:
+    r = Reading(metric="x", value=1, ts=datetime(2026, 11, 21, 8, 0, 0, 123456, tzinfo=UTC))
+    assert ts_ns(r) == 1_795_248_000_123_456_000
+
+
+def test_contract_converts_offsets_to_utc() -> None:
+    r = Reading(metric="x", value=1, ts=datetime(2026, 11, 21, 16, tzinfo=timezone(timedelta(hours=8))))
+    assert r.ts == T0 and r.ts.tzinfo is UTC
+
+
+def test_duplicates_within_and_across_batches_are_dropped() -> None:
+    recent = RecentKeys()
+    first, dropped = normalize(_batch("d1", ("a", T0, 1), ("a", T0, 2), ("b", T0, 3)), recent)
+    assert dropped == 1
+    assert first is not None and [(r.metric, r.value) for r in first.readings] == [("a", 1), ("b", 3)]
+    again, dropped = normalize(_batch("d1", ("a", T0, 1), ("b", T0, 3)), recent)
+    assert again is None and dropped == 2
+    other_device, dropped = normalize(_batch("d2", ("a", T0, 1)), recent)
+    assert other_device is not None and dropped == 0
+    later, dropped = normalize(_batch("d1", ("a", T0 + timedelta(seconds=1), 1)), recent)
+    assert later is not None and dropped == 0
+
+
+def test_unchanged_batch_is_returned_as_is() -> None:
+    batch = _batch("d1", ("a", T0, 1))
+    out, dropped = normalize(batch, RecentKeys())
+    assert out is batch and dropped == 0
+
+
+def test_memory_is_bounded_per_device_and_over_devices() -> None:
+    recent = RecentKeys(per_device=2, max_devices=2)
+    for i in range(3):
+        recent.check_and_add("d1", ("a", i))
+    assert recent.check_and_add("d1", ("a", 0)) is False  # forgotten: only 2 kept
+    assert recent.check_and_add("d1", ("a", 2)) is True
+    recent.check_and_add("d2", ("a", 0))
+    recent.check_and_add("d3", ("a", 0))  # evicts d1 (least recently used)
+    assert recent.check_and_add("d1", ("a", 2)) is False

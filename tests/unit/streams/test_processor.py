@@ -1,0 +1,65 @@
+"""BatchProcessor with in-memory fakes at its two seams (sink, Kafka send)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from stationflow.contracts import DeadLetter, Reading, ReadingBatch
+from streams.processor import BatchProcessor
+
+T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+
+
+class MemorySink:
+    def __init__(self) -> None:
+        self.bodies: list[tuple[bytes, int]] = []
+
+    async def write(self, body: bytes, points: int) -> None:
+        self.bodies.append((body, points))
+
+
+class MemoryKafka:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes, bytes]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> Any:
+        self.records.append((topic, key, value))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+def _raw(device: str, *values: float) -> bytes:
+    batch = ReadingBatch(
+        device_id=device,
+        received_at=T0,
+        source="t",
+        readings=[Reading(metric=f"m{i}", value=v, ts=T0) for i, v in enumerate(values)],
+    )
+    return batch.model_dump_json().encode()
+
+
+async def test_batch_is_stored_then_emitted_clean_and_dead_lettered() -> None:
+    sink, kafka = MemorySink(), MemoryKafka()
+    proc = BatchProcessor(sink=sink, send=kafka.send, clean_topic="clean", dead_topic="dead")
+    stored = await proc.handle([_raw("d1", 1, 2), b"garbage", _raw("d1", 1, 2), _raw("d2", 3)])
+    assert stored == 3  # the repeated d1 record is a duplicate
+    ((body, points),) = sink.bodies
+    assert points == 3
+    assert body.count(b"\n") == 1  # two points: one per device instant
+    topics = [t for t, _, _ in kafka.records]
+    assert topics == ["clean", "clean", "dead"]
+    letter = DeadLetter.model_validate_json(kafka.records[-1][2])
+    assert letter.code == "invalid_record" and letter.stage == "streams"
+    assert letter.payload() == b"garbage"
+
+
+async def test_nothing_written_when_everything_is_duplicate() -> None:
+    sink, kafka = MemorySink(), MemoryKafka()
+    proc = BatchProcessor(sink=sink, send=kafka.send, clean_topic="c", dead_topic="d")
+    await proc.handle([_raw("d1", 1)])
+    await proc.handle([_raw("d1", 1)])
+    assert len(sink.bodies) == 1
+    assert len(kafka.records) == 1
