@@ -27,10 +27,12 @@ EXIT_SPOOL_FAILURE = 70
 
 def create_app(settings: StreamsSettings) -> faust.App:
     """Build the Faust app and its agent for these settings."""
+    datadir = settings.state_dir / "streams" / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.streams_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
-        datadir=str(settings.state_dir / "streams" / "faust"),
+        datadir=str(datadir),
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=settings.topic_partitions,
@@ -49,6 +51,12 @@ def create_app(settings: StreamsSettings) -> faust.App:
         web_enabled=settings.streams_web_enabled,
         web_port=settings.streams_web_port,
     )
+
+    @app.on_partitions_assigned.connect
+    async def _log_assignment(sender: faust.App, assigned: set[Any], **_: Any) -> None:
+        # `stationflow up`, the bench and the tests wait for this line.
+        logger.info("partitions assigned count=%d", len(assigned))
+
     raw = app.topic(settings.topic(topics.RAW), value_serializer="raw", key_serializer="raw")
 
     @app.agent(raw, name="normalise-and-store")

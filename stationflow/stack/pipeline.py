@@ -1,0 +1,167 @@
+"""The whole pipeline on one machine: brokers, database and our services as child processes.
+
+Used by ``stationflow up``, ``stationflow bench`` and the end-to-end tests, so all three run
+exactly the same processes the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stationflow.stack.components import (
+    Component,
+    influx_create_db,
+    start_influxd,
+    start_mosquitto,
+    start_tansu,
+)
+from stationflow.stack.ports import free_port
+from stationflow.stack.procs import ManagedProcess, StackError
+
+__all__ = ["Endpoints", "Pipeline", "service_env", "start_service"]
+
+logger = logging.getLogger(__name__)
+
+# Readiness deadlines: a Faust worker joins its group and gets partitions in a few seconds;
+# after a SIGKILL of the previous member it waits for that member's session to expire.
+INGEST_READY_S = 60.0
+STREAMS_READY_S = 120.0
+INGEST_READY_LINE = "mqtt connected"
+STREAMS_READY_LINE = "partitions assigned"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the infrastructure listens."""
+
+    kafka: str  # host:port
+    mqtt_host: str
+    mqtt_port: int
+    influx_url: str
+    influx_db: str = "stationflow"
+
+
+def service_env(
+    endpoints: Endpoints,
+    *,
+    state_dir: Path,
+    topic_prefix: str = "",
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """``STATIONFLOW_*`` variables for a service process."""
+    env = {
+        "STATIONFLOW_KAFKA_BOOTSTRAP": endpoints.kafka,
+        "STATIONFLOW_MQTT_HOST": endpoints.mqtt_host,
+        "STATIONFLOW_MQTT_PORT": str(endpoints.mqtt_port),
+        "STATIONFLOW_INFLUX_URL": endpoints.influx_url,
+        "STATIONFLOW_INFLUX_DB": endpoints.influx_db,
+        "STATIONFLOW_TOPIC_PREFIX": topic_prefix,
+        "STATIONFLOW_STATE_DIR": str(state_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(extra or {})
+    return env
+
+
+def _log_contains(path: Path, needle: str, offset: int) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                return needle.encode() in fh.read()
+        except FileNotFoundError:
+            return False
+
+    return check
+
+
+def start_service(kind: str, *, env: Mapping[str, str], log_path: Path, wait: bool = True) -> ManagedProcess:
+    """Start ``python -m ingest`` or ``python -m streams`` and wait until it is ready."""
+    ready_line, timeout = {
+        "ingest": (INGEST_READY_LINE, INGEST_READY_S),
+        "streams": (STREAMS_READY_LINE, STREAMS_READY_S),
+    }[kind]
+    proc = ManagedProcess(kind, [sys.executable, "-m", kind], log_path=log_path, env=env)
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    proc.start()
+    if wait:
+        proc.wait_ready(_log_contains(log_path, ready_line, offset), timeout)
+    return proc
+
+
+@dataclass
+class Pipeline:
+    """Tansu + Mosquitto + InfluxDB 1.x + collector + stream worker under one state dir."""
+
+    state_dir: Path
+    topic_prefix: str = ""
+    ports: Mapping[str, int] = field(default_factory=dict)
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    components: list[Component] = field(default_factory=list)
+    services: dict[str, ManagedProcess] = field(default_factory=dict)
+    endpoints: Endpoints | None = None
+
+    def start_infra(self, on_step: Callable[[str], None] = lambda _: None) -> Endpoints:
+        """Start Tansu, Mosquitto and InfluxDB; create the database."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        on_step("tansu (Kafka API)")
+        tansu = start_tansu(self.state_dir / "tansu", self.ports.get("kafka"))
+        self.components.append(tansu)
+        on_step("mosquitto (MQTT)")
+        mosquitto = start_mosquitto(self.state_dir / "mosquitto", self.ports.get("mqtt"))
+        self.components.append(mosquitto)
+        on_step("influxd (InfluxDB 1.x)")
+        influx = start_influxd(self.state_dir / "influxdb", self.ports.get("influx"))
+        self.components.append(influx)
+        self.endpoints = Endpoints(
+            kafka=tansu.url, mqtt_host=mosquitto.host, mqtt_port=mosquitto.port, influx_url=influx.url
+        )
+        influx_create_db(influx.url, self.endpoints.influx_db)
+        return self.endpoints
+
+    def env(self, kind: str) -> dict[str, str]:
+        """Environment of one of our services."""
+        if self.endpoints is None:
+            raise StackError("start_infra() first")
+        extra = dict(self.extra_env)
+        metrics_var = f"STATIONFLOW_{kind.upper()}_METRICS_PORT"
+        extra.setdefault(metrics_var, str(self.ports.get(f"{kind}_metrics", free_port())))
+        return service_env(
+            self.endpoints, state_dir=self.state_dir, topic_prefix=self.topic_prefix, extra=extra
+        )
+
+    def start(self, kind: str, *, wait: bool = True) -> ManagedProcess:
+        """Start (or restart) one of our services: ``ingest`` or ``streams``."""
+        log_path = self.state_dir / "logs" / f"{kind}.log"
+        proc = start_service(kind, env=self.env(kind), log_path=log_path, wait=wait)
+        self.services[kind] = proc
+        return proc
+
+    def component(self, name: str) -> Component:
+        """A running infrastructure component by name (``tansu``, ``mosquitto``, ``influxd``)."""
+        for comp in self.components:
+            if comp.name == name:
+                return comp
+        raise KeyError(name)
+
+    def stop(self) -> None:
+        """Stop services first (they drain), then the infrastructure, in reverse order."""
+        for kind in ("ingest", "streams"):
+            proc = self.services.pop(kind, None)
+            if proc is not None:
+                started = time.monotonic()
+                proc.stop(timeout=20.0)
+                logger.info("stopped %s in %.1fs", kind, time.monotonic() - started)
+        while self.components:
+            self.components.pop().stop()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
