@@ -53,8 +53,9 @@ def create_app(settings: StreamsSettings) -> faust.App:
     )
 
     @app.on_partitions_assigned.connect
-    async def _log_assignment(sender: faust.App, assigned: set[Any], **_: Any) -> None:
+    async def _log_assignment(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # `stationflow up`, the bench and the tests wait for this line.
+        assigned = args[0] if args else kwargs.get("assigned", ())
         logger.info("partitions assigned count=%d", len(assigned))
 
     raw = app.topic(settings.topic(topics.RAW), value_serializer="raw", key_serializer="raw")

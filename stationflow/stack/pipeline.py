@@ -105,6 +105,7 @@ class Pipeline:
     components: list[Component] = field(default_factory=list)
     services: dict[str, ManagedProcess] = field(default_factory=dict)
     endpoints: Endpoints | None = None
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def start_infra(self, on_step: Callable[[str], None] = lambda _: None) -> Endpoints:
         """Start Tansu, Mosquitto and InfluxDB; create the database."""
@@ -129,8 +130,9 @@ class Pipeline:
         if self.endpoints is None:
             raise StackError("start_infra() first")
         extra = dict(self.extra_env)
-        metrics_var = f"STATIONFLOW_{kind.upper()}_METRICS_PORT"
-        extra.setdefault(metrics_var, str(self.ports.get(f"{kind}_metrics", free_port())))
+        if kind not in self.metrics_ports:
+            self.metrics_ports[kind] = self.ports.get(f"{kind}_metrics") or free_port()
+        extra.setdefault(f"STATIONFLOW_{kind.upper()}_METRICS_PORT", str(self.metrics_ports[kind]))
         return service_env(
             self.endpoints, state_dir=self.state_dir, topic_prefix=self.topic_prefix, extra=extra
         )

@@ -117,7 +117,9 @@ def test_epoch_timestamps_are_accepted() -> None:
         ),
         pytest.param(_msg(), "devices//readings", "bad_device_id", "device id", id="empty-device"),
         pytest.param(_msg(), "devices/a+b/readings", "bad_device_id", "device id", id="bad-device-chars"),
-        pytest.param(_msg(), "devices/air-001/status", "bad_topic", "devices/<device_id>/readings", id="topic"),
+        pytest.param(
+            _msg(), "devices/air-001/status", "bad_topic", "devices/<device_id>/readings", id="topic"
+        ),
     ],
 )
 def test_bad_input_becomes_dead_letter_with_reason(
@@ -171,7 +173,9 @@ def test_future_window_edge() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

@@ -43,7 +43,9 @@ def test_extra_tags_are_escaped_and_sorted() -> None:
 
 
 def test_tiny_and_huge_floats_stay_floats() -> None:
-    (line,) = batch_lines(_batch(Reading(metric="x", value=1e-7, ts=T0), Reading(metric="y", value=1e20, ts=T0)))
+    (line,) = batch_lines(
+        _batch(Reading(metric="x", value=1e-7, ts=T0), Reading(metric="y", value=1e20, ts=T0))
+    )
     assert "x=1e-07" in line and "y=1e+20" in line
 
 

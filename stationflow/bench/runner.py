@@ -1,0 +1,266 @@
+"""``stationflow bench``: push N readings through a private local pipeline and measure it.
+
+Everything runs on this machine: Tansu, Mosquitto, InfluxDB, the collector, the stream
+worker and the load generator processes. Measured:
+
+* ``readings_per_s``: readings stored ÷ (first publish → last reading visible in InfluxDB);
+* ``latency_ms``: publish → visible for probe readings published every ~20 ms during the
+  load (the probe's timestamp is its publish time; InfluxDB is polled every
+  ``POLL_S``, so each sample is late by up to that much);
+* ``rss_mb``: peak resident memory of every process; ``cpu_s``: CPU seconds each used;
+* ``lost``: readings published (acknowledged by the broker) but never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stationflow.stack.components import influx_query
+from stationflow.stack.pipeline import Pipeline
+from stationflow.stack.ports import free_port
+
+__all__ = ["run_bench"]
+
+POLL_S = 0.05  # probe poll interval: the latency resolution
+COUNT_EVERY_S = 0.5  # how often the stored total is counted
+STALL_S = 60.0  # give up waiting when the stored count has not moved for this long
+RSS_EVERY_S = 0.5
+MEASUREMENT = "sensor"  # bench metrics m0..mN are generic, so they land in `sensor`
+PROBE_DEVICE = "bench-probe"
+
+
+@dataclass
+class _Probes:
+    """Probe readings seen in InfluxDB: timestamp (publish time) → first seen wall time."""
+
+    seen: dict[int, int] = field(default_factory=dict)
+    last_ns: int = 0
+
+    def poll(self, url: str, db: str) -> None:
+        q = (
+            f"SELECT probe FROM {MEASUREMENT} WHERE device='{PROBE_DEVICE}' "  # noqa: S608 - constants
+            f"AND time > {self.last_ns}"
+        )
+        now = time.time_ns()
+        for series in influx_query(url, db, q):
+            for ts, _ in series["values"]:
+                self.seen.setdefault(int(ts), now)
+                self.last_ns = max(self.last_ns, int(ts))
+
+    def latencies_ms(self) -> list[float]:
+        return sorted((seen - ts) / 1e6 for ts, seen in self.seen.items())
+
+
+class _Sampler(threading.Thread):
+    """Peak RSS and CPU time of the stack's processes, sampled in the background."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        super().__init__(daemon=True)
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.peak: dict[str, float] = dict.fromkeys(pids, 0.0)
+        self.cpu: dict[str, float] = dict.fromkeys(pids, 0.0)
+        self.cpu0 = {name: _cpu(p) for name, p in self.procs.items()}
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(RSS_EVERY_S):
+            self.sample()
+
+    def sample(self) -> None:
+        me = psutil.Process()
+        known = {p.pid for p in self.procs.values()}
+        loadgen = [c for c in me.children(recursive=True) if c.pid not in known]
+        for name, proc in self.procs.items():
+            try:
+                self.peak[name] = max(self.peak[name], proc.memory_info().rss / 2**20)
+                self.cpu[name] = _cpu(proc) - self.cpu0[name]
+            except psutil.Error:
+                continue
+        rss = 0.0
+        for child in loadgen:
+            try:
+                rss += child.memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+        self.peak["loadgen"] = max(self.peak.get("loadgen", 0.0), rss)
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def _stored(url: str, db: str) -> int:
+    q = f"SELECT count(*) FROM {MEASUREMENT} WHERE device != '{PROBE_DEVICE}'"  # noqa: S608
+    total = 0
+    for series in influx_query(url, db, q):
+        for row in series["values"]:
+            total += sum(int(v) for v in row[1:] if isinstance(v, int))
+    return total
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    index = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
+    return round(values[index], 1)
+
+
+def run_bench(*, readings: int, per_message: int, publishers: int, devices: int, as_json: bool) -> int:
+    """Run the benchmark; print JSON or a table; return the exit code (1 if anything was lost)."""
+    from stationflow.bench.loadgen import run_load
+
+    console = Console(stderr=True, quiet=as_json)
+    with tempfile.TemporaryDirectory(prefix="stationflow-bench-") as tmp:
+        pipeline = Pipeline(
+            Path(tmp),
+            ports={"kafka": free_port(), "mqtt": free_port(), "influx": free_port()},
+            extra_env={"STATIONFLOW_LOG_LEVEL": "WARNING"},
+        )
+        with pipeline:
+            with console.status("starting the stack…") as status:
+                ep = pipeline.start_infra(on_step=lambda s: status.update(f"starting {s}…"))
+                pipeline.start("ingest")
+                status.update("starting the stream worker…")
+                pipeline.start("streams")
+            pids = {c.name: c.proc.pid for c in pipeline.components if c.proc.pid}
+            pids.update({k: p.pid for k, p in pipeline.services.items() if p.pid})
+            sampler = _Sampler(pids)
+            sampler.start()
+            result = _drive(
+                console,
+                ep.mqtt_host,
+                ep.mqtt_port,
+                ep.influx_url,
+                ep.influx_db,
+                run_load,
+                readings=readings,
+                per_message=per_message,
+                publishers=publishers,
+                devices=devices,
+            )
+            sampler.stop_event.set()
+            sampler.sample()
+            result["rss_mb"] = {k: round(v, 1) for k, v in sampler.peak.items()}
+            result["cpu_s"] = {k: round(v, 1) for k, v in sampler.cpu.items()}
+    result["machine"] = {"cpus": psutil.cpu_count(), "python": sys.version.split()[0]}
+    if as_json:
+        print(json.dumps(result))  # noqa: T201 - the command's output
+    else:
+        _print_table(Console(), result)
+    return 0 if result["lost"] == 0 else 1
+
+
+def _drive(
+    console: Console,
+    mqtt_host: str,
+    mqtt_port: int,
+    influx_url: str,
+    db: str,
+    run_load: Any,
+    *,
+    readings: int,
+    per_message: int,
+    publishers: int,
+    devices: int,
+) -> dict[str, Any]:
+    probes = _Probes()
+    published = {"n": 0}
+    load_out: dict[str, Any] = {}
+
+    def on_progress(n: int) -> None:
+        published["n"] = n
+
+    def load() -> None:
+        load_out["result"] = run_load(
+            mqtt_host,
+            mqtt_port,
+            readings=readings,
+            per_message=per_message,
+            processes=publishers,
+            devices=devices,
+            on_progress=on_progress,
+        )
+
+    started = time.monotonic()
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    stored, last_change, last_count = 0, time.monotonic(), 0.0
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with progress:
+        pub_task = progress.add_task("published", total=readings)
+        store_task = progress.add_task("stored   ", total=readings)
+        while True:
+            probes.poll(influx_url, db)
+            now = time.monotonic()
+            if now - last_count >= COUNT_EVERY_S:
+                last_count = now
+                count = _stored(influx_url, db)
+                if count != stored:
+                    stored, last_change = count, now
+            progress.update(pub_task, completed=published["n"])
+            progress.update(store_task, completed=stored)
+            if not loader.is_alive() and stored >= readings:
+                break
+            if now - last_change > STALL_S:
+                break
+            time.sleep(POLL_S)
+    finished = last_change
+    loader.join(timeout=5)
+    load_result = load_out.get("result")
+    sent = int(getattr(load_result, "readings", readings)) if load_result else published["n"]
+    lat = probes.latencies_ms()
+    elapsed = max(finished - started, 1e-9)
+    return {
+        "readings": readings,
+        "published": sent,
+        "stored": stored,
+        "lost": max(0, sent - stored),
+        "seconds": round(elapsed, 2),
+        "readings_per_s": round(stored / elapsed),
+        "publish_readings_per_s": round(sent / getattr(load_result, "seconds", elapsed))
+        if load_result
+        else None,
+        "per_message": per_message,
+        "latency_ms": {
+            "p50": _percentile(lat, 50),
+            "p95": _percentile(lat, 95),
+            "p99": _percentile(lat, 99),
+            "max": _percentile(lat, 100),
+            "samples": len(lat),
+            "resolution_ms": POLL_S * 1000,
+        },
+    }
+
+
+def _print_table(console: Console, r: dict[str, Any]) -> None:
+    table = Table(title="stationflow bench: MQTT → Kafka → Faust → InfluxDB")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("readings published", f"{r['published']:,}")
+    table.add_row("readings stored", f"{r['stored']:,}")
+    table.add_row("lost", f"{r['lost']:,}")
+    table.add_row("end-to-end readings/s", f"{r['readings_per_s']:,}")
+    lat = r["latency_ms"]
+    table.add_row("latency p50 / p95 / p99 ms", f"{lat['p50']} / {lat['p95']} / {lat['p99']}")
+    for name, rss in r["rss_mb"].items():
+        table.add_row(f"peak RSS {name} MB", f"{rss}  (cpu {r['cpu_s'].get(name, '-')} s)")
+    console.print(table)

@@ -1,0 +1,108 @@
+"""The ``stationflow`` command: run the local pipeline, benchmark it, or run one service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help=(
+        "stationflow: live environmental, hydrological and cold-chain readings — MQTT in, "
+        "Kafka + Faust in the middle, InfluxDB out.\n\n"
+        "Services read their settings from STATIONFLOW_* environment variables "
+        "(e.g. STATIONFLOW_KAFKA_BOOTSTRAP, STATIONFLOW_MQTT_HOST, STATIONFLOW_INFLUX_URL); "
+        "see README.md for the full list."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def up(
+    state_dir: Annotated[
+        Path, typer.Option(help="Where brokers, database and logs keep their state.")
+    ] = Path(".state"),
+    mqtt_port: Annotated[int, typer.Option(help="MQTT listener (Mosquitto).")] = 1883,
+    kafka_port: Annotated[int, typer.Option(help="Kafka API listener (Tansu).")] = 9092,
+    influx_port: Annotated[int, typer.Option(help="InfluxDB HTTP API.")] = 8086,
+    interval: Annotated[float, typer.Option(help="Seconds between messages of each simulated device.")] = 5.0,
+    simulate: Annotated[bool, typer.Option(help="Run the simulated fleet.")] = True,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+    ] = None,
+) -> None:
+    """Run the whole pipeline locally (no Docker) with a simulated fleet; Ctrl-C stops it."""
+    from stationflow.stack.up import run_up
+
+    raise typer.Exit(
+        run_up(
+            state_dir=state_dir,
+            ports={"mqtt": mqtt_port, "kafka": kafka_port, "influx": influx_port},
+            interval_s=interval,
+            simulate=simulate,
+            duration_s=duration,
+        )
+    )
+
+
+@app.command()
+def bench(
+    readings: Annotated[int, typer.Option(help="Readings to push through the pipeline.")] = 200_000,
+    per_message: Annotated[int, typer.Option(help="Readings per MQTT message.")] = 5,
+    publishers: Annotated[int, typer.Option(help="Load generator processes.")] = 2,
+    devices: Annotated[int, typer.Option(help="Distinct simulated devices.")] = 200,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+) -> None:
+    """Push N readings MQTT → Kafka → Faust → InfluxDB on a private stack and measure it.
+
+    Reports readings/s (first publish → last reading visible in InfluxDB), publish → visible
+    latency percentiles from probe readings, peak RSS per process, and lost readings.
+    """
+    from stationflow.bench.runner import run_bench
+
+    raise typer.Exit(
+        run_bench(
+            readings=readings,
+            per_message=per_message,
+            publishers=publishers,
+            devices=devices,
+            as_json=as_json,
+        )
+    )
+
+
+@app.command()
+def ingest() -> None:
+    """Run the MQTT collector (settings from STATIONFLOW_* variables)."""
+    from ingest.__main__ import main
+
+    main()
+
+
+@app.command()
+def streams() -> None:
+    """Run one Faust stream worker (settings from STATIONFLOW_* variables)."""
+    from streams.__main__ import main
+
+    main()
+
+
+@app.command()
+def simulate(
+    interval: Annotated[float, typer.Option(help="Seconds between messages of each device.")] = 5.0,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+) -> None:
+    """Publish the simulated fleet to the MQTT broker in STATIONFLOW_MQTT_HOST/PORT."""
+    from stationflow.stack.up import run_simulate
+
+    raise typer.Exit(run_simulate(interval_s=interval, duration_s=duration))
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,36 @@
+"""Read what the running pipeline is doing: stored points, dead letters, service metrics."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from stationflow.stack.components import influx_query
+
+__all__ = ["count_points", "scrape_counter"]
+
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})? (?P<value>\S+)$")
+
+
+def count_points(influx_url: str, db: str, where: str = "time > now() - 1h") -> int:
+    """Number of numeric field values stored (all measurements, ``where`` applied)."""
+    total = 0
+    for series in influx_query(influx_url, db, f"SELECT count(*) FROM /.*/ WHERE {where}"):  # noqa: S608 - internal clause
+        columns = series["columns"]
+        for row in series["values"]:
+            for name, value in zip(columns, row, strict=True):
+                if name != "time" and not name.endswith("_q") and isinstance(value, int | float):
+                    total += int(value)
+    return total
+
+
+def scrape_counter(metrics_url: str, name: str, timeout: float = 2.0) -> float:
+    """Sum of all samples of a Prometheus metric (all label sets) from a /metrics page."""
+    text = httpx.get(metrics_url, timeout=timeout).text
+    total = 0.0
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and match["name"] == name:
+            total += float(match["value"])
+    return total

@@ -1,0 +1,180 @@
+"""``stationflow up``: the whole pipeline on this machine, with a simulated fleet and live status."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from stationflow.logs import setup_logging
+from stationflow.settings import CommonSettings
+from stationflow.stack.monitor import count_points, scrape_counter
+from stationflow.stack.pipeline import Pipeline
+from stationflow.stack.procs import StackError
+
+__all__ = ["run_simulate", "run_up"]
+
+logger = logging.getLogger(__name__)
+
+REFRESH_S = 2.0  # status refresh; each refresh runs one InfluxDB count query
+SERVICES = ("ingest", "streams")
+
+
+@dataclass
+class _Status:
+    published_msgs: int = 0
+    published_readings: int = 0
+    stored: int = 0
+    rejected: float = 0.0
+    restarts: int = 0
+    started: float = 0.0
+
+
+def run_up(
+    *,
+    state_dir: Path,
+    ports: Mapping[str, int],
+    interval_s: float,
+    simulate: bool,
+    duration_s: float | None,
+) -> int:
+    """Start everything, show live status until Ctrl-C (or ``duration_s``), stop everything."""
+    setup_logging("WARNING")
+    console = Console()
+    pipeline = Pipeline(state_dir.resolve(), ports={**ports, "ingest_metrics": 9461, "streams_metrics": 9462})
+    try:
+        with console.status("starting…") as status:
+            pipeline.start_infra(on_step=lambda s: status.update(f"starting {s}…"))
+            status.update("starting the MQTT collector…")
+            pipeline.start("ingest")
+            status.update("starting the Faust stream worker (joins its consumer group)…")
+            pipeline.start("streams")
+        _banner(console, pipeline)
+        asyncio.run(_live(console, pipeline, interval_s=interval_s, simulate=simulate, duration_s=duration_s))
+    except KeyboardInterrupt:
+        console.print("\nCtrl-C: stopping…")
+    except StackError as exc:
+        console.print(f"[red]could not start the stack:[/red] {exc}")
+        return 1
+    finally:
+        pipeline.stop()
+        console.print("all processes stopped; state kept in " + str(state_dir))
+    return 0
+
+
+def _banner(console: Console, p: Pipeline) -> None:
+    ep = p.endpoints
+    assert ep is not None  # noqa: S101 - start_infra() ran
+    q = "SELECT * FROM air ORDER BY time DESC LIMIT 5"
+    console.print(
+        "\n[bold green]stationflow is running[/bold green]\n"
+        f"  MQTT       {ep.mqtt_host}:{ep.mqtt_port}   publish to devices/<device_id>/readings\n"
+        f"  Kafka      {ep.kafka}   topics readings.raw / readings.clean / readings.deadletter\n"
+        f"  InfluxDB   {ep.influx_url}   database {ep.influx_db}\n"
+        f"  metrics    http://127.0.0.1:{p.metrics_ports['ingest']}/metrics (collector), "
+        f"http://127.0.0.1:{p.metrics_ports['streams']}/metrics (worker)\n"
+        f"  logs       {p.state_dir / 'logs'}/ and each component's dir under {p.state_dir}\n\n"
+        "  see the data:\n"
+        f"    curl -sG '{ep.influx_url}/query' --data-urlencode 'db={ep.influx_db}' "
+        f'--data-urlencode "q={q}"\n'
+        "  Ctrl-C stops every process.\n"
+    )
+
+
+def _table(p: Pipeline, st: _Status) -> Table:
+    table = Table(title=f"stationflow — up {time.monotonic() - st.started:,.0f} s", expand=False)
+    table.add_column("process")
+    table.add_column("pid", justify="right")
+    table.add_column("state")
+    for comp in p.components:
+        table.add_row(comp.name, str(comp.proc.pid), "running" if comp.proc.running else "[red]exited")
+    for kind, proc in p.services.items():
+        table.add_row(kind, str(proc.pid), "running" if proc.running else "[red]exited")
+    table.add_section()
+    table.add_row("published", f"{st.published_msgs:,} msgs", f"{st.published_readings:,} readings")
+    table.add_row("stored (1 h)", "", f"{st.stored:,} values")
+    table.add_row("dead letters", "", f"{st.rejected:,.0f}")
+    if st.restarts:
+        table.add_row("restarts", "", f"[yellow]{st.restarts}")
+    return table
+
+
+async def _live(
+    console: Console, p: Pipeline, *, interval_s: float, simulate: bool, duration_s: float | None
+) -> None:
+    from devices.fleet import default_fleet
+    from devices.simulator import run_simulator
+
+    ep = p.endpoints
+    assert ep is not None  # noqa: S101 - start_infra() ran
+    st = _Status(started=time.monotonic())
+
+    def progress(msgs: int, readings: int) -> None:
+        st.published_msgs, st.published_readings = msgs, readings
+
+    sim: asyncio.Task[object] | None = None
+    if simulate:
+        settings = CommonSettings(mqtt_host=ep.mqtt_host, mqtt_port=ep.mqtt_port)
+        sim = asyncio.create_task(
+            run_simulator(
+                settings,
+                fleet=default_fleet(),
+                interval_s=interval_s,
+                duration_s=duration_s,
+                on_progress=progress,
+            )
+        )
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    try:
+        with Live(_table(p, st), console=console, refresh_per_second=1) as live:
+            while deadline is None or time.monotonic() < deadline:
+                await asyncio.sleep(REFRESH_S)
+                await asyncio.to_thread(_refresh, p, st)
+                live.update(_table(p, st))
+                if sim is not None and sim.done() and sim.exception() is not None:
+                    raise StackError(f"simulator failed: {sim.exception()!r}")
+    finally:
+        if sim is not None:
+            sim.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sim
+
+
+def _refresh(p: Pipeline, st: _Status) -> None:
+    ep = p.endpoints
+    assert ep is not None  # noqa: S101 - start_infra() ran
+    with contextlib.suppress(StackError, httpx.HTTPError, OSError):
+        st.stored = count_points(ep.influx_url, ep.influx_db)
+    with contextlib.suppress(httpx.HTTPError, OSError):
+        st.rejected = scrape_counter(
+            f"http://127.0.0.1:{p.metrics_ports['ingest']}/metrics", "stationflow_ingest_rejected_total"
+        )
+    for kind in SERVICES:
+        proc = p.services.get(kind)
+        if proc is not None and not proc.running:
+            logger.warning("service exited, restarting service=%s code=%s", kind, proc.returncode)
+            st.restarts += 1
+            p.start(kind, wait=False)
+
+
+def run_simulate(*, interval_s: float, duration_s: float | None) -> int:
+    """Publish the simulated fleet to the broker named in the settings."""
+    from devices.fleet import default_fleet
+    from devices.simulator import run_simulator
+
+    settings = CommonSettings()
+    setup_logging(settings.log_level, service="simulator")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            run_simulator(settings, fleet=default_fleet(), interval_s=interval_s, duration_s=duration_s)
+        )
+    return 0
