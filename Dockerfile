@@ -1,0 +1,11 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY stationflow stationflow
+COPY ingest ingest
+COPY streams streams
+COPY alerts alerts
+COPY devices devices
+RUN pip install --no-cache-dir .
+ENV STATIONFLOW_STATE_DIR=/var/lib/stationflow
+ENTRYPOINT ["stationflow"]
