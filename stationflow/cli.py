@@ -103,6 +103,22 @@ def simulate(
     raise typer.Exit(run_simulate(interval_s=interval, duration_s=duration))
 
 
+@app.command()
+def deadletters(
+    device: Annotated[str | None, typer.Option(help="Only this device's refused messages.")] = None,
+    limit: Annotated[int, typer.Option(help="Show the last N.")] = 50,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new ones.")] = False,
+) -> None:
+    """Show messages the pipeline refused, with the reason (for device integrators).
+
+    Reads the dead-letter topic of the Kafka broker in STATIONFLOW_KAFKA_BOOTSTRAP
+    (default 127.0.0.1:9092, which is where `stationflow up` runs it).
+    """
+    from stationflow.deadletters import show_deadletters
+
+    show_deadletters(device=device, limit=limit, follow=follow)
+
+
 def main() -> None:
     """Console entry point."""
     app()
