@@ -14,6 +14,7 @@ from ingest.collector import Collector
 from ingest.settings import IngestSettings
 from stationflow.kafka import start_with_retry
 from stationflow.logs import setup_logging
+from stationflow.runtime import new_event_loop, tune_gc
 from stationflow.settings import masked
 from stationflow.topics import ensure_topics
 
@@ -50,7 +51,9 @@ def main() -> None:
     """Entry point."""
     settings = IngestSettings()
     setup_logging(settings.log_level, service="ingest")
-    asyncio.run(run(settings))
+    tune_gc()
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(run(settings))
 
 
 if __name__ == "__main__":

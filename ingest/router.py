@@ -36,8 +36,8 @@ def route(
         logger.exception("decoder failed device_id=%s topic=%s", device_id, mqtt_topic[:200])
         code, reason = "internal_error", f"internal decoder error ({type(exc).__name__}); operators alerted"
     else:
-        return ReadingBatch.model_construct(
-            v=1,
+        # Readings are already validated Reading instances (passed through, not re-validated).
+        return ReadingBatch(
             device_id=device_id,
             received_at=received_at,
             source=f"mqtt:{mqtt_topic}",

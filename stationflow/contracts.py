@@ -17,12 +17,11 @@ topic                  value            produced by
 from __future__ import annotations
 
 import base64
-import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -60,14 +59,11 @@ def to_utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC)
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number (not NaN or Infinity)")
-    return value
-
-
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(to_utc)]
-FiniteFloat = Annotated[float, AfterValidator(_finite)]
+# Validation stays inside pydantic-core (no Python validators): it runs once per reading on
+# every hop, and Python-level validators made it 2.5x slower. Producers write UTC; any
+# aware timestamp is accepted and compares correctly.
+UtcDatetime = AwareDatetime
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 
 
 class Reading(BaseModel):

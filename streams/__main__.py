@@ -10,6 +10,7 @@ from prometheus_client import start_http_server
 
 from stationflow.kafka import start_with_retry
 from stationflow.logs import setup_logging
+from stationflow.runtime import new_event_loop, tune_gc
 from stationflow.settings import masked
 from stationflow.topics import ensure_topics
 from streams.app import create_app
@@ -27,7 +28,8 @@ def main() -> None:
     if settings.streams_metrics_port:
         start_http_server(settings.streams_metrics_port, addr="127.0.0.1")
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), loop=asyncio.new_event_loop())
+    tune_gc()
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), loop=new_event_loop())
     worker.execute_from_commandline()
 
 

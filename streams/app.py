@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import faust
@@ -12,7 +13,7 @@ import faust
 from stationflow import topics
 from stationflow.settings import CommonSettings
 from streams.normalize import RecentKeys
-from streams.processor import BatchProcessor
+from streams.processor import BatchProcessor, Prepared
 from streams.settings import StreamsSettings
 from streams.sink import BufferedSink, DiskSpool, SpoolFailure, make_writer
 
@@ -61,7 +62,7 @@ def create_app(settings: StreamsSettings) -> faust.App:
     raw = app.topic(settings.topic(topics.RAW), value_serializer="raw", key_serializer="raw")
 
     @app.agent(raw, name="normalise-and-store")
-    async def normalise_and_store(stream: faust.StreamT[bytes]) -> AsyncIterator[Any]:
+    async def normalise_and_store(stream: faust.Stream[bytes]) -> AsyncIterator[Any]:
         async with _open_sink(settings) as sink:
             processor = BatchProcessor(
                 sink=sink,
@@ -70,17 +71,38 @@ def create_app(settings: StreamsSettings) -> faust.App:
                 dead_topic=settings.topic(topics.DEADLETTER),
                 recent=RecentKeys(per_device=settings.streams_dedupe_per_device),
             )
-            async for values in stream.take(settings.streams_batch_max, settings.streams_batch_within_s):
-                try:
-                    await processor.handle(values)
-                except SpoolFailure:
-                    # Neither InfluxDB nor the disk took the batch: die *now*, before take()
-                    # acknowledges it, so Kafka redelivers it to the next worker.
-                    logger.critical("spool write failed; exiting without committing", exc_info=True)
-                    os._exit(EXIT_SPOOL_FAILURE)
-                yield len(values)
+            # Pipelined: while batch N is written to InfluxDB and Kafka confirms its clean
+            # records, batch N+1 is parsed and rendered. Events are acked only after their
+            # batch is stored, so at most one stored-but-unacked batch is replayed on a crash.
+            pending: asyncio.Task[None] | None = None
+            try:
+                async for events in stream.noack_take(
+                    settings.streams_batch_max, settings.streams_batch_within_s
+                ):
+                    prepared = processor.prepare([e.value for e in events])
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.create_task(_store_and_ack(stream, processor, prepared, events))
+                    yield len(events)
+            finally:
+                if pending is not None:
+                    await pending
 
     return app
+
+
+async def _store_and_ack(
+    stream: faust.Stream[bytes], processor: BatchProcessor, prepared: Prepared, events: Sequence[Any]
+) -> None:
+    try:
+        await processor.store(prepared)
+    except SpoolFailure:
+        # Neither InfluxDB nor the disk took the batch: die *now*, before anything acks
+        # it, so Kafka redelivers it to the next worker.
+        logger.critical("spool write failed; exiting without committing", exc_info=True)
+        os._exit(EXIT_SPOOL_FAILURE)
+    for event in events:
+        await stream.ack(event)
 
 
 def _open_sink(settings: CommonSettings | StreamsSettings) -> BufferedSink:

@@ -22,10 +22,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def ts_ns(reading: Reading) -> int:
-    """Reading timestamp as integer nanoseconds since the epoch (exact)."""
-    ts = reading.ts
-    seconds = (ts - _EPOCH).days * 86400 + (ts - _EPOCH).seconds
-    return seconds * 1_000_000_000 + ts.microsecond * 1000
+    """Reading timestamp as integer nanoseconds since the epoch (exact, any UTC offset)."""
+    delta = reading.ts - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 class RecentKeys:
@@ -59,12 +58,12 @@ class RecentKeys:
 def normalize(batch: ReadingBatch, recent: RecentKeys) -> tuple[ReadingBatch | None, int]:
     """Return the batch without duplicate readings (None if nothing is left) and the count dropped."""
     kept: list[Reading] = []
+    check = recent.check_and_add
+    device_id = batch.device_id
     for reading in batch.readings:
-        if reading.ts.tzinfo is not UTC:
-            reading = reading.model_copy(update={"ts": reading.ts.astimezone(UTC)})
-        if recent.check_and_add(batch.device_id, (reading.metric, ts_ns(reading))):
-            continue
-        kept.append(reading)
+        # ts_ns() is offset-independent, so no UTC copy of the reading is needed here.
+        if not check(device_id, (reading.metric, ts_ns(reading))):
+            kept.append(reading)
     dropped = len(batch.readings) - len(kept)
     if not kept:
         return None, dropped

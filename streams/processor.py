@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -21,12 +22,24 @@ from streams import metrics
 from streams.lineprotocol import batch_lines, encode
 from streams.normalize import RecentKeys, normalize
 
-__all__ = ["BatchProcessor", "ReadingSink", "Send"]
+__all__ = ["BatchProcessor", "Prepared", "ReadingSink", "Send"]
 
 logger = logging.getLogger(__name__)
 
 Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
 """``await send(topic, key, value)`` buffers a record and returns its delivery future."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A processed batch ready to be stored: line protocol and the records to produce."""
+
+    records: int
+    body: bytes
+    points: int
+    clean: list[tuple[bytes, bytes]]
+    dead: list[tuple[bytes, bytes]]
+    cpu_s: float
 
 
 class ReadingSink(Protocol):
@@ -57,10 +70,16 @@ class BatchProcessor:
         self._throttle = LogThrottle()
 
     async def handle(self, values: Sequence[bytes]) -> int:
-        """Process one batch; return the number of readings stored."""
+        """Process one batch end to end; return the number of readings stored."""
+        return await self.store(self.prepare(values))
+
+    def prepare(self, values: Sequence[bytes]) -> Prepared:
+        """CPU part: parse, deduplicate, render line protocol and outgoing records (no I/O)."""
         started = time.perf_counter()
-        clean: list[ReadingBatch] = []
+        clean: list[tuple[bytes, bytes]] = []
         dead: list[DeadLetter] = []
+        lines: list[str] = []
+        points = 0
         for raw in values:
             batch = self._parse(raw, dead)
             if batch is None:
@@ -69,17 +88,32 @@ class BatchProcessor:
             if dropped:
                 metrics.DUPLICATES.inc(dropped)
             if kept is not None:
-                clean.append(kept)
-        lines = [line for batch in clean for line in batch_lines(batch)]
-        points = sum(len(b.readings) for b in clean)
-        if lines:
-            await self.sink.write(encode(lines), points)
-        await self._emit(clean, dead)
-        metrics.RECORDS.inc(len(values))
-        metrics.READINGS.inc(points)
-        metrics.BATCH_RECORDS.observe(len(values))
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        return points
+                lines.extend(batch_lines(kept))
+                points += len(kept.readings)
+                clean.append((kept.key(), ReadingBatch.__pydantic_serializer__.to_json(kept)))
+        return Prepared(
+            records=len(values),
+            body=encode(lines),
+            points=points,
+            clean=clean,
+            dead=[(d.key(), d.model_dump_json().encode()) for d in dead],
+            cpu_s=time.perf_counter() - started,
+        )
+
+    async def store(self, prepared: Prepared) -> int:
+        """I/O part: write to the sink, then produce clean / dead-letter records and await Kafka."""
+        started = time.perf_counter()
+        if prepared.points:
+            await self.sink.write(prepared.body, prepared.points)
+        futures = [await self.send(self.clean_topic, k, v) for k, v in prepared.clean]
+        futures += [await self.send(self.dead_topic, k, v) for k, v in prepared.dead]
+        if futures:
+            await asyncio.gather(*futures)
+        metrics.RECORDS.inc(prepared.records)
+        metrics.READINGS.inc(prepared.points)
+        metrics.BATCH_RECORDS.observe(prepared.records)
+        metrics.BATCH_SECONDS.observe(prepared.cpu_s + time.perf_counter() - started)
+        return prepared.points
 
     def _parse(self, raw: bytes, dead: list[DeadLetter]) -> ReadingBatch | None:
         try:
@@ -100,13 +134,3 @@ class BatchProcessor:
             if self._throttle.allow("invalid_record", time.monotonic()) is not None:
                 logger.warning("invalid record on raw topic reason=%s", reason)
             return None
-
-    async def _emit(self, clean: list[ReadingBatch], dead: list[DeadLetter]) -> None:
-        """Produce clean and dead-letter records and wait until Kafka has them all."""
-        futures = [
-            await self.send(self.clean_topic, b.key(), ReadingBatch.__pydantic_serializer__.to_json(b))
-            for b in clean
-        ]
-        futures += [await self.send(self.dead_topic, d.key(), d.model_dump_json().encode()) for d in dead]
-        if futures:
-            await asyncio.gather(*futures)

@@ -15,32 +15,25 @@ Topic ``devices/<device_id>/readings``, payload (UTF-8 JSON object)::
     }
 
 Timestamps without a UTC offset are refused: a device's local clock is ambiguous.
+Readings are validated straight into the ``Reading`` contract by pydantic-core; only
+messages that rely on the top-level ``ts`` take a slower second pass.
 """
 
 from __future__ import annotations
 
-import math
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from ingest.errors import RejectedMessage
-from stationflow.contracts import METRIC_PATTERN, Quality, Reading, to_utc
+from stationflow.contracts import Reading
 
 __all__ = ["decode"]
 
 _MAX_ERRORS_SHOWN = 3
-
-
-class _WireReading(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    metric: str = Field(pattern=METRIC_PATTERN)
-    value: float = Field(strict=True)
-    unit: str | None = Field(default=None, max_length=32)
-    ts: AwareDatetime | None = None
-    quality: Quality = Quality.NORMAL
+_ZERO = timedelta(0)
 
 
 class _WirePayload(BaseModel):
@@ -48,7 +41,15 @@ class _WirePayload(BaseModel):
 
     device_id: str | None = None
     ts: AwareDatetime | None = None
-    readings: list[_WireReading]
+    readings: list[Reading]
+
+
+class _WireHeader(BaseModel):
+    """Only the top-level fields, to fill in readings that omit their own ``ts``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ts: AwareDatetime | None = None
 
 
 def decode(payload: bytes, *, device_id: str, received_at: datetime) -> list[Reading]:
@@ -57,7 +58,7 @@ def decode(payload: bytes, *, device_id: str, received_at: datetime) -> list[Rea
     try:
         wire = _WirePayload.model_validate_json(payload)
     except ValidationError as exc:
-        raise _rejection(exc, device_id) from exc
+        wire = _with_default_ts(payload, exc, device_id)
     if wire.device_id is not None and wire.device_id != device_id:
         raise RejectedMessage(
             "topic_mismatch",
@@ -67,27 +68,37 @@ def decode(payload: bytes, *, device_id: str, received_at: datetime) -> list[Rea
         )
     if not wire.readings:
         raise RejectedMessage("empty_batch", "'readings' is empty", device_id=device_id)
-    return [_to_reading(i, r, wire.ts, device_id) for i, r in enumerate(wire.readings)]
+    return [r if r.ts.utcoffset() == _ZERO else _as_utc(r) for r in wire.readings]
 
 
-def _to_reading(index: int, wire: _WireReading, default_ts: datetime | None, device_id: str) -> Reading:
-    if not math.isfinite(wire.value):
-        raise RejectedMessage(
-            "non_finite",
-            f"readings[{index}].value is {wire.value!r}; values must be finite numbers",
-            device_id=device_id,
-        )
-    ts = wire.ts or default_ts
-    if ts is None:
+def _as_utc(reading: Reading) -> Reading:
+    return reading.model_copy(update={"ts": reading.ts.astimezone(UTC)})
+
+
+def _with_default_ts(payload: bytes, exc: ValidationError, device_id: str) -> _WirePayload:
+    """Second pass for readings without ``ts``: take the message's top-level ``ts``."""
+    missing_ts = [e for e in exc.errors() if e["type"] == "missing" and e["loc"][-1:] == ("ts",)]
+    if not missing_ts or len(missing_ts) != exc.error_count():
+        raise _rejection(exc, device_id) from exc
+    doc: Any = orjson.loads(payload)  # valid JSON: it got as far as a missing field
+    try:
+        default = _WireHeader.model_validate(doc).ts
+    except ValidationError as header_exc:
+        raise _rejection(header_exc, device_id) from header_exc
+    if default is None:
+        index = missing_ts[0]["loc"][1]
         raise RejectedMessage(
             "missing_ts",
             f"readings[{index}] has no 'ts' and the message has no top-level 'ts'",
             device_id=device_id,
         )
-    # Validated above; skip a second validation pass on the hot path.
-    return Reading.model_construct(
-        metric=wire.metric, value=wire.value, unit=wire.unit, ts=to_utc(ts), quality=wire.quality
-    )
+    for reading in doc["readings"]:
+        if isinstance(reading, dict):
+            reading.setdefault("ts", default)
+    try:
+        return _WirePayload.model_validate(doc)
+    except ValidationError as again:
+        raise _rejection(again, device_id) from again
 
 
 def _rejection(exc: ValidationError, device_id: str) -> RejectedMessage:
@@ -98,9 +109,12 @@ def _rejection(exc: ValidationError, device_id: str) -> RejectedMessage:
         return RejectedMessage("invalid_json", f"payload is not valid JSON: {detail}", device_id=device_id)
     if "model_type" in kinds and all(not e["loc"] for e in errors):
         return RejectedMessage(
-            "invalid_schema",
-            "payload must be a JSON object with a 'readings' list",
-            device_id=device_id,
+            "invalid_schema", "payload must be a JSON object with a 'readings' list", device_id=device_id
+        )
+    if "finite_number" in kinds:
+        where = next(_where(e) for e in errors if e["type"] == "finite_number")
+        return RejectedMessage(
+            "non_finite", f"{where} is NaN or Infinity; values must be finite numbers", device_id=device_id
         )
     code = "naive_timestamp" if "timezone_aware" in kinds else "invalid_schema"
     shown = "; ".join(_describe(e) for e in errors[:_MAX_ERRORS_SHOWN])
@@ -110,11 +124,15 @@ def _rejection(exc: ValidationError, device_id: str) -> RejectedMessage:
     return RejectedMessage(code, shown, device_id=device_id)
 
 
-def _describe(error: Any) -> str:
+def _where(error: Any) -> str:
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+    return loc or "payload"
+
+
+def _describe(error: Any) -> str:
     msg = str(error["msg"])
     if error["type"] == "timezone_aware":
         msg = "timestamp has no UTC offset; add 'Z' or e.g. '+08:00'"
     elif error["type"] == "extra_forbidden":
         msg = "unknown field"
-    return f"{loc or 'payload'}: {msg}"
+    return f"{_where(error)}: {msg}"

@@ -127,7 +127,6 @@ def run_bench(*, readings: int, per_message: int, publishers: int, devices: int,
         pipeline = Pipeline(
             Path(tmp),
             ports={"kafka": free_port(), "mqtt": free_port(), "influx": free_port()},
-            extra_env={"STATIONFLOW_LOG_LEVEL": "WARNING"},
         )
         with pipeline:
             with console.status("starting the stack…") as status:

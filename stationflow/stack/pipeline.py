@@ -90,7 +90,11 @@ def start_service(kind: str, *, env: Mapping[str, str], log_path: Path, wait: bo
     offset = log_path.stat().st_size if log_path.exists() else 0
     proc.start()
     if wait:
-        proc.wait_ready(_log_contains(log_path, ready_line, offset), timeout)
+        try:
+            proc.wait_ready(_log_contains(log_path, ready_line, offset), timeout)
+        except BaseException:
+            proc.stop()  # never leave an unready child behind
+            raise
     return proc
 
 
