@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -62,7 +62,8 @@ def create_app(settings: StreamsSettings) -> faust.App:
     raw = app.topic(settings.topic(topics.RAW), value_serializer="raw", key_serializer="raw")
 
     @app.agent(raw, name="normalise-and-store")
-    async def normalise_and_store(stream: faust.Stream[bytes]) -> AsyncIterator[Any]:
+    async def normalise_and_store(agent_stream: faust.StreamT[Any]) -> AsyncIterator[Any]:
+        stream = cast("faust.Stream[Any]", agent_stream)  # noack_take lives on the concrete class
         async with _open_sink(settings) as sink:
             processor = BatchProcessor(
                 sink=sink,
@@ -79,7 +80,7 @@ def create_app(settings: StreamsSettings) -> faust.App:
                 async for events in stream.noack_take(
                     settings.streams_batch_max, settings.streams_batch_within_s
                 ):
-                    prepared = processor.prepare([e.value for e in events])
+                    prepared = processor.prepare([cast(faust.EventT[Any], e).value for e in events])
                     if pending is not None:
                         await pending
                     pending = asyncio.create_task(_store_and_ack(stream, processor, prepared, events))
@@ -92,7 +93,7 @@ def create_app(settings: StreamsSettings) -> faust.App:
 
 
 async def _store_and_ack(
-    stream: faust.Stream[bytes], processor: BatchProcessor, prepared: Prepared, events: Sequence[Any]
+    stream: faust.Stream[Any], processor: BatchProcessor, prepared: Prepared, events: Sequence[Any]
 ) -> None:
     try:
         await processor.store(prepared)

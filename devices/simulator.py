@@ -1,0 +1,212 @@
+"""Device simulator: publishes the readings of a simulated fleet over MQTT in real time.
+
+One paho-mqtt client (MQTT v5, network loop in paho's thread) publishes every device's
+message each ``interval_s`` seconds, QoS 1, on ``devices/<device_id>/readings``. Readings
+carry the wall-clock time; the signal models run on a model clock that advances
+``speedup`` times faster, so diurnal cycles and storms show up quickly in a demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from devices.fleet import DeviceSpec, RainGauge, default_fleet, format_ts, readings
+from stationflow.settings import CommonSettings
+
+__all__ = ["SimStats", "SimulatorError", "default_fleet", "run_simulator", "topic_for"]
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0
+DRAIN_TIMEOUT_S = 10.0
+MAX_QUEUED = 10_000  # messages paho holds while the broker is unreachable
+
+
+class SimulatorError(RuntimeError):
+    """The simulator could not connect or lost its broker for good."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimStats:
+    """What a simulator run published."""
+
+    messages: int
+    readings: int
+    acked: int
+    rejected: int  # PUBACKs with a failure reason (e.g. not authorised)
+    ticks: int
+    seconds: float
+
+
+def topic_for(device_id: str) -> str:
+    """MQTT topic of a device's readings."""
+    return f"devices/{device_id}/readings"
+
+
+class _Session:
+    """A connected paho client plus the counters its callback thread updates."""
+
+    def __init__(self, settings: CommonSettings, client_id: str) -> None:
+        self.answered = threading.Event()  # the first CONNACK arrived, success or not
+        self.error: str | None = None
+        self.acked = 0
+        self.rejected = 0
+        self._acks = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if settings.mqtt_username is not None:
+            password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+            self.client.username_pw_set(settings.mqtt_username, password)
+        self.client.max_queued_messages_set(MAX_QUEUED)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+
+    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Properties | None) -> None:
+        self.error = f"broker refused the connection: {rc}" if rc.is_failure else None
+        self.answered.set()
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Properties | None
+    ) -> None:
+        if rc.is_failure:
+            logger.warning("mqtt disconnected reason=%s (paho reconnects)", rc)
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, rc: ReasonCode, _p: Properties) -> None:
+        with self._acks:
+            self.acked += 1
+            self._acks.notify_all()
+            if rc.is_failure:
+                self.rejected += 1
+                if self.rejected == 1:
+                    logger.warning("broker refused a message reason=%s", rc)
+
+    def wait_acked(self, count: int, timeout: float) -> bool:
+        """Block until ``count`` PUBACKs arrived or ``timeout`` passed."""
+        with self._acks:
+            return self._acks.wait_for(lambda: self.acked >= count, timeout)
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Queue one QoS 1 message; False if paho refused it (queue full)."""
+        info = self.client.publish(topic, payload, qos=1)
+        return info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
+
+
+async def _connect(session: _Session, settings: CommonSettings) -> None:
+    """Open the socket (errors surface here), start paho's thread, wait for the CONNACK."""
+    where = f"{settings.mqtt_host}:{settings.mqtt_port}"
+    try:
+        await asyncio.to_thread(session.client.connect, settings.mqtt_host, settings.mqtt_port, 30)
+    except OSError as exc:
+        raise SimulatorError(f"cannot connect to MQTT broker {where}: {exc}") from exc
+    session.client.loop_start()
+    if not await asyncio.to_thread(session.answered.wait, CONNECT_TIMEOUT_S):
+        raise SimulatorError(f"MQTT broker {where} sent no CONNACK within {CONNECT_TIMEOUT_S:.0f} s")
+    if session.error is not None:
+        raise SimulatorError(f"MQTT broker {where}: {session.error}")
+
+
+async def _drain(session: _Session, published: int) -> None:
+    """Wait (bounded) until the broker acknowledged everything published."""
+    if not await asyncio.to_thread(session.wait_acked, published, DRAIN_TIMEOUT_S):
+        logger.warning("stopping with unacknowledged messages count=%d", published - session.acked)
+
+
+def _model_fleet(fleet: Sequence[DeviceSpec], step_s: float) -> list[DeviceSpec]:
+    """The fleet with rain gauges integrating over one model-clock step."""
+    return [
+        dataclasses.replace(spec, interval_s=step_s) if isinstance(spec, RainGauge) else spec
+        for spec in fleet
+    ]
+
+
+def render(spec: DeviceSpec, model_t: datetime, wall_t: datetime, rng: random.Random) -> tuple[bytes, int]:
+    """One device message (payload, reading count): readings at ``model_t``, stamped ``wall_t``."""
+    ts = format_ts(wall_t)
+    batch = [{**r, "ts": ts} for r in readings(spec, model_t, rng)]
+    return orjson.dumps({"readings": batch}), len(batch)
+
+
+@dataclass
+class _Counts:
+    messages: int = 0
+    readings: int = 0
+    ticks: int = 0
+
+
+def _tick(
+    session: _Session,
+    devices: Sequence[DeviceSpec],
+    origin: datetime,
+    speedup: float,
+    rng: random.Random,
+    counts: _Counts,
+) -> None:
+    """Publish one message per device, stamped now."""
+    wall = datetime.now(UTC)
+    model = origin + (wall - origin) * speedup
+    for spec in devices:
+        payload, n = render(spec, model, wall, rng)
+        if session.publish(topic_for(spec.device_id), payload):
+            counts.messages += 1
+            counts.readings += n
+    counts.ticks += 1
+
+
+async def run_simulator(
+    settings: CommonSettings,
+    *,
+    fleet: Sequence[DeviceSpec] | None = None,
+    interval_s: float = 60.0,
+    speedup: float = 1.0,
+    duration_s: float | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    seed: int | None = None,
+) -> SimStats:
+    """Publish the fleet's readings every ``interval_s`` until ``duration_s`` or cancelled."""
+    if interval_s <= 0 or speedup <= 0:
+        raise ValueError("interval_s and speedup must be positive")
+    devices = _model_fleet(fleet if fleet is not None else default_fleet(), interval_s * speedup)
+    rng = random.Random(seed)
+    session = _Session(settings, client_id=f"stationflow-sim-{random.getrandbits(32):08x}")
+    # With no duration the loop is a service: it runs until the caller cancels it.
+    max_ticks = None if duration_s is None else int(duration_s / interval_s) + 1
+    counts = _Counts()
+    try:
+        await _connect(session, settings)
+        started = next_at = time.monotonic()
+        origin = datetime.now(UTC)
+        while max_ticks is None or counts.ticks < max_ticks:
+            _tick(session, devices, origin, speedup, rng, counts)
+            if on_progress is not None:
+                on_progress(counts.messages, counts.readings)
+            if max_ticks is not None and counts.ticks >= max_ticks:
+                break
+            next_at = max(next_at + interval_s, time.monotonic())  # never burst to catch up
+            await asyncio.sleep(next_at - time.monotonic())
+        await _drain(session, counts.messages)
+    finally:
+        session.client.disconnect()
+        session.client.loop_stop()
+    return SimStats(
+        counts.messages,
+        counts.readings,
+        session.acked,
+        session.rejected,
+        counts.ticks,
+        time.monotonic() - started,
+    )

@@ -1,0 +1,1 @@
+"""``stationflow bench``: the load generator and the end-to-end benchmark runner."""
