@@ -54,6 +54,8 @@ def bench(
     per_message: Annotated[int, typer.Option(help="Readings per MQTT message.")] = 5,
     publishers: Annotated[int, typer.Option(help="Load generator processes.")] = 2,
     devices: Annotated[int, typer.Option(help="Distinct simulated devices.")] = 200,
+    collectors: Annotated[int, typer.Option(help="Collector processes (MQTT shared subscription).")] = 1,
+    workers: Annotated[int, typer.Option(help="Faust worker processes (sharing partitions).")] = 1,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,

@@ -28,7 +28,7 @@ EXIT_SPOOL_FAILURE = 70
 
 def create_app(settings: StreamsSettings) -> faust.App:
     """Build the Faust app and its agent for these settings."""
-    datadir = settings.state_dir / "streams" / "faust"
+    datadir = settings.local_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.streams_app_id,
@@ -108,7 +108,7 @@ async def _store_and_ack(
 
 def _open_sink(settings: CommonSettings | StreamsSettings) -> BufferedSink:
     assert isinstance(settings, StreamsSettings)  # noqa: S101 - narrow for mypy
-    spool = DiskSpool(settings.state_dir / "streams" / "spool", settings.streams_spool_max_mb << 20)
+    spool = DiskSpool(settings.local_dir / "spool", settings.streams_spool_max_mb << 20)
     return BufferedSink(make_writer(settings), spool)
 
 

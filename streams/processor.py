@@ -74,9 +74,14 @@ class BatchProcessor:
         return await self.store(self.prepare(values))
 
     def prepare(self, values: Sequence[bytes]) -> Prepared:
-        """CPU part: parse, deduplicate, render line protocol and outgoing records (no I/O)."""
+        """CPU part: parse, deduplicate, render line protocol and outgoing records (no I/O).
+
+        A device's messages within one batch leave as one ``readings.clean`` record (same
+        key, readings in arrival order): downstream consumers update per-device state once
+        per record, and Kafka carries a fraction of the records.
+        """
         started = time.perf_counter()
-        clean: list[tuple[bytes, bytes]] = []
+        by_device: dict[tuple[str, str], list[ReadingBatch]] = {}
         dead: list[DeadLetter] = []
         lines: list[str] = []
         points = 0
@@ -90,12 +95,12 @@ class BatchProcessor:
             if kept is not None:
                 lines.extend(batch_lines(kept))
                 points += len(kept.readings)
-                clean.append((kept.key(), ReadingBatch.__pydantic_serializer__.to_json(kept)))
+                by_device.setdefault((kept.device_id, kept.source), []).append(kept)
         return Prepared(
             records=len(values),
             body=encode(lines),
             points=points,
-            clean=clean,
+            clean=[_clean_record(group) for group in by_device.values()],
             dead=[(d.key(), d.model_dump_json().encode()) for d in dead],
             cpu_s=time.perf_counter() - started,
         )
@@ -134,3 +139,16 @@ class BatchProcessor:
             if self._throttle.allow("invalid_record", time.monotonic()) is not None:
                 logger.warning("invalid record on raw topic reason=%s", reason)
             return None
+
+
+def _clean_record(group: list[ReadingBatch]) -> tuple[bytes, bytes]:
+    """One clean record for a device's batches (the latest received_at; readings concatenated)."""
+    merged = group[0]
+    if len(group) > 1:
+        merged = ReadingBatch(
+            device_id=merged.device_id,
+            received_at=max(b.received_at for b in group),
+            source=merged.source,
+            readings=[r for b in group for r in b.readings],
+        )
+    return merged.key(), ReadingBatch.__pydantic_serializer__.to_json(merged)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from stationflow.settings import CommonSettings
 
 __all__ = ["StreamsSettings"]
@@ -11,6 +13,9 @@ class StreamsSettings(CommonSettings):
     """Stream worker settings."""
 
     streams_app_id: str = "stationflow-streams"
+    # Workers of one app share partitions; each needs its own local state (Faust data dir,
+    # InfluxDB spool), kept under state_dir/streams/<instance>.
+    streams_instance: str = "1"
     # Records per processing batch and the longest a record waits for its batch to fill:
     # one InfluxDB write per batch, so these trade write size against latency.
     streams_batch_max: int = 2000
@@ -25,3 +30,8 @@ class StreamsSettings(CommonSettings):
     # On-disk buffer for InfluxDB outages (bounded; the overflow is counted and logged).
     streams_spool_max_mb: int = 1024
     streams_dedupe_per_device: int = 64
+
+    @property
+    def local_dir(self) -> Path:
+        """This worker's own state directory."""
+        return self.state_dir / "streams" / self.streams_instance

@@ -118,7 +118,16 @@ def _percentile(values: list[float], q: float) -> float:
     return round(values[index], 1)
 
 
-def run_bench(*, readings: int, per_message: int, publishers: int, devices: int, as_json: bool) -> int:
+def run_bench(
+    *,
+    readings: int,
+    per_message: int,
+    publishers: int,
+    devices: int,
+    as_json: bool,
+    collectors: int = 1,
+    workers: int = 1,
+) -> int:
     """Run the benchmark; print JSON or a table; return the exit code (1 if anything was lost)."""
     from stationflow.bench.loadgen import run_load
 
@@ -131,9 +140,11 @@ def run_bench(*, readings: int, per_message: int, publishers: int, devices: int,
         with pipeline:
             with console.status("starting the stack…") as status:
                 ep = pipeline.start_infra(on_step=lambda s: status.update(f"starting {s}…"))
-                pipeline.start("ingest")
-                status.update("starting the stream worker…")
-                pipeline.start("streams")
+                for n in range(1, collectors + 1):
+                    pipeline.start("ingest", instance=n)
+                status.update("starting the stream workers…")
+                for n in range(1, workers + 1):
+                    pipeline.start("streams", instance=n)
             pids = {c.name: c.proc.pid for c in pipeline.components if c.proc.pid}
             pids.update({k: p.pid for k, p in pipeline.services.items() if p.pid})
             sampler = _Sampler(pids)
@@ -155,6 +166,7 @@ def run_bench(*, readings: int, per_message: int, publishers: int, devices: int,
             result["rss_mb"] = {k: round(v, 1) for k, v in sampler.peak.items()}
             result["cpu_s"] = {k: round(v, 1) for k, v in sampler.cpu.items()}
     result["machine"] = {"cpus": psutil.cpu_count(), "python": sys.version.split()[0]}
+    result["processes"] = {"collectors": collectors, "workers": workers, "publishers": publishers}
     if as_json:
         print(json.dumps(result))  # noqa: T201 - the command's output
     else:

@@ -23,7 +23,7 @@ from stationflow.stack.components import (
 from stationflow.stack.ports import free_port
 from stationflow.stack.procs import ManagedProcess, StackError
 
-__all__ = ["Endpoints", "Pipeline", "service_env", "start_service"]
+__all__ = ["Endpoints", "Pipeline", "service_env", "service_name", "start_service"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,11 @@ INGEST_READY_S = 60.0
 STREAMS_READY_S = 120.0
 INGEST_READY_LINE = "mqtt connected"
 STREAMS_READY_LINE = "partitions assigned"
+
+
+def service_name(kind: str, instance: int = 1) -> str:
+    """``ingest``, ``ingest-2``, ``streams``, ``streams-2``…"""
+    return kind if instance == 1 else f"{kind}-{instance}"
 
 
 @dataclass(frozen=True)
@@ -129,23 +134,32 @@ class Pipeline:
         influx_create_db(influx.url, self.endpoints.influx_db)
         return self.endpoints
 
-    def env(self, kind: str) -> dict[str, str]:
-        """Environment of one of our services."""
+    def env(self, kind: str, instance: int = 1) -> dict[str, str]:
+        """Environment of one of our services (instance N > 1: a further collector / worker)."""
         if self.endpoints is None:
             raise StackError("start_infra() first")
+        name = service_name(kind, instance)
         extra = dict(self.extra_env)
-        if kind not in self.metrics_ports:
-            self.metrics_ports[kind] = self.ports.get(f"{kind}_metrics") or free_port()
-        extra.setdefault(f"STATIONFLOW_{kind.upper()}_METRICS_PORT", str(self.metrics_ports[kind]))
+        if name not in self.metrics_ports:
+            configured = self.ports.get(f"{kind}_metrics") if instance == 1 else None
+            self.metrics_ports[name] = configured or free_port()
+        extra.setdefault(f"STATIONFLOW_{kind.upper()}_METRICS_PORT", str(self.metrics_ports[name]))
+        if kind == "streams":
+            extra["STATIONFLOW_STREAMS_INSTANCE"] = str(instance)
+        elif instance > 1:
+            # Collectors share the subscription group but each needs its own MQTT session.
+            base = extra.get("STATIONFLOW_INGEST_CLIENT_ID", "stationflow-ingest")
+            extra["STATIONFLOW_INGEST_CLIENT_ID"] = f"{base}-{instance}"
         return service_env(
             self.endpoints, state_dir=self.state_dir, topic_prefix=self.topic_prefix, extra=extra
         )
 
-    def start(self, kind: str, *, wait: bool = True) -> ManagedProcess:
+    def start(self, kind: str, *, instance: int = 1, wait: bool = True) -> ManagedProcess:
         """Start (or restart) one of our services: ``ingest`` or ``streams``."""
-        log_path = self.state_dir / "logs" / f"{kind}.log"
-        proc = start_service(kind, env=self.env(kind), log_path=log_path, wait=wait)
-        self.services[kind] = proc
+        name = service_name(kind, instance)
+        log_path = self.state_dir / "logs" / f"{name}.log"
+        proc = start_service(kind, env=self.env(kind, instance), log_path=log_path, wait=wait)
+        self.services[name] = proc
         return proc
 
     def component(self, name: str) -> Component:
@@ -156,13 +170,12 @@ class Pipeline:
         raise KeyError(name)
 
     def stop(self) -> None:
-        """Stop services first (they drain), then the infrastructure, in reverse order."""
-        for kind in ("ingest", "streams"):
-            proc = self.services.pop(kind, None)
-            if proc is not None:
-                started = time.monotonic()
-                proc.stop(timeout=20.0)
-                logger.info("stopped %s in %.1fs", kind, time.monotonic() - started)
+        """Stop services first (collectors before workers, so they drain), then the infrastructure."""
+        for name in sorted(self.services, key=lambda n: not n.startswith("ingest")):
+            proc = self.services.pop(name)
+            started = time.monotonic()
+            proc.stop(timeout=20.0)
+            logger.info("stopped %s in %.1fs", name, time.monotonic() - started)
         while self.components:
             self.components.pop().stop()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stationflow.contracts import DeadLetter, Reading, ReadingBatch
@@ -31,12 +31,12 @@ class MemoryKafka:
         return fut
 
 
-def _raw(device: str, *values: float) -> bytes:
+def _raw(device: str, *values: float, ts: datetime = T0) -> bytes:
     batch = ReadingBatch(
         device_id=device,
-        received_at=T0,
+        received_at=ts,
         source="t",
-        readings=[Reading(metric=f"m{i}", value=v, ts=T0) for i, v in enumerate(values)],
+        readings=[Reading(metric=f"m{i}", value=v, ts=ts) for i, v in enumerate(values)],
     )
     return batch.model_dump_json().encode()
 
@@ -44,13 +44,17 @@ def _raw(device: str, *values: float) -> bytes:
 async def test_batch_is_stored_then_emitted_clean_and_dead_lettered() -> None:
     sink, kafka = MemorySink(), MemoryKafka()
     proc = BatchProcessor(sink=sink, send=kafka.send, clean_topic="clean", dead_topic="dead")
-    stored = await proc.handle([_raw("d1", 1, 2), b"garbage", _raw("d1", 1, 2), _raw("d2", 3)])
-    assert stored == 3  # the repeated d1 record is a duplicate
+    later = _raw("d1", 5, ts=T0 + timedelta(seconds=1))
+    stored = await proc.handle([_raw("d1", 1, 2), b"garbage", _raw("d1", 1, 2), _raw("d2", 3), later])
+    assert stored == 4  # the repeated d1 record is a duplicate
     ((body, points),) = sink.bodies
-    assert points == 3
-    assert body.count(b"\n") == 1  # two points: one per device instant
+    assert points == 4
+    assert body.count(b"\n") == 2  # three points: one per device instant
     topics = [t for t, _, _ in kafka.records]
     assert topics == ["clean", "clean", "dead"]
+    d1 = ReadingBatch.model_validate_json(kafka.records[0][2])
+    assert d1.device_id == "d1" and kafka.records[0][1] == b"d1"
+    assert [(r.metric, r.value) for r in d1.readings] == [("m0", 1), ("m1", 2), ("m0", 5)]
     letter = DeadLetter.model_validate_json(kafka.records[-1][2])
     assert letter.code == "invalid_record" and letter.stage == "streams"
     assert letter.payload() == b"garbage"
