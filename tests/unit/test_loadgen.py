@@ -12,18 +12,15 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from stationflow.bench import loadgen
+from stationflow.bench import loadgen, mqttwire
 from stationflow.bench.loadgen import (
-    LoadError,
-    count_acks,
-    encode_connect,
-    encode_publish,
     plan,
     probe_payload,
     probe_worker,
     publish_worker,
     run_load,
 )
+from stationflow.bench.mqttwire import LoadError, count_acks, encode_connect, encode_publish
 from stationflow.contracts import DEVICE_ID_PATTERN, Reading
 
 START = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -198,7 +195,7 @@ def test_count_acks_reads_v5_reason_codes() -> None:
     ],
 )
 def test_receive_maximum_from_connack_properties(props: bytes, expected: int) -> None:
-    assert loadgen._receive_maximum(props) == expected
+    assert mqttwire._receive_maximum(props) == expected
 
 
 # ----------------------------------------------------------------------------- fake broker
@@ -243,7 +240,7 @@ class FakeBroker:
                 if data == b"":
                     return
                 buf += data or b""
-                packets, buf = loadgen._split(buf)
+                packets, buf = mqttwire._split(buf)
                 for first, body in packets:
                     if first == 0x10:
                         conn.sendall(self._connack())
@@ -261,12 +258,12 @@ class FakeBroker:
 
     def _connack(self) -> bytes:
         props = b"" if self.receive_maximum is None else b"\x21" + struct.pack("!H", self.receive_maximum)
-        body = b"\x00\x00" + loadgen._varint(len(props)) + props
-        return b"\x20" + loadgen._varint(len(body)) + body
+        body = b"\x00\x00" + mqttwire._varint(len(props)) + props
+        return b"\x20" + mqttwire._varint(len(body)) + body
 
     def _record(self, first: int, body: bytes) -> list[bytes]:
         """Record a PUBLISH; return its PUBACK (none for QoS 0)."""
-        qos, topic, pid, payload = _parse_publish(bytes([first]) + loadgen._varint(len(body)) + body)
+        qos, topic, pid, payload = _parse_publish(bytes([first]) + mqttwire._varint(len(body)) + body)
         with self.lock:
             self.published.append((topic, pid, payload))
         reason = b"\x87" if topic == self.refuse_topic else b""

@@ -6,6 +6,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from stationflow.contracts import DeadLetter, Reading, ReadingBatch
 from streams.processor import BatchProcessor
 
@@ -67,3 +70,16 @@ async def test_nothing_written_when_everything_is_duplicate() -> None:
     await proc.handle([_raw("d1", 1)])
     assert len(sink.bodies) == 1
     assert len(kafka.records) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.binary(max_size=300) | st.sampled_from([b"{}", b"null", b'{"v":2}']), max_size=20))
+def test_hostile_raw_records_become_dead_letters_never_exceptions(values: list[bytes]) -> None:
+    proc = BatchProcessor(sink=MemorySink(), send=MemoryKafka().send, clean_topic="c", dead_topic="d")
+    prepared = proc.prepare(values)
+    assert prepared.records == len(values)
+    assert len(prepared.dead) + len(prepared.clean) <= len(values)
+    for key, value in prepared.dead:
+        letter = DeadLetter.model_validate_json(value)
+        assert letter.code == "invalid_record" and letter.reason
+        assert key == letter.key()
