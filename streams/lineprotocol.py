@@ -13,15 +13,17 @@ nanoseconds; the same series + timestamp overwrites, which makes replays idempot
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 from stationflow.contracts import Quality, ReadingBatch
 from streams.catalog import domain_of
-from streams.normalize import ts_ns
+from streams.normalize import Normalized, ts_ns
 
-__all__ = ["batch_lines", "escape_key", "escape_tag"]
+__all__ = ["batch_lines", "encode", "escape_key", "escape_tag"]
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
+_NORMAL = Quality.NORMAL
 
 
 def escape_tag(value: str) -> str:
@@ -32,20 +34,38 @@ def escape_tag(value: str) -> str:
 escape_key = escape_tag  # field keys follow the same rules as tag keys
 
 
-def batch_lines(batch: ReadingBatch, extra_tags: Mapping[str, str] | None = None) -> list[str]:
+@lru_cache(maxsize=65_536)
+def _series(measurement: str, device_id: str, extra: tuple[tuple[str, str], ...]) -> str:
+    tags = f"device={escape_tag(device_id)}"
+    tags += "".join(f",{escape_tag(k)}={escape_tag(v)}" for k, v in extra if v)
+    return f"{measurement.translate(_MEASUREMENT_ESCAPES)},{tags} "
+
+
+@lru_cache(maxsize=65_536)
+def _field_key(metric: str) -> str:
+    return escape_key(metric)
+
+
+def batch_lines(batch: ReadingBatch | Normalized, extra_tags: Mapping[str, str] | None = None) -> list[str]:
     """Line-protocol lines for one batch (readings grouped by timestamp)."""
-    measurement = domain_of(r.metric for r in batch.readings).translate(_MEASUREMENT_ESCAPES)
-    tags = f"device={escape_tag(batch.device_id)}"
-    if extra_tags:
-        tags += "".join(f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(extra_tags.items()) if v)
+    if isinstance(batch, Normalized):
+        readings, stamps = batch.batch.readings, batch.ts_ns
+        device_id = batch.batch.device_id
+    else:
+        readings, stamps = batch.readings, [ts_ns(r) for r in batch.readings]
+        device_id = batch.device_id
+    extra = tuple(sorted(extra_tags.items())) if extra_tags else ()
+    prefix = _series(domain_of(r.metric for r in readings), device_id, extra)
     by_ts: dict[int, list[str]] = {}
-    for r in batch.readings:
-        fields = by_ts.setdefault(ts_ns(r), [])
-        key = escape_key(r.metric)
+    for r, ns in zip(readings, stamps, strict=True):
+        fields = by_ts.get(ns)
+        if fields is None:
+            fields = by_ts[ns] = []
+        key = _field_key(r.metric)
         fields.append(f"{key}={r.value!r}")
-        if r.quality is not Quality.NORMAL:
+        if r.quality is not _NORMAL:
             fields.append(f'{key}_q="{r.quality.value}"')
-    return [f"{measurement},{tags} {','.join(fields)} {ns}" for ns, fields in by_ts.items()]
+    return [f"{prefix}{','.join(fields)} {ns}" for ns, fields in by_ts.items()]
 
 
 def encode(lines: Iterable[str]) -> bytes:

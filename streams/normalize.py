@@ -1,4 +1,4 @@
-"""Normalisation of raw batches: UTC timestamps and deduplication (pure, no I/O).
+"""Normalisation of raw batches: exact timestamps and deduplication (pure, no I/O).
 
 Duplicates come from MQTT redelivery (a collector died before acking) and from Kafka
 replay (a worker died before committing). A reading is a duplicate when its device,
@@ -11,11 +11,13 @@ timestamp), so storage stays idempotent either way.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from stationflow.contracts import Reading, ReadingBatch
 
-__all__ = ["RecentKeys", "normalize"]
+__all__ = ["Normalized", "RecentKeys", "normalize", "ts_ns"]
 
 _Key = tuple[str, int]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -25,6 +27,14 @@ def ts_ns(reading: Reading) -> int:
     """Reading timestamp as integer nanoseconds since the epoch (exact, any UTC offset)."""
     delta = reading.ts - _EPOCH
     return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """A batch without duplicates, with each reading's timestamp in nanoseconds."""
+
+    batch: ReadingBatch
+    ts_ns: list[int]
 
 
 class RecentKeys:
@@ -37,6 +47,10 @@ class RecentKeys:
 
     def check_and_add(self, device_id: str, key: _Key) -> bool:
         """Return True if the key was seen before for this device; remember it otherwise."""
+        return not self.new_keys(device_id, (key,))[0]
+
+    def new_keys(self, device_id: str, keys: Iterable[_Key]) -> list[bool]:
+        """For each key: True if it is new for this device (and now remembered)."""
         entry = self._devices.get(device_id)
         if entry is None:
             entry = (set(), deque())
@@ -46,27 +60,29 @@ class RecentKeys:
         else:
             self._devices.move_to_end(device_id)
         seen, order = entry
-        if key in seen:
-            return True
-        seen.add(key)
-        order.append(key)
-        if len(order) > self.per_device:
+        out: list[bool] = []
+        for key in keys:
+            if key in seen:
+                out.append(False)
+                continue
+            seen.add(key)
+            order.append(key)
+            out.append(True)
+        while len(order) > self.per_device:
             seen.discard(order.popleft())
-        return False
+        return out
 
 
-def normalize(batch: ReadingBatch, recent: RecentKeys) -> tuple[ReadingBatch | None, int]:
-    """Return the batch without duplicate readings (None if nothing is left) and the count dropped."""
-    kept: list[Reading] = []
-    check = recent.check_and_add
-    device_id = batch.device_id
-    for reading in batch.readings:
-        # ts_ns() is offset-independent, so no UTC copy of the reading is needed here.
-        if not check(device_id, (reading.metric, ts_ns(reading))):
-            kept.append(reading)
-    dropped = len(batch.readings) - len(kept)
+def normalize(batch: ReadingBatch, recent: RecentKeys) -> tuple[Normalized | None, int]:
+    """The batch without duplicate readings (None if nothing is left) and the count dropped."""
+    readings = batch.readings
+    stamps = [ts_ns(r) for r in readings]
+    fresh = recent.new_keys(batch.device_id, [(r.metric, ns) for r, ns in zip(readings, stamps, strict=True)])
+    if all(fresh):
+        return Normalized(batch, stamps), 0
+    kept = [(r, ns) for r, ns, new in zip(readings, stamps, fresh, strict=True) if new]
+    dropped = len(readings) - len(kept)
     if not kept:
         return None, dropped
-    if dropped == 0:
-        return batch, 0
-    return batch.model_copy(update={"readings": kept}), dropped
+    trimmed = batch.model_copy(update={"readings": [r for r, _ in kept]})
+    return Normalized(trimmed, [ns for _, ns in kept]), dropped

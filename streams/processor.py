@@ -94,8 +94,9 @@ class BatchProcessor:
                 metrics.DUPLICATES.inc(dropped)
             if kept is not None:
                 lines.extend(batch_lines(kept))
-                points += len(kept.readings)
-                by_device.setdefault((kept.device_id, kept.source), []).append(kept)
+                clean = kept.batch
+                points += len(clean.readings)
+                by_device.setdefault((clean.device_id, clean.source), []).append(clean)
         return Prepared(
             records=len(values),
             body=encode(lines),

@@ -31,7 +31,8 @@ def test_duplicates_within_and_across_batches_are_dropped() -> None:
     recent = RecentKeys()
     first, dropped = normalize(_batch("d1", ("a", T0, 1), ("a", T0, 2), ("b", T0, 3)), recent)
     assert dropped == 1
-    assert first is not None and [(r.metric, r.value) for r in first.readings] == [("a", 1), ("b", 3)]
+    assert first is not None and [(r.metric, r.value) for r in first.batch.readings] == [("a", 1), ("b", 3)]
+    assert first.ts_ns == [ts_ns(r) for r in first.batch.readings]
     again, dropped = normalize(_batch("d1", ("a", T0, 1), ("b", T0, 3)), recent)
     assert again is None and dropped == 2
     other_device, dropped = normalize(_batch("d2", ("a", T0, 1)), recent)
@@ -43,7 +44,7 @@ def test_duplicates_within_and_across_batches_are_dropped() -> None:
 def test_unchanged_batch_is_returned_as_is() -> None:
     batch = _batch("d1", ("a", T0, 1))
     out, dropped = normalize(batch, RecentKeys())
-    assert out is batch and dropped == 0
+    assert out is not None and out.batch is batch and dropped == 0
 
 
 def test_memory_is_bounded_per_device_and_over_devices() -> None:
