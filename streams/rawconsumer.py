@@ -1,0 +1,139 @@
+"""The worker's hot path: ``readings.raw`` → InfluxDB + ``readings.clean``, in batches.
+
+This stage is stateless (normalise, store, forward), so it reads Kafka with an aiokafka
+consumer-group member and ``getmany`` instead of a Faust agent. Measured on the 2-core
+development machine, Faust's per-record machinery cost 140-240 µs of CPU per record before
+any work was done (the consumer awaits a future per message), which alone caps a worker
+at about 5,000 device messages/s; ``getmany`` costs a few µs per record. Faust still hosts
+the worker and is where the stateful analytics on ``readings.clean`` go (tables with
+changelogs), where per-record cost matters far less because records are per device and batch.
+
+Delivery: offsets are committed only after the batch is in InfluxDB (or the disk spool)
+and Kafka confirmed its clean / dead-letter records. While batch N is being stored, batch
+N+1 is fetched and parsed; on a rebalance the pending batch finishes and commits before
+the partitions are given up. A crash replays what was not committed, idempotently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from stationflow import topics
+from stationflow.kafka import start_with_retry
+from streams.normalize import RecentKeys
+from streams.processor import BatchProcessor, Prepared, ReadingSink
+from streams.settings import StreamsSettings
+from streams.sink import SpoolFailure
+
+__all__ = ["RawConsumer"]
+
+logger = logging.getLogger(__name__)
+
+EXIT_SPOOL_FAILURE = 70
+MAX_KAFKA_BATCH_BYTES = 512 * 1024
+Offsets = dict[TopicPartition, int]
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Finish and commit the pending batch before partitions move; log assignments."""
+
+    def __init__(self, before_revoke: Callable[[], Awaitable[None]]) -> None:
+        self.before_revoke = before_revoke
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.before_revoke()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        # `stationflow up`, the bench and the tests wait for this line.
+        logger.info("partitions assigned count=%d", len(assigned))
+
+
+class RawConsumer:
+    """Consume raw batches, store them, forward clean records, commit; until stopped."""
+
+    def __init__(self, settings: StreamsSettings, sink: ReadingSink) -> None:
+        self.settings = settings
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            # Not the Faust app id: Faust's own consumer joins that group with its own protocol.
+            group_id=f"{settings.streams_app_id}.raw",
+            client_id=f"{settings.streams_app_id}-{settings.streams_instance}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(settings.streams_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(settings.streams_heartbeat_s * 1000),
+            max_poll_interval_ms=300_000,
+            max_partition_fetch_bytes=4 << 20,
+        )
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=MAX_KAFKA_BATCH_BYTES,
+        )
+        self.processor = BatchProcessor(
+            sink=sink,
+            send=self._send,
+            clean_topic=settings.topic(topics.CLEAN),
+            dead_topic=settings.topic(topics.DEADLETTER),
+            recent=RecentKeys(per_device=settings.streams_dedupe_per_device),
+        )
+        self._pending: asyncio.Task[None] | None = None
+
+    async def _send(self, topic: str, key: bytes, value: bytes) -> Any:
+        return await self.producer.send(topic, value, key=key)
+
+    async def _finish_pending(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    async def _store_and_commit(self, prepared: Prepared, offsets: Offsets) -> None:
+        try:
+            await self.processor.store(prepared)
+        except SpoolFailure:
+            # Neither InfluxDB nor the disk took the batch: die *now*, before the commit,
+            # so Kafka redelivers it to the next worker.
+            logger.critical("spool write failed; exiting without committing", exc_info=True)
+            os._exit(EXIT_SPOOL_FAILURE)
+        await self.consumer.commit(offsets)
+
+    async def run(self) -> None:
+        """Consume until cancelled; on the way out, store and commit what was taken."""
+        s = self.settings
+        await start_with_retry("kafka producer", self.producer.start)
+        try:
+            await start_with_retry("kafka consumer", self.consumer.start)
+            self.consumer.subscribe([s.topic(topics.RAW)], listener=_Rebalance(self._finish_pending))
+            try:
+                await self._loop()
+            finally:
+                with contextlib.suppress(Exception):
+                    await self._finish_pending()
+                await self.consumer.stop()
+        finally:
+            await self.producer.stop()
+
+    async def _loop(self) -> None:
+        s = self.settings
+        timeout_ms = int(s.streams_batch_within_s * 1000)
+        while True:
+            fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=s.streams_batch_max)
+            if not fetched:
+                continue
+            values: list[bytes] = []
+            offsets: Offsets = {}
+            for tp, records in fetched.items():
+                values.extend(r.value for r in records)
+                offsets[tp] = records[-1].offset + 1
+            prepared = self.processor.prepare(values)
+            await self._finish_pending()
+            self._pending = asyncio.create_task(self._store_and_commit(prepared, offsets))
