@@ -12,7 +12,7 @@ from prometheus_client import start_http_server
 
 from ingest.collector import Collector
 from ingest.settings import IngestSettings
-from stationflow.kafka import start_with_retry
+from stationflow.kafka import CachingPartitioner, start_with_retry
 from stationflow.logs import setup_logging
 from stationflow.runtime import new_event_loop, tune_gc
 from stationflow.settings import masked
@@ -39,6 +39,7 @@ async def run(settings: IngestSettings) -> None:
         linger_ms=settings.ingest_kafka_linger_ms,
         max_batch_size=MAX_KAFKA_BATCH_BYTES,
         client_id=settings.ingest_client_id,
+        partitioner=CachingPartitioner(),
     )
     async with AsyncExitStack() as stack:
         await start_with_retry("kafka producer", producer.start)

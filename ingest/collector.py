@@ -27,11 +27,11 @@ from aiokafka import AIOKafkaProducer
 from ingest import metrics
 from ingest.decoders import DECODERS
 from ingest.errors import KafkaDeliveryError
-from ingest.router import route
+from ingest.router import Accepted, route
 from ingest.settings import IngestSettings
 from ingest.topics import shared_filter
 from stationflow import topics
-from stationflow.contracts import ReadingBatch, utcnow
+from stationflow.contracts import utcnow
 from stationflow.logs import LogThrottle
 
 __all__ = ["Collector"]
@@ -134,9 +134,9 @@ class Collector:
     def route(self, mqtt_topic: str, payload: bytes, received_at: Any) -> tuple[str, bytes, bytes]:
         """Kafka topic, key and value for one MQTT message (never raises)."""
         result = route(mqtt_topic, payload, received_at, limits=self.limits, decode=self.decode)
-        if isinstance(result, ReadingBatch):
+        if isinstance(result, Accepted):
             metrics.READINGS.inc(len(result.readings))
-            return self.raw_topic, result.key(), ReadingBatch.__pydantic_serializer__.to_json(result)
+            return self.raw_topic, result.key(), result.to_json()
         metrics.REJECTED.labels(result.code).inc()
         suppressed = self._throttle.allow(result.device_id or mqtt_topic, time.monotonic())
         if suppressed is not None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ingest.checks import Limits
 from ingest.decoders import DECODERS
-from ingest.router import route
+from ingest.router import Accepted, route
 from stationflow.contracts import DeadLetter, Quality, ReadingBatch
 
 NOW = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -19,7 +19,7 @@ TOPIC = "devices/air-001/readings"
 LIMITS = Limits()
 
 
-def _route(payload: bytes | str, topic: str = TOPIC, limits: Limits = LIMITS) -> ReadingBatch | DeadLetter:
+def _route(payload: bytes | str, topic: str = TOPIC, limits: Limits = LIMITS) -> Accepted | DeadLetter:
     body = payload.encode() if isinstance(payload, str) else payload
     return route(topic, body, NOW, limits=limits, decode=DECODERS["json"])
 
@@ -40,7 +40,7 @@ def test_good_message_becomes_batch_keyed_by_device() -> None:
         }
     )
     result = _route(payload)
-    assert isinstance(result, ReadingBatch)
+    assert isinstance(result, Accepted)
     assert result.device_id == "air-001"
     assert result.key() == b"air-001"
     assert result.source == f"mqtt:{TOPIC}"
@@ -49,15 +49,21 @@ def test_good_message_becomes_batch_keyed_by_device() -> None:
     assert result.readings[0].ts.tzinfo is UTC
     assert result.readings[1].value == 61.0
     assert result.readings[1].quality is Quality.OVER_RANGE
-    # survives the wire: serialise and validate as the worker does
-    again = ReadingBatch.model_validate_json(ReadingBatch.__pydantic_serializer__.to_json(result))
-    assert again == ReadingBatch.model_validate(result.model_dump())
+    # survives the wire, byte for byte what the ReadingBatch model would write
+    model = ReadingBatch(
+        device_id=result.device_id,
+        received_at=result.received_at,
+        source=result.source,
+        readings=result.readings,
+    )
+    assert result.to_json() == model.model_dump_json().encode()
+    assert ReadingBatch.model_validate_json(result.to_json()) == model
 
 
 def test_top_level_ts_applies_to_readings_without_one() -> None:
     payload = json.dumps({"ts": "2026-11-21T07:00:00Z", "readings": [{"metric": "rain", "value": 0.5}]})
     result = _route(payload)
-    assert isinstance(result, ReadingBatch)
+    assert isinstance(result, Accepted)
     assert result.readings[0].ts == datetime(2026, 11, 21, 7, tzinfo=UTC)
 
 
@@ -65,7 +71,7 @@ def test_epoch_timestamps_are_accepted() -> None:
     epoch = int(datetime(2026, 11, 21, 7, 0, tzinfo=UTC).timestamp())
     for value in (epoch, epoch * 1000):
         result = _route(_msg(ts=value))
-        assert isinstance(result, ReadingBatch), result
+        assert isinstance(result, Accepted), result
         assert result.readings[0].ts == datetime(2026, 11, 21, 7, tzinfo=UTC)
 
 
@@ -167,7 +173,7 @@ def test_dead_letter_round_trips_on_the_wire() -> None:
 def test_future_window_edge() -> None:
     inside = _route(_msg(ts=(NOW + timedelta(minutes=4)).isoformat()))
     outside = _route(_msg(ts=(NOW + timedelta(minutes=6)).isoformat()))
-    assert isinstance(inside, ReadingBatch)
+    assert isinstance(inside, Accepted)
     assert isinstance(outside, DeadLetter)
 
 
@@ -184,7 +190,7 @@ json_values = st.recursive(
 @given(payload=st.binary(max_size=512), topic=st.text(max_size=60))
 def test_hostile_bytes_never_raise(payload: bytes, topic: str) -> None:
     result = _route(payload, topic)
-    assert isinstance(result, ReadingBatch | DeadLetter)
+    assert isinstance(result, Accepted | DeadLetter)
     if isinstance(result, DeadLetter):
         assert result.reason
         assert result.payload() == payload
@@ -194,7 +200,7 @@ def test_hostile_bytes_never_raise(payload: bytes, topic: str) -> None:
 @given(doc=st.dictionaries(st.sampled_from(["readings", "ts", "device_id", "x"]), json_values, max_size=3))
 def test_hostile_json_never_raises(doc: dict[str, object]) -> None:
     result = _route(json.dumps(doc))
-    assert isinstance(result, ReadingBatch | DeadLetter)
+    assert isinstance(result, Accepted | DeadLetter)
 
 
 @settings(max_examples=200, deadline=None)
@@ -212,7 +218,7 @@ def test_hostile_json_never_raises(doc: dict[str, object]) -> None:
 )
 def test_hostile_readings_never_raise_and_accepted_ones_are_valid(readings: list[dict[str, object]]) -> None:
     result = _route(json.dumps({"readings": readings}))
-    if isinstance(result, ReadingBatch):
-        ReadingBatch.model_validate(result.model_dump())  # what we accept is a valid contract
+    if isinstance(result, Accepted):
+        ReadingBatch.model_validate_json(result.to_json())  # what we accept is a valid contract
     else:
         assert result.code
