@@ -12,9 +12,8 @@ import asyncio
 import logging
 import time
 from enum import Enum
-from types import TracebackType
-from typing import Self
 
+from stationflow.lifetime import AsyncLifetime
 from streams.sink import metrics
 from streams.sink.errors import SinkError, SinkRejected, SinkUnavailable, SpoolFailure
 from streams.sink.spool import DiskSpool, SpoolEntry
@@ -59,7 +58,7 @@ class _Backoff:
         self._current = self._initial
 
 
-class BufferedSink:
+class BufferedSink(AsyncLifetime):
     """Writes batches through a :class:`Writer`, spooling to a :class:`DiskSpool` in outages."""
 
     def __init__(
@@ -143,18 +142,6 @@ class BufferedSink:
                 self._end_outage_if_drained()
                 return
         self._to_spool(body, points)  # outage or backlog: keep FIFO order behind the backlog
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _send(self, body: bytes, points: int) -> None:
         """One timed write through the writer, counted in the metrics."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
+from stationflow.lifetime import AsyncLifetime
 from streams.sink.errors import SinkRejected, SinkUnavailable, error_for_status
 
 __all__ = ["DEFAULT_TIMEOUT", "V1Writer", "influxql_quote"]
@@ -24,7 +24,7 @@ DEFAULT_TIMEOUT = 10.0
 _MAX_MESSAGE_CHARS = 500
 
 
-class V1Writer:
+class V1Writer(AsyncLifetime):
     """Writes line-protocol batches to one InfluxDB 1.x database."""
 
     def __init__(
@@ -83,18 +83,6 @@ class V1Writer:
         if not self._db_ready:
             await self._ensure_database()
         await self._post("/write", params={"db": self._db, "precision": "ns"}, content=body)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _ensure_database(self) -> None:
         """``CREATE DATABASE`` (a no-op if it exists); a user without admin rights may skip it."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import TracebackType
-from typing import Self, cast
+from typing import cast
 
 import aiohttp
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
@@ -13,6 +12,7 @@ from influxdb_client.client.write_api_async import WriteApiAsync
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
+from stationflow.lifetime import AsyncLifetime
 from streams.sink.errors import SinkRejected, SinkUnavailable, error_for_status
 from streams.sink.v1 import DEFAULT_TIMEOUT
 
@@ -24,7 +24,7 @@ _MAX_MESSAGE_CHARS = 500
 _NANOSECONDS = cast("WritePrecision", WritePrecision.NS)
 
 
-class V2Writer:
+class V2Writer(AsyncLifetime):
     """Writes line-protocol batches to one InfluxDB 2.x / 3.x bucket."""
 
     def __init__(
@@ -84,18 +84,6 @@ class V2Writer:
             await self._api.write(
                 bucket=self._bucket, org=self._org, record=body, write_precision=_NANOSECONDS
             )
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 @contextmanager
