@@ -28,6 +28,8 @@ def up(
     mqtt_port: Annotated[int, typer.Option(help="MQTT listener (Mosquitto).")] = 1883,
     kafka_port: Annotated[int, typer.Option(help="Kafka API listener (Tansu).")] = 9092,
     influx_port: Annotated[int, typer.Option(help="InfluxDB HTTP API.")] = 8086,
+    ingest_metrics_port: Annotated[int, typer.Option(help="Collector's Prometheus endpoint.")] = 9461,
+    streams_metrics_port: Annotated[int, typer.Option(help="Worker's Prometheus endpoint.")] = 9462,
     interval: Annotated[float, typer.Option(help="Seconds between messages of each simulated device.")] = 5.0,
     simulate: Annotated[bool, typer.Option(help="Run the simulated fleet.")] = True,
     duration: Annotated[
@@ -40,7 +42,13 @@ def up(
     raise typer.Exit(
         run_up(
             state_dir=state_dir,
-            ports={"mqtt": mqtt_port, "kafka": kafka_port, "influx": influx_port},
+            ports={
+                "mqtt": mqtt_port,
+                "kafka": kafka_port,
+                "influx": influx_port,
+                "ingest_metrics": ingest_metrics_port,
+                "streams_metrics": streams_metrics_port,
+            },
             interval_s=interval,
             simulate=simulate,
             duration_s=duration,
@@ -124,3 +132,7 @@ def deadletters(
 def main() -> None:
     """Console entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -50,7 +50,7 @@ def run_up(
     """Start everything, show live status until Ctrl-C (or ``duration_s``), stop everything."""
     setup_logging("WARNING")
     console = Console()
-    pipeline = Pipeline(state_dir.resolve(), ports={**ports, "ingest_metrics": 9461, "streams_metrics": 9462})
+    pipeline = Pipeline(state_dir.resolve(), ports=ports)
     try:
         with console.status("starting…") as status:
             pipeline.start_infra(on_step=lambda s: status.update(f"starting {s}…"))

@@ -1,0 +1,64 @@
+"""The README's first command: `stationflow up` runs everything, data arrives, Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from stationflow.stack.monitor import count_points
+from stationflow.stack.ports import free_ports
+from tests.integration.pipeline_utils import wait_for
+
+DATA_WITHIN_S = 30.0
+
+
+def _children_using(state_dir: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            text = " ".join(proc.info["cmdline"] or []) + " ".join((proc.info["environ"] or {}).values())
+        except (psutil.Error, TypeError):
+            continue
+        if str(state_dir) in text and proc.pid != psutil.Process().pid:
+            found.append(proc)
+    return found
+
+
+def test_up_stores_simulated_readings_within_30s_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    mqtt, kafka, influx, m1, m2 = free_ports(5)
+    state = tmp_path / "state"
+    started = time.monotonic()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "stationflow.cli", "up", "--state-dir", str(state),
+         "--mqtt-port", str(mqtt), "--kafka-port", str(kafka), "--influx-port", str(influx),
+         "--ingest-metrics-port", str(m1), "--streams-metrics-port", str(m2), "--interval", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{influx}"
+
+        def stored() -> bool:
+            try:
+                return count_points(url, "stationflow") > 0
+            except Exception:  # noqa: BLE001 - not up yet
+                return False
+
+        assert wait_for(stored, timeout=DATA_WITHIN_S, interval=0.5), "no data within 30 s"
+        elapsed = time.monotonic() - started
+        assert elapsed <= DATA_WITHIN_S
+        assert _children_using(state), "the stack runs as child processes"
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=90)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    text = out.decode(errors="replace")
+    assert up.returncode == 0, text[-2000:]
+    assert "stationflow is running" in text and "all processes stopped" in text
+    assert wait_for(lambda: not _children_using(state), timeout=10), _children_using(state)
