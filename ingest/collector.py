@@ -60,6 +60,7 @@ class Collector:
         self._inflight = 0
         self._idle = asyncio.Event()  # set while nothing waits for Kafka
         self._idle.set()
+        metrics.INFLIGHT.set_function(lambda: self._inflight)  # read at scrape time, not per message
         self._stop = asyncio.Event()
         self._fatal: BaseException | None = None
         self._throttle = LogThrottle()
@@ -116,7 +117,6 @@ class Collector:
         kafka_topic, key, value = self.route(mqtt_topic, bytes(payload), utcnow())
         self._inflight += 1
         self._idle.clear()
-        metrics.INFLIGHT.set(self._inflight)
         try:
             delivery = await self.producer.send(kafka_topic, value, key=key)
             await delivery
@@ -127,7 +127,6 @@ class Collector:
             self._inflight -= 1
             if not self._inflight:
                 self._idle.set()
-            metrics.INFLIGHT.set(self._inflight)
         metrics.ACK_SECONDS.observe(time.monotonic() - started)
         return PUBACK_SUCCESS
 

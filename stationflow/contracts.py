@@ -26,10 +26,15 @@ from typing_extensions import TypedDict
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Calibration",
     "DeadLetter",
+    "DeviceRecord",
+    "DeviceStatus",
+    "MetricSpec",
     "Quality",
     "Reading",
     "ReadingBatch",
+    "StationInfo",
     "encode_batch",
     "to_utc",
 ]
@@ -170,6 +175,74 @@ def encode_batch(*, device_id: str, received_at: datetime, source: str, readings
         "readings": readings,
     }
     return _BATCH_JSON.dump_json(doc)
+
+
+class DeviceStatus(StrEnum):
+    """Lifecycle of a registered device."""
+
+    ACTIVE = "active"
+    MAINTENANCE = "maintenance"
+    RETIRED = "retired"
+
+
+class MetricSpec(BaseModel):
+    """One metric a device type reports: canonical unit and physically valid range."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str = Field(pattern=METRIC_PATTERN)
+    unit: str = Field(max_length=32, description="canonical unit, e.g. 'ug/m3', 'degC', 'm'")
+    min: float | None = Field(default=None, description="values below are flagged T")
+    max: float | None = Field(default=None, description="values above are flagged T")
+    hj212_code: str | None = Field(default=None, description="HJ 212 pollutant code, e.g. 'a34004'")
+
+
+class Calibration(BaseModel):
+    """Per-metric correction applied after unit conversion: ``value * scale + offset``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scale: float = Field(default=1.0, allow_inf_nan=False)
+    offset: float = Field(default=0.0, allow_inf_nan=False)
+
+
+class StationInfo(BaseModel):
+    """Where a device is installed; ``attributes`` carry domain values (warning level, target class)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    station_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    name: str
+    lat: float | None = None
+    lon: float | None = None
+    region: str | None = None
+    basin: str | None = None
+    attributes: dict[str, float | str] = Field(default_factory=dict)
+
+
+class DeviceRecord(BaseModel):
+    """A registered device as the pipeline sees it; topic ``registry`` (compacted), key device id.
+
+    A record with a null value (tombstone) means the device was deleted.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = SCHEMA_VERSION
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    device_type: str
+    domain: str = Field(description="InfluxDB measurement: air, water, hydro, coldchain, …")
+    status: DeviceStatus = DeviceStatus.ACTIVE
+    station: StationInfo | None = None
+    metrics: dict[str, MetricSpec] = Field(default_factory=dict)
+    calibration: dict[str, Calibration] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict, description="station overrides by name")
+    expected_interval_s: int | None = Field(default=None, gt=0)
+    updated_at: UtcDatetime
+
+    def key(self) -> bytes:
+        """Kafka record key."""
+        return self.device_id.encode()
 
 
 def utcnow() -> datetime:

@@ -14,14 +14,16 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from stationflow.settings import CommonSettings
 
-__all__ = ["CLEAN", "DEADLETTER", "RAW", "ensure_topics"]
+__all__ = ["CLEAN", "DEADLETTER", "RAW", "REGISTRY", "ensure_topics"]
 
 logger = logging.getLogger(__name__)
 
 RAW = "readings.raw"
 CLEAN = "readings.clean"
 DEADLETTER = "readings.deadletter"
-ALL_TOPICS = (RAW, CLEAN, DEADLETTER)
+REGISTRY = "registry"  # compacted: the latest DeviceRecord per device id
+ALL_TOPICS = (RAW, CLEAN, DEADLETTER, REGISTRY)
+COMPACTED = frozenset({REGISTRY})
 
 
 async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_TOPICS) -> None:
@@ -31,7 +33,12 @@ async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_T
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(settings.topic(n), settings.topic_partitions, 1)
+            NewTopic(
+                settings.topic(n),
+                settings.topic_partitions,
+                1,
+                topic_configs={"cleanup.policy": "compact"} if n in COMPACTED else None,
+            )
             for n in names
             if settings.topic(n) not in existing
         ]
