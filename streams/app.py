@@ -13,6 +13,7 @@ import logging
 import faust
 
 from streams.rawconsumer import RawConsumer
+from streams.registry import RegistryFollower, RegistryView
 from streams.settings import StreamsSettings
 from streams.sink import BufferedSink, DiskSpool, make_writer
 
@@ -47,12 +48,20 @@ def create_app(settings: StreamsSettings) -> faust.App:
         web_port=settings.streams_web_port,
     )
 
+    registry = RegistryView() if settings.streams_registry else None
+
     async def normalise_and_store() -> None:
         """readings.raw → InfluxDB + readings.clean until the worker stops."""
         async with _open_sink(settings) as sink:
-            await RawConsumer(settings, sink).run()
+            await RawConsumer(settings, sink, registry).run()
+
+    async def follow_registry() -> None:
+        """Keep the registry view current (only with STATIONFLOW_STREAMS_REGISTRY=true)."""
+        if registry is not None:
+            await RegistryFollower(settings, registry).run()
 
     app.task(normalise_and_store)
+    app.task(follow_registry)
 
     return app
 

@@ -46,7 +46,11 @@ def _field_key(metric: str) -> str:
     return escape_key(metric)
 
 
-def batch_lines(batch: ReadingBatch | Normalized, extra_tags: Mapping[str, str] | None = None) -> list[str]:
+def batch_lines(
+    batch: ReadingBatch | Normalized,
+    extra_tags: Mapping[str, str] | tuple[tuple[str, str], ...] | None = None,
+    measurement: str | None = None,
+) -> list[str]:
     """Line-protocol lines for one batch (readings grouped by timestamp)."""
     if isinstance(batch, Normalized):
         readings, stamps = batch.batch.readings, batch.ts_ns
@@ -54,8 +58,11 @@ def batch_lines(batch: ReadingBatch | Normalized, extra_tags: Mapping[str, str] 
     else:
         readings, stamps = batch.readings, [ts_ns(r) for r in batch.readings]
         device_id = batch.device_id
-    extra = tuple(sorted(extra_tags.items())) if extra_tags else ()
-    prefix = _series(domain_of(r.metric for r in readings), device_id, extra)
+    if isinstance(extra_tags, Mapping):
+        extra_tags = tuple(extra_tags.items())
+    extra = tuple(sorted(extra_tags)) if extra_tags else ()
+    domain = measurement or domain_of(r.metric for r in readings)
+    prefix = _series(domain, device_id, extra)
     by_ts: dict[int, list[str]] = {}
     for r, ns in zip(readings, stamps, strict=True):
         fields = by_ts.get(ns)

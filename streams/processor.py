@@ -19,8 +19,10 @@ from pydantic import ValidationError
 from stationflow.contracts import DeadLetter, ReadingBatch, utcnow
 from stationflow.logs import LogThrottle
 from streams import metrics
+from streams.enrich import Rejection, enrich
 from streams.lineprotocol import batch_lines, encode
 from streams.normalize import RecentKeys, normalize
+from streams.registry import RegistryView
 
 __all__ = ["BatchProcessor", "Prepared", "ReadingSink", "Send"]
 
@@ -61,12 +63,14 @@ class BatchProcessor:
         clean_topic: str,
         dead_topic: str,
         recent: RecentKeys | None = None,
+        registry: RegistryView | None = None,
     ) -> None:
         self.sink = sink
         self.send = send
         self.clean_topic = clean_topic
         self.dead_topic = dead_topic
         self.recent = recent or RecentKeys()
+        self.registry = registry
         self._throttle = LogThrottle()
 
     async def handle(self, values: Sequence[bytes]) -> int:
@@ -89,11 +93,19 @@ class BatchProcessor:
             batch = self._parse(raw, dead)
             if batch is None:
                 continue
+            measurement: str | None = None
+            tags: tuple[tuple[str, str], ...] = ()
+            if self.registry is not None:
+                enriched = enrich(batch, self.registry.get(batch.device_id))
+                if isinstance(enriched, Rejection):
+                    dead.append(self._refused(raw, batch, enriched))
+                    continue
+                batch, measurement, tags = enriched.batch, enriched.domain, enriched.tags
             kept, dropped = normalize(batch, self.recent)
             if dropped:
                 metrics.DUPLICATES.inc(dropped)
             if kept is not None:
-                lines.extend(batch_lines(kept))
+                lines.extend(batch_lines(kept, tags, measurement))
                 clean = kept.batch
                 points += len(clean.readings)
                 by_device.setdefault((clean.device_id, clean.source), []).append(clean)
@@ -120,6 +132,25 @@ class BatchProcessor:
         metrics.BATCH_RECORDS.observe(prepared.records)
         metrics.BATCH_SECONDS.observe(prepared.cpu_s + time.perf_counter() - started)
         return prepared.points
+
+    def _refused(self, raw: bytes, batch: ReadingBatch, rejection: Rejection) -> DeadLetter:
+        metrics.REJECTED.labels(rejection.code).inc()
+        if self._throttle.allow(batch.device_id, time.monotonic()) is not None:
+            logger.warning(
+                "message refused device_id=%s code=%s reason=%s",
+                batch.device_id,
+                rejection.code,
+                rejection.reason,
+            )
+        return DeadLetter.build(
+            payload=raw,
+            source=batch.source,
+            stage="streams",
+            code=rejection.code,
+            reason=rejection.reason,
+            received_at=batch.received_at,
+            device_id=batch.device_id,
+        )
 
     def _parse(self, raw: bytes, dead: list[DeadLetter]) -> ReadingBatch | None:
         try:

@@ -30,6 +30,7 @@ from stationflow import topics
 from stationflow.kafka import start_with_retry
 from streams.normalize import RecentKeys
 from streams.processor import BatchProcessor, Prepared, ReadingSink
+from streams.registry import RegistryView
 from streams.settings import StreamsSettings
 from streams.sink import SpoolFailure
 
@@ -59,7 +60,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 class RawConsumer:
     """Consume raw batches, store them, forward clean records, commit; until stopped."""
 
-    def __init__(self, settings: StreamsSettings, sink: ReadingSink) -> None:
+    def __init__(
+        self, settings: StreamsSettings, sink: ReadingSink, registry: RegistryView | None = None
+    ) -> None:
         self.settings = settings
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -85,7 +88,9 @@ class RawConsumer:
             clean_topic=settings.topic(topics.CLEAN),
             dead_topic=settings.topic(topics.DEADLETTER),
             recent=RecentKeys(per_device=settings.streams_dedupe_per_device),
+            registry=registry,
         )
+        self.registry = registry
         self._pending: asyncio.Task[None] | None = None
 
     async def _send(self, topic: str, key: bytes, value: bytes) -> Any:
@@ -109,6 +114,8 @@ class RawConsumer:
     async def run(self) -> None:
         """Consume until cancelled; on the way out, store and commit what was taken."""
         s = self.settings
+        if self.registry is not None:
+            await self.registry.ready.wait()  # no "unknown device" verdicts before the registry is loaded
         await start_with_retry("kafka producer", self.producer.start)
         try:
             await start_with_retry("kafka consumer", self.consumer.start)

@@ -30,6 +30,9 @@ class StreamsSettings(CommonSettings):
     # On-disk buffer for InfluxDB outages (bounded; the overflow is counted and logged).
     streams_spool_max_mb: int = 1024
     streams_dedupe_per_device: int = 64
+    # Enrich readings from the device registry (units, calibration, range flags, station
+    # tags; unknown / retired devices dead-lettered). Off until every device is registered.
+    streams_registry: bool = False
 
     @property
     def local_dir(self) -> Path:

@@ -22,7 +22,9 @@ from stationflow.stack.pipeline import Endpoints, Pipeline
 DEADLINE_S = 60.0
 
 
-def make_pipeline(tansu: Component, influxd: Component, tmp_path: Path) -> tuple[Pipeline, str]:
+def make_pipeline(
+    tansu: Component, influxd: Component, tmp_path: Path, extra_env: dict[str, str] | None = None
+) -> tuple[Pipeline, str]:
     """A Pipeline on shared Tansu/InfluxDB (unique prefix and database) and a private Mosquitto."""
     tag = uuid.uuid4().hex[:8]
     mosquitto = start_mosquitto(tmp_path / "mosquitto")
@@ -36,6 +38,7 @@ def make_pipeline(tansu: Component, influxd: Component, tmp_path: Path) -> tuple
             "STATIONFLOW_INGEST_SHARE_GROUP": f"g{tag}",
             "STATIONFLOW_STREAMS_APP_ID": f"streams-{tag}",
             "STATIONFLOW_LOG_LEVEL": "INFO",
+            **(extra_env or {}),
         },
         components=[mosquitto],
         endpoints=Endpoints(
