@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stationflow.stack.auth import ServiceAccounts, provision_service_accounts
 from stationflow.stack.components import (
     Component,
     influx_create_db,
@@ -115,6 +116,8 @@ class Pipeline:
     services: dict[str, ManagedProcess] = field(default_factory=dict)
     endpoints: Endpoints | None = None
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    auth: bool = False  # Mosquitto with dynamic security; services get their own accounts
+    accounts: ServiceAccounts | None = None
 
     def start_infra(self, on_step: Callable[[str], None] = lambda _: None) -> Endpoints:
         """Start Tansu, Mosquitto and InfluxDB; create the database."""
@@ -123,8 +126,11 @@ class Pipeline:
         tansu = start_tansu(self.state_dir / "tansu", self.ports.get("kafka"))
         self.components.append(tansu)
         on_step("mosquitto (MQTT)")
-        mosquitto = start_mosquitto(self.state_dir / "mosquitto", self.ports.get("mqtt"))
+        mosquitto = start_mosquitto(self.state_dir / "mosquitto", self.ports.get("mqtt"), dynsec=self.auth)
         self.components.append(mosquitto)
+        if self.auth:
+            on_step("broker accounts (dynamic security)")
+            self.accounts = provision_service_accounts(mosquitto, self.state_dir)
         on_step("influxd (InfluxDB 1.x)")
         influx = start_influxd(self.state_dir / "influxdb", self.ports.get("influx"))
         self.components.append(influx)
@@ -144,6 +150,8 @@ class Pipeline:
             configured = self.ports.get(f"{kind}_metrics") if instance == 1 else None
             self.metrics_ports[name] = configured or free_port()
         extra.setdefault(f"STATIONFLOW_{kind.upper()}_METRICS_PORT", str(self.metrics_ports[name]))
+        if kind == "ingest" and self.accounts is not None:
+            extra["STATIONFLOW_MQTT_USERNAME"], extra["STATIONFLOW_MQTT_PASSWORD"] = self.accounts.collector
         if kind == "streams":
             extra["STATIONFLOW_STREAMS_INSTANCE"] = str(instance)
         elif instance > 1:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -50,7 +51,7 @@ def run_up(
     """Start everything, show live status until Ctrl-C (or ``duration_s``), stop everything."""
     setup_logging("WARNING")
     console = Console()
-    pipeline = Pipeline(state_dir.resolve(), ports=ports)
+    pipeline = Pipeline(state_dir.resolve(), ports=ports, auth=True)
     try:
         with console.status("starting…") as status:
             pipeline.start_infra(on_step=lambda s: status.update(f"starting {s}…"))
@@ -123,7 +124,13 @@ async def _live(
 
     sim: asyncio.Task[object] | None = None
     if simulate:
-        settings = CommonSettings(mqtt_host=ep.mqtt_host, mqtt_port=ep.mqtt_port)
+        user, password = p.accounts.simulator if p.accounts else (None, None)
+        settings = CommonSettings(
+            mqtt_host=ep.mqtt_host,
+            mqtt_port=ep.mqtt_port,
+            mqtt_username=user,
+            mqtt_password=SecretStr(password) if password else None,
+        )
         sim = asyncio.create_task(
             run_simulator(
                 settings,

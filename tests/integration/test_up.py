@@ -8,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import psutil
+from paho.mqtt.enums import CallbackAPIVersion
 
 from stationflow.stack.monitor import count_points
 from stationflow.stack.ports import free_ports
@@ -27,6 +29,20 @@ def _children_using(state_dir: Path) -> list[psutil.Process]:
         if str(state_dir) in text and proc.pid != psutil.Process().pid:
             found.append(proc)
     return found
+
+
+def _anonymous_refused(port: int) -> bool:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    codes: list[int] = []
+    client.on_connect = lambda _c, _u, _f, rc, _p: codes.append(rc.value)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        wait_for(lambda: bool(codes), timeout=10, interval=0.05)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return bool(codes) and codes[0] >= 0x80
 
 
 def test_up_stores_simulated_readings_within_30s_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
@@ -53,6 +69,7 @@ def test_up_stores_simulated_readings_within_30s_and_ctrl_c_stops_everything(tmp
         elapsed = time.monotonic() - started
         assert elapsed <= DATA_WITHIN_S
         assert _children_using(state), "the stack runs as child processes"
+        assert _anonymous_refused(mqtt), "the local broker runs with authentication on"
         up.send_signal(signal.SIGINT)
         out, _ = up.communicate(timeout=90)
     finally:
