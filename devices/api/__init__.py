@@ -1,0 +1,1 @@
+"""REST layer of the registry (FastAPI)."""

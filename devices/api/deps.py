@@ -1,0 +1,120 @@
+"""Dependencies: database session, API key with role checks, publisher, status tracker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from devices import crud
+from devices.models import ApiKey
+from devices.publisher import RegistryPublisher
+from devices.schemas import Role
+from devices.status import StatusTracker
+
+__all__ = [
+    "AdminKey",
+    "IntegratorKey",
+    "PublisherDep",
+    "ReaderKey",
+    "Runtime",
+    "SessionDep",
+    "TrackerDep",
+    "invalid",
+    "merged",
+]
+
+M = TypeVar("M", bound=BaseModel)
+ROLE_RANK = {Role.READ_ONLY: 0, Role.INTEGRATOR: 1, Role.ADMIN: 2}
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What the lifespan created, kept on ``app.state.runtime``."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+    publisher: RegistryPublisher
+    tracker: StatusTracker
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request."""
+    with _runtime(request).sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_publisher(request: Request) -> RegistryPublisher:
+    """Where device changes are published."""
+    return _runtime(request).publisher
+
+
+def get_tracker(request: Request) -> StatusTracker:
+    """The in-memory device status counters."""
+    return _runtime(request).tracker
+
+
+PublisherDep = Annotated[RegistryPublisher, Depends(get_publisher)]
+TrackerDep = Annotated[StatusTracker, Depends(get_tracker)]
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key token")
+
+
+def current_key(session: SessionDep, token: Annotated[str | None, Security(api_key_header)]) -> ApiKey:
+    """The API key of the request; 401 when missing or unknown."""
+    if not token:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key: send it in the X-API-Key header")
+    key = crud.get_api_key_by_token(session, token=token)
+    if key is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown API key")
+    return key
+
+
+def require(role: Role) -> Callable[[ApiKey], ApiKey]:
+    """A dependency accepting keys with ``role`` or a higher one; 403 otherwise."""
+
+    def check(key: Annotated[ApiKey, Depends(current_key)]) -> ApiKey:
+        if ROLE_RANK[Role(key.role)] < ROLE_RANK[role]:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"API key role '{key.role}' may not do this: it needs '{role}'"
+            )
+        return key
+
+    return check
+
+
+ReaderKey = Annotated[ApiKey, Depends(require(Role.READ_ONLY))]
+IntegratorKey = Annotated[ApiKey, Depends(require(Role.INTEGRATOR))]
+AdminKey = Annotated[ApiKey, Depends(require(Role.ADMIN))]
+
+
+def invalid(field: str, message: str) -> HTTPException:
+    """A 422 in FastAPI's validation-error shape, naming the body field."""
+    detail = [{"loc": ["body", field], "msg": message, "type": "value_error"}]
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
+
+
+def merged(model: type[M], current: BaseModel, patch: BaseModel) -> M:
+    """``current`` with the fields set in ``patch``, validated again as ``model`` (422 if not valid)."""
+    data: dict[str, Any] = current.model_dump() | patch.model_dump(exclude_unset=True)
+    try:
+        return model.model_validate({k: v for k, v in data.items() if k in model.model_fields})
+    except ValidationError as exc:
+        found = exc.errors(include_url=False, include_context=False)
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in found]
+        raise RequestValidationError(errors) from exc

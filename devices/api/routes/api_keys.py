@@ -1,0 +1,47 @@
+"""``/api-keys``: admins create (token shown once), list and revoke keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, status
+
+from devices import crud
+from devices.api.deps import AdminKey, SessionDep
+from devices.models import ApiKey
+from devices.schemas import ERRORS, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ApiKeysPublic, Message, Role
+
+router = APIRouter(prefix="/api-keys", tags=["api-keys"], responses=ERRORS)
+
+
+def _public(row: ApiKey) -> ApiKeyPublic:
+    return ApiKeyPublic(
+        id=row.id, name=row.name, role=Role(row.role), prefix=row.prefix, created_at=row.created_at
+    )
+
+
+@router.get("")
+async def list_keys(session: SessionDep, _key: AdminKey) -> ApiKeysPublic:
+    """All keys (never their tokens)."""
+    rows, total = crud.list_rows(session, model=ApiKey, limit=10_000)
+    return ApiKeysPublic(data=[_public(r) for r in rows], count=total)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_key(body: ApiKeyCreate, session: SessionDep, _key: AdminKey) -> ApiKeyCreated:
+    """Create a key; the answer holds the token, which is not stored and cannot be shown again."""
+    row, token = crud.create_api_key(session, name=body.name, role=body.role)
+    return ApiKeyCreated(**_public(row).model_dump(), token=token)
+
+
+@router.delete("/{key_id}", responses={404: {"model": Message, "description": "no such key"}})
+async def delete_key(
+    key_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, _key: AdminKey
+) -> Message:
+    """Revoke a key."""
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"API key {key_id} not found")
+    session.delete(row)
+    session.commit()
+    return Message(detail=f"API key {key_id} revoked")

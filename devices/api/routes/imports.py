@@ -1,0 +1,98 @@
+"""``/import/stations`` and ``/import/devices``: CSV bulk provisioning (multipart upload or text/csv)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+
+from devices import crud, importer
+from devices.api.deps import IntegratorKey, PublisherDep, SessionDep
+from devices.schemas import ERRORS, Message, Responses
+
+router = APIRouter(prefix="/import", tags=["import"], responses=ERRORS)
+
+MAX_BYTES = 20 * 1024 * 1024  # a generous bound: 100k devices are about 6 MB
+CSV_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+BAD_BODY: Responses = {400: {"model": Message, "description": "no CSV document in the request"}}
+
+
+class RowFailure(BaseModel):
+    """One refused row: 1-based data row number (0 = the header) and the reason."""
+
+    row: int
+    reason: str
+
+
+class ImportReport(BaseModel):
+    """What an import did; good rows are committed even when others fail."""
+
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
+    errors: list[RowFailure] = Field(description="row 0 is the header, data rows count from 1")
+
+
+async def _csv_text(request: Request) -> str:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "multipart upload needs a 'file' part")
+        raw = await upload.read(MAX_BYTES + 1)
+    else:
+        raw = await request.body()
+    if len(raw) > MAX_BYTES:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"CSV larger than {MAX_BYTES} bytes")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"CSV is not UTF-8: {exc}") from exc
+
+
+def _report(result: importer.ImportResult) -> ImportReport:
+    return ImportReport(
+        created=result.created,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        failed=len(result.errors),
+        errors=[RowFailure(row=r, reason=why) for r, why in result.errors],
+    )
+
+
+@router.post("/stations", openapi_extra=CSV_BODY, responses=BAD_BODY)
+async def import_stations(
+    request: Request, session: SessionDep, publisher: PublisherDep, _key: IntegratorKey
+) -> ImportReport:
+    """Upsert stations from CSV (columns: see ``devices.importer.STATION_COLUMNS``)."""
+    result = importer.import_stations(session, text=await _csv_text(request))
+    await publisher.publish(crud.device_records(session, ids=sorted(set(result.changed_ids))))
+    return _report(result)
+
+
+@router.post("/devices", openapi_extra=CSV_BODY, responses=BAD_BODY)
+async def import_devices(
+    request: Request, session: SessionDep, publisher: PublisherDep, _key: IntegratorKey
+) -> ImportReport:
+    """Upsert devices from CSV (columns: see ``devices.importer.DEVICE_COLUMNS``)."""
+    result = importer.import_devices(session, text=await _csv_text(request))
+    await publisher.publish(crud.device_records(session, ids=sorted(set(result.changed_ids))))
+    return _report(result)

@@ -1,0 +1,100 @@
+"""``/stations``: where devices are installed, with per-kind attributes and threshold overrides."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from devices import crud
+from devices.api.deps import IntegratorKey, PublisherDep, ReaderKey, SessionDep, merged
+from devices.convert import station_public
+from devices.models import Station
+from devices.schemas import (
+    ERRORS,
+    Message,
+    Responses,
+    StationBase,
+    StationCreate,
+    StationKind,
+    StationPublic,
+    StationsPublic,
+    StationUpdate,
+)
+
+router = APIRouter(prefix="/stations", tags=["stations"], responses=ERRORS)
+NOT_FOUND: Responses = {404: {"model": Message, "description": "no such station"}}
+
+
+def _get(session: SessionDep, station_id: str) -> Station:
+    row = session.get(Station, station_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"station '{station_id}' not found")
+    return row
+
+
+@router.get("")
+async def list_stations(
+    session: SessionDep,
+    _key: ReaderKey,
+    kind: StationKind | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> StationsPublic:
+    """Stations, one page at a time, optionally of one kind."""
+    rows, total = crud.list_rows(session, model=Station, offset=offset, limit=limit, kind=kind)
+    return StationsPublic(data=[station_public(r) for r in rows], count=total)
+
+
+@router.get("/{station_id}", responses=NOT_FOUND)
+async def get_station(station_id: str, session: SessionDep, _key: ReaderKey) -> StationPublic:
+    """One station."""
+    return station_public(_get(session, station_id))
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"model": Message, "description": "id taken"}},
+)
+async def create_station(body: StationCreate, session: SessionDep, _key: IntegratorKey) -> StationPublic:
+    """Register a station."""
+    if session.get(Station, body.id) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"station '{body.id}' already exists")
+    crud.upsert_station(session, station_id=body.id, data=body)
+    session.commit()
+    return station_public(_get(session, body.id))
+
+
+@router.patch("/{station_id}", responses=NOT_FOUND)
+async def update_station(
+    station_id: str, body: StationUpdate, session: SessionDep, publisher: PublisherDep, _key: IntegratorKey
+) -> StationPublic:
+    """Change a station (the result is validated whole); its devices are republished."""
+    current = station_public(_get(session, station_id))
+    data = merged(StationBase, current, body)
+    if crud.upsert_station(session, station_id=station_id, data=data) != "unchanged":
+        session.commit()
+        await publisher.publish(
+            crud.device_records(session, ids=crud.device_ids(session, station_id=station_id))
+        )
+    return station_public(_get(session, station_id))
+
+
+@router.delete(
+    "/{station_id}",
+    responses={**NOT_FOUND, 409: {"model": Message, "description": "devices are installed there"}},
+)
+async def delete_station(station_id: str, session: SessionDep, _key: IntegratorKey) -> Message:
+    """Delete a station without devices."""
+    row = _get(session, station_id)
+    users = crud.device_ids(session, station_id=station_id)
+    if users:
+        shown = ", ".join(users[:10]) + (" …" if len(users) > 10 else "")
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"station '{station_id}' still has {len(users)} device(s): {shown}; move or delete them first",
+        )
+    session.delete(row)
+    session.commit()
+    return Message(detail=f"station '{station_id}' deleted")

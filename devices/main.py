@@ -1,0 +1,83 @@
+"""The registry FastAPI app: ``create_app(settings)``; resources live in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from stationflow import topics
+
+from . import crud
+from .api.deps import Runtime
+from .api.routes import api_keys, device_types, devices, imports, stations
+from .consumer import StatusConsumer
+from .db import make_engine, upgrade_head
+from .publisher import KafkaRegistryPublisher, MemoryRegistryPublisher
+from .schemas import Message
+from .settings import RegistrySettings
+from .status import StatusTracker
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+SNAPSHOT_CHUNK = 1000  # devices per snapshot batch: bounds memory on a large registry
+
+
+def _prepare_database(settings: RegistrySettings, sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        added = crud.seed_builtin_types(session)
+        if settings.registry_admin_key is not None:
+            crud.ensure_bootstrap_key(session, token=settings.registry_admin_key.get_secret_value())
+    logger.info("registry database ready builtin_types_added=%d", added)
+
+
+async def _publish_snapshot(runtime: Runtime) -> None:
+    with runtime.sessions() as session:
+        ids = crud.all_device_ids(session)
+        for start in range(0, len(ids), SNAPSHOT_CHUNK):
+            await runtime.publisher.publish(
+                crud.device_records(session, ids=ids[start : start + SNAPSHOT_CHUNK])
+            )
+    logger.info("published registry snapshot devices=%d", len(ids))
+
+
+def create_app(settings: RegistrySettings, *, publisher: MemoryRegistryPublisher | None = None) -> FastAPI:
+    """The app; ``publisher`` replaces Kafka (and the status consumer) in unit tests only."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        async with AsyncExitStack() as stack:
+            stack.callback(engine.dispose)
+            upgrade_head(engine)
+            sessions = sessionmaker(engine, expire_on_commit=False)
+            _prepare_database(settings, sessions)
+            tracker = StatusTracker()
+            if publisher is None:
+                await topics.ensure_topics(settings)
+                kafka = KafkaRegistryPublisher(
+                    bootstrap=settings.kafka_bootstrap, topic=settings.topic(topics.REGISTRY)
+                )
+                runtime = Runtime(engine, sessions, await stack.enter_async_context(kafka), tracker)
+                consumer = StatusConsumer(settings, group_id=settings.registry_group_id, tracker=tracker)
+                await stack.enter_async_context(consumer)
+            else:
+                runtime = Runtime(engine, sessions, publisher, tracker)
+            app.state.runtime = runtime
+            await _publish_snapshot(runtime)
+            yield
+
+    app = FastAPI(title="stationflow device registry", version="1", lifespan=lifespan)
+
+    @app.get("/health", tags=["health"])
+    async def health() -> Message:
+        """Liveness (no key needed)."""
+        return Message(detail="ok")
+
+    for module in (device_types, stations, devices, imports, api_keys):
+        app.include_router(module.router)
+    return app

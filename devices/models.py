@@ -1,0 +1,106 @@
+"""ORM tables of the registry (SQLAlchemy 2, portable SQL: SQLite by default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = ["ApiKey", "Base", "Device", "DeviceType", "Station", "UtcDateTime", "utcnow"]
+
+
+def utcnow() -> datetime:
+    """Current time, aware, UTC."""
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that always returns aware UTC (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store UTC."""
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Read back as aware UTC."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base; ``metadata`` is what Alembic compares against."""
+
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON}
+
+
+class DeviceType(Base):
+    """A kind of device: its metrics (unit, valid range, HJ 212 code) and InfluxDB domain."""
+
+    __tablename__ = "device_types"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    builtin: Mapped[bool] = mapped_column(default=False)
+    # {metric: {"unit", "min", "max", "hj212_code"}}; read and written whole with the type.
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Station(Base):
+    """Where devices are installed, with per-kind attributes and threshold overrides."""
+
+    __tablename__ = "stations"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32), default="other")
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    region: Mapped[str | None] = mapped_column(String(100))
+    basin: Mapped[str | None] = mapped_column(String(100))
+    warning_level: Mapped[float | None] = mapped_column(Float)
+    guaranteed_level: Mapped[float | None] = mapped_column(Float)
+    target_class: Mapped[str | None] = mapped_column(String(3))
+    thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    devices: Mapped[list[Device]] = relationship(back_populates="station")
+
+
+class Device(Base):
+    """A registered device: type, station, status, calibration, reporting interval."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    type_name: Mapped[str] = mapped_column(ForeignKey("device_types.name"), index=True)
+    station_id: Mapped[str | None] = mapped_column(ForeignKey("stations.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    # {metric: {"scale", "offset"}}, only metrics of the device's type.
+    calibration: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    expected_interval_s: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    device_type: Mapped[DeviceType] = relationship(lazy="joined")
+    station: Mapped[Station | None] = relationship(back_populates="devices", lazy="joined")
+
+
+class ApiKey(Base):
+    """An API key: only the sha256 of the token is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,300 @@
+"""REST bodies of the registry: XBase / XCreate / XUpdate / XPublic / XsPublic families."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stationflow.contracts import DEVICE_ID_PATTERN, METRIC_PATTERN, Calibration, DeviceStatus, MetricSpec
+
+__all__ = [
+    "ERRORS",
+    "ApiKeyCreate",
+    "ApiKeyCreated",
+    "ApiKeyPublic",
+    "ApiKeysPublic",
+    "DeviceCreate",
+    "DevicePublic",
+    "DeviceTypeCreate",
+    "DeviceTypePublic",
+    "DeviceTypeUpdate",
+    "DeviceTypesPublic",
+    "DeviceUpdate",
+    "DevicesPublic",
+    "Message",
+    "Responses",
+    "Role",
+    "StationBase",
+    "StationCreate",
+    "StationKind",
+    "StationPublic",
+    "StationUpdate",
+    "StationsPublic",
+]
+
+TYPE_NAME_PATTERN = r"^[a-z][a-z0-9_.\-]{0,63}$"
+Metric = Annotated[str, Field(pattern=METRIC_PATTERN)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+WaterClass = Literal["I", "II", "III", "IV", "V"]
+
+
+class Role(StrEnum):
+    """API key roles, each allowed what the previous one is plus more."""
+
+    READ_ONLY = "read-only"
+    INTEGRATOR = "integrator"
+    ADMIN = "admin"
+
+
+class StationKind(StrEnum):
+    """What a station is; decides which attributes it may carry."""
+
+    AIR = "air"
+    WATER = "water"
+    GAUGE = "gauge"  # river / reservoir level
+    RAIN = "rain"
+    COLDCHAIN = "coldchain"
+    OTHER = "other"
+
+
+_Strict = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- device types
+
+
+class MetricDef(MetricSpec):
+    """A metric of a device type; ``min`` must not exceed ``max``."""
+
+    min: Finite | None = None
+    max: Finite | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+def _unique_metrics(metrics: list[MetricDef] | None) -> None:
+    names = [m.metric for m in metrics or []]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"metric names must be unique, repeated: {', '.join(dupes)}")
+
+
+class DeviceTypeBase(BaseModel):
+    """Fields of a device type."""
+
+    model_config = _Strict
+
+    domain: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="InfluxDB measurement")
+    description: str = Field(default="", max_length=500)
+    metrics: list[MetricDef] = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        _unique_metrics(self.metrics)
+        return self
+
+
+class DeviceTypeCreate(DeviceTypeBase):
+    """Body of ``POST /device-types``."""
+
+    name: str = Field(pattern=TYPE_NAME_PATTERN)
+
+
+class DeviceTypeUpdate(BaseModel):
+    """Body of ``PATCH /device-types/{name}``; metrics, when given, replace the list."""
+
+    model_config = _Strict
+
+    domain: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    description: str | None = Field(default=None, max_length=500)
+    metrics: list[MetricDef] | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        _unique_metrics(self.metrics)
+        return self
+
+
+class DeviceTypePublic(DeviceTypeBase):
+    """A device type as returned."""
+
+    name: str
+    builtin: bool
+    updated_at: datetime
+
+
+class DeviceTypesPublic(BaseModel):
+    """A list of device types."""
+
+    data: list[DeviceTypePublic]
+    count: int
+
+
+# ---------------------------------------------------------------- stations
+
+
+class StationBase(BaseModel):
+    """Fields of a station; attributes are checked against its kind."""
+
+    model_config = _Strict
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: StationKind = StationKind.OTHER
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    region: str | None = Field(default=None, max_length=100)
+    basin: str | None = Field(default=None, max_length=100)
+    warning_level: Finite | None = Field(default=None, description="m, gauges only (警戒水位)")
+    guaranteed_level: Finite | None = Field(default=None, description="m, gauges only (保证水位)")
+    target_class: WaterClass | None = Field(default=None, description="GB 3838 class, water only")
+    thresholds: dict[Metric, Finite] = Field(default_factory=dict, description="overrides by name")
+
+    @model_validator(mode="after")
+    def _per_kind(self) -> Self:
+        levels = self.warning_level is not None or self.guaranteed_level is not None
+        if levels and self.kind is not StationKind.GAUGE:
+            raise ValueError(f"warning_level/guaranteed_level are for kind 'gauge', not '{self.kind}'")
+        if self.target_class is not None and self.kind is not StationKind.WATER:
+            raise ValueError(f"target_class is for kind 'water', not '{self.kind}'")
+        w, g = self.warning_level, self.guaranteed_level
+        if w is not None and g is not None and g < w:
+            raise ValueError(f"guaranteed_level ({g}) must be >= warning_level ({w})")
+        return self
+
+
+class StationCreate(StationBase):
+    """Body of ``POST /stations``."""
+
+    id: str = Field(pattern=DEVICE_ID_PATTERN)
+
+
+class StationUpdate(BaseModel):
+    """Body of ``PATCH /stations/{id}``; the merged station is validated again."""
+
+    model_config = _Strict
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    kind: StationKind | None = None
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    region: str | None = Field(default=None, max_length=100)
+    basin: str | None = Field(default=None, max_length=100)
+    warning_level: Finite | None = None
+    guaranteed_level: Finite | None = None
+    target_class: WaterClass | None = None
+    thresholds: dict[Metric, Finite] | None = None
+
+
+class StationPublic(StationCreate):
+    """A station as returned."""
+
+    updated_at: datetime
+
+
+class StationsPublic(BaseModel):
+    """A list of stations."""
+
+    data: list[StationPublic]
+    count: int
+
+
+# ---------------------------------------------------------------- devices
+
+
+class DeviceBase(BaseModel):
+    """Fields of a device."""
+
+    model_config = _Strict
+
+    type: str = Field(pattern=TYPE_NAME_PATTERN, description="device type name")
+    station_id: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN)
+    status: DeviceStatus = DeviceStatus.ACTIVE
+    calibration: dict[Metric, Calibration] = Field(default_factory=dict)
+    expected_interval_s: int | None = Field(default=None, gt=0, le=31_536_000)
+
+
+class DeviceCreate(DeviceBase):
+    """Body of ``POST /devices``."""
+
+    id: str = Field(pattern=DEVICE_ID_PATTERN)
+
+
+class DeviceUpdate(BaseModel):
+    """Body of ``PATCH /devices/{id}``."""
+
+    model_config = _Strict
+
+    type: str | None = Field(default=None, pattern=TYPE_NAME_PATTERN)
+    station_id: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN)
+    status: DeviceStatus | None = None
+    calibration: dict[Metric, Calibration] | None = None
+    expected_interval_s: int | None = Field(default=None, gt=0, le=31_536_000)
+
+
+class DevicePublic(DeviceCreate):
+    """A device as returned."""
+
+    updated_at: datetime
+
+
+class DevicesPublic(BaseModel):
+    """A list of devices."""
+
+    data: list[DevicePublic]
+    count: int
+
+
+# ---------------------------------------------------------------- API keys
+
+
+class ApiKeyCreate(BaseModel):
+    """Body of ``POST /api-keys``."""
+
+    model_config = _Strict
+
+    name: str = Field(min_length=1, max_length=100)
+    role: Role
+
+
+class ApiKeyPublic(BaseModel):
+    """An API key as listed (never the token)."""
+
+    id: int
+    name: str
+    role: Role
+    prefix: str = Field(description="first characters of the token, to recognise it")
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    """Answer of ``POST /api-keys``: the token, shown this once."""
+
+    token: str
+
+
+class ApiKeysPublic(BaseModel):
+    """A list of API keys."""
+
+    data: list[ApiKeyPublic]
+    count: int
+
+
+class Message(BaseModel):
+    """An error or a plain answer."""
+
+    detail: str
+
+
+Responses = dict[int | str, dict[str, Any]]
+ERRORS: Responses = {
+    400: {"model": Message, "description": "the body could not be parsed"},
+    401: {"model": Message, "description": "no or unknown API key"},
+    403: {"model": Message, "description": "the key's role is not allowed this"},
+}
