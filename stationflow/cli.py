@@ -30,6 +30,7 @@ def up(
     influx_port: Annotated[int, typer.Option(help="InfluxDB HTTP API.")] = 8086,
     ingest_metrics_port: Annotated[int, typer.Option(help="Collector's Prometheus endpoint.")] = 9461,
     streams_metrics_port: Annotated[int, typer.Option(help="Worker's Prometheus endpoint.")] = 9462,
+    registry_port: Annotated[int, typer.Option(help="Device registry REST API.")] = 8080,
     interval: Annotated[float, typer.Option(help="Seconds between messages of each simulated device.")] = 5.0,
     simulate: Annotated[bool, typer.Option(help="Run the simulated fleet.")] = True,
     duration: Annotated[
@@ -48,6 +49,7 @@ def up(
                 "influx": influx_port,
                 "ingest_metrics": ingest_metrics_port,
                 "streams_metrics": streams_metrics_port,
+                "registry": registry_port,
             },
             interval_s=interval,
             simulate=simulate,

@@ -7,6 +7,7 @@ exactly the same processes the same way.
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +35,8 @@ INGEST_READY_S = 60.0
 STREAMS_READY_S = 120.0
 INGEST_READY_LINE = "mqtt connected"
 STREAMS_READY_LINE = "partitions assigned"
+REGISTRY_READY_LINE = "Application startup complete"
+REGISTRY_READY_S = 60.0
 
 
 def service_name(kind: str, instance: int = 1) -> str:
@@ -91,6 +94,7 @@ def start_service(kind: str, *, env: Mapping[str, str], log_path: Path, wait: bo
     ready_line, timeout = {
         "ingest": (INGEST_READY_LINE, INGEST_READY_S),
         "streams": (STREAMS_READY_LINE, STREAMS_READY_S),
+        "devices": (REGISTRY_READY_LINE, REGISTRY_READY_S),
     }[kind]
     proc = ManagedProcess(kind, [sys.executable, "-m", kind], log_path=log_path, env=env)
     offset = log_path.stat().st_size if log_path.exists() else 0
@@ -152,6 +156,13 @@ class Pipeline:
         extra.setdefault(f"STATIONFLOW_{kind.upper()}_METRICS_PORT", str(self.metrics_ports[name]))
         if kind == "ingest" and self.accounts is not None:
             extra["STATIONFLOW_MQTT_USERNAME"], extra["STATIONFLOW_MQTT_PASSWORD"] = self.accounts.collector
+        if kind == "devices":
+            extra["STATIONFLOW_REGISTRY_PORT"] = str(self.registry_port)
+            extra["STATIONFLOW_REGISTRY_ADMIN_KEY"] = self.registry_admin_key
+            if self.accounts is not None:
+                user, password = self.accounts.admin
+                extra["STATIONFLOW_REGISTRY_DYNSEC_USERNAME"] = user
+                extra["STATIONFLOW_REGISTRY_DYNSEC_PASSWORD"] = password
         if kind == "streams":
             extra["STATIONFLOW_STREAMS_INSTANCE"] = str(instance)
         elif instance > 1:
@@ -170,6 +181,28 @@ class Pipeline:
         self.services[name] = proc
         return proc
 
+    @property
+    def registry_port(self) -> int:
+        """Port of the registry API (``ports["registry"]``, else a free one, chosen once)."""
+        if "registry" not in self.metrics_ports:
+            self.metrics_ports["registry"] = self.ports.get("registry") or free_port()
+        return self.metrics_ports["registry"]
+
+    @property
+    def registry_url(self) -> str:
+        """Base URL of the registry API."""
+        return f"http://127.0.0.1:{self.registry_port}"
+
+    @property
+    def registry_admin_key(self) -> str:
+        """The registry's bootstrap admin API key, created once and kept 0600 in the state dir."""
+        path = self.state_dir / "registry-admin-key"
+        if not path.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
     def component(self, name: str) -> Component:
         """A running infrastructure component by name (``tansu``, ``mosquitto``, ``influxd``)."""
         for comp in self.components:
@@ -179,7 +212,8 @@ class Pipeline:
 
     def stop(self) -> None:
         """Stop services first (collectors before workers, so they drain), then the infrastructure."""
-        for name in sorted(self.services, key=lambda n: not n.startswith("ingest")):
+        order = ("ingest", "streams", "devices")  # collectors drain first, the registry goes last
+        for name in sorted(self.services, key=lambda n: order.index(n.split("-")[0])):
             proc = self.services.pop(name)
             started = time.monotonic()
             proc.stop(timeout=20.0)

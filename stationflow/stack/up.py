@@ -27,7 +27,7 @@ __all__ = ["run_simulate", "run_up"]
 logger = logging.getLogger(__name__)
 
 REFRESH_S = 2.0  # status refresh; each refresh runs one InfluxDB count query
-SERVICES = ("ingest", "streams")
+SERVICES = ("devices", "ingest", "streams")
 
 
 @dataclass
@@ -51,10 +51,17 @@ def run_up(
     """Start everything, show live status until Ctrl-C (or ``duration_s``), stop everything."""
     setup_logging("WARNING")
     console = Console()
-    pipeline = Pipeline(state_dir.resolve(), ports=ports, auth=True)
+    pipeline = Pipeline(
+        state_dir.resolve(), ports=ports, auth=True, extra_env={"STATIONFLOW_STREAMS_REGISTRY": "true"}
+    )
     try:
         with console.status("starting…") as status:
             pipeline.start_infra(on_step=lambda s: status.update(f"starting {s}…"))
+            status.update("starting the device registry…")
+            pipeline.start("devices")
+            if simulate:
+                status.update("registering the simulated fleet through the registry API…")
+                asyncio.run(_register(pipeline, interval_s))
             status.update("starting the MQTT collector…")
             pipeline.start("ingest")
             status.update("starting the Faust stream worker (joins its consumer group)…")
@@ -72,6 +79,13 @@ def run_up(
     return 0
 
 
+async def _register(p: Pipeline, interval_s: float) -> None:
+    from devices.fleet import default_fleet
+    from devices.simulator import register_fleet
+
+    await register_fleet(p.registry_url, p.registry_admin_key, default_fleet(), interval_s=interval_s)
+
+
 def _banner(console: Console, p: Pipeline) -> None:
     ep = p.endpoints
     assert ep is not None  # noqa: S101 - start_infra() ran
@@ -81,6 +95,7 @@ def _banner(console: Console, p: Pipeline) -> None:
         f"  MQTT       {ep.mqtt_host}:{ep.mqtt_port}   publish to devices/<device_id>/readings\n"
         f"  Kafka      {ep.kafka}   topics readings.raw / readings.clean / readings.deadletter\n"
         f"  InfluxDB   {ep.influx_url}   database {ep.influx_db}\n"
+        f"  registry   {p.registry_url}/docs   admin API key in {p.state_dir / 'registry-admin-key'}\n"
         f"  metrics    http://127.0.0.1:{p.metrics_ports['ingest']}/metrics (collector), "
         f"http://127.0.0.1:{p.metrics_ports['streams']}/metrics (worker)\n"
         f"  logs       {p.state_dir / 'logs'}/ and each component's dir under {p.state_dir}\n\n"

@@ -8,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
+from stationflow.stack.components import influx_query
 from stationflow.stack.monitor import count_points
 from stationflow.stack.ports import free_ports
 from tests.integration.pipeline_utils import wait_for
@@ -46,13 +48,14 @@ def _anonymous_refused(port: int) -> bool:
 
 
 def test_up_stores_simulated_readings_within_30s_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    mqtt, kafka, influx, m1, m2 = free_ports(5)
+    mqtt, kafka, influx, m1, m2, registry = free_ports(6)
     state = tmp_path / "state"
     started = time.monotonic()
     up = subprocess.Popen(
         [sys.executable, "-m", "stationflow.cli", "up", "--state-dir", str(state),
          "--mqtt-port", str(mqtt), "--kafka-port", str(kafka), "--influx-port", str(influx),
-         "--ingest-metrics-port", str(m1), "--streams-metrics-port", str(m2), "--interval", "1"],
+         "--ingest-metrics-port", str(m1), "--streams-metrics-port", str(m2),
+         "--registry-port", str(registry), "--interval", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -70,6 +73,15 @@ def test_up_stores_simulated_readings_within_30s_and_ctrl_c_stops_everything(tmp
         assert elapsed <= DATA_WITHIN_S
         assert _children_using(state), "the stack runs as child processes"
         assert _anonymous_refused(mqtt), "the local broker runs with authentication on"
+        # The simulator registered its fleet through the registry API; the worker enriches
+        # with it: cold-chain loggers land in their own measurement, tagged with the station.
+        key = (state / "registry-admin-key").read_text().strip()
+        listed = httpx.get(
+            f"http://127.0.0.1:{registry}/devices", headers={"X-API-Key": key}, timeout=10
+        ).json()
+        assert {d["id"] for d in listed["data"]} >= {"air-001", "river-001", "cold-001"}
+        cold = "SELECT count(temperature) FROM coldchain WHERE station = 'st-cold-001'"
+        assert wait_for(lambda: bool(influx_query(url, "stationflow", cold)), timeout=DATA_WITHIN_S)
         up.send_signal(signal.SIGINT)
         out, _ = up.communicate(timeout=90)
     finally:
