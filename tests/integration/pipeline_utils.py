@@ -37,6 +37,7 @@ def make_pipeline(
             "STATIONFLOW_INGEST_CLIENT_ID": f"ingest-{tag}",
             "STATIONFLOW_INGEST_SHARE_GROUP": f"g{tag}",
             "STATIONFLOW_STREAMS_APP_ID": f"streams-{tag}",
+            "STATIONFLOW_REGISTRY_GROUP_ID": f"registry-{tag}",
             "STATIONFLOW_LOG_LEVEL": "INFO",
             **(extra_env or {}),
         },
