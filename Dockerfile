@@ -6,6 +6,7 @@ COPY ingest ingest
 COPY streams streams
 COPY alerts alerts
 COPY devices devices
-RUN pip install --no-cache-dir .
+ARG EXTRAS=""
+RUN pip install --no-cache-dir ".${EXTRAS}"
 ENV STATIONFLOW_STATE_DIR=/var/lib/stationflow
 ENTRYPOINT ["stationflow"]

@@ -105,6 +105,14 @@ def streams() -> None:
 
 
 @app.command()
+def registry() -> None:
+    """Run the device registry REST API (settings from STATIONFLOW_* / STATIONFLOW_REGISTRY_*)."""
+    from devices.__main__ import main
+
+    main()
+
+
+@app.command()
 def simulate(
     interval: Annotated[float, typer.Option(help="Seconds between messages of each device.")] = 5.0,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
