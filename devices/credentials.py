@@ -100,5 +100,7 @@ def verify_password(password: str, stored: str) -> bool:
         return False
     if params is None or not salt or len(expected) < 16:
         return False
+    if _b64encode(salt) != parts[2] or _b64encode(expected) != parts[3]:
+        return False  # non-canonical base64 (stray padding bits): not a hash we wrote
     actual = _scrypt(password, salt, *params, len(expected))
     return hmac.compare_digest(actual, expected)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from . import crud
+from .models import Device
 from .schemas import DeviceCreate, StationCreate
 
 __all__ = ["ImportResult", "import_devices", "import_stations"]
@@ -26,13 +27,25 @@ DEVICE_COLUMNS = ("id", "type", "station_id", "status", "expected_interval_s", "
 
 @dataclass(slots=True)
 class ImportResult:
-    """Counts per outcome, the failed rows, and the device ids whose record changed."""
+    """Counts per outcome, the failed rows, the device ids whose record changed.
+
+    For devices also: ``created_ids`` as ``(row, id)`` and ``status_changes`` as
+    ``(row, id, old status, new status)``, for the broker accounts to follow.
+    """
 
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
     changed_ids: list[str] = field(default_factory=list)
+    created_ids: list[tuple[int, str]] = field(default_factory=list)
+    status_changes: list[tuple[int, str, str, str]] = field(default_factory=list)
+
+    def drop_created(self, row: int, device_id: str, reason: str) -> None:
+        """Count a created device (since removed again) as a failed row."""
+        self.created -= 1
+        self.changed_ids.remove(device_id)
+        self.errors.append((row, reason))
 
 
 class RowError(ValueError):
@@ -118,8 +131,14 @@ def _store(session: Session, number: int, body: BaseModel, result: ImportResult)
             if problem is not None:
                 result.errors.append((number, f"{problem.field}: {problem.message}"))
                 return
+            old = session.get(Device, body.id)
+            old_status = None if old is None else old.status
             change = crud.upsert_device(session, device_id=body.id, data=body)
             changed = [body.id]
+            if change == "created":
+                result.created_ids.append((number, body.id))
+            elif old_status is not None and old_status != body.status.value:
+                result.status_changes.append((number, body.id, old_status, body.status.value))
         else:
             assert isinstance(body, StationCreate)  # noqa: S101  (narrowing for the type checker)
             change = crud.upsert_station(session, station_id=body.id, data=body)

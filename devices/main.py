@@ -14,8 +14,10 @@ from stationflow import topics
 from . import crud
 from .api.deps import Runtime
 from .api.routes import api_keys, device_types, devices, imports, stations
+from .broker import BrokerAccounts, open_broker_accounts
 from .consumer import StatusConsumer
 from .db import make_engine, upgrade_head
+from .provisioning import Provisioner
 from .publisher import KafkaRegistryPublisher, MemoryRegistryPublisher
 from .schemas import Message
 from .settings import RegistrySettings
@@ -45,8 +47,22 @@ async def _publish_snapshot(runtime: Runtime) -> None:
     logger.info("published registry snapshot devices=%d", len(ids))
 
 
-def create_app(settings: RegistrySettings, *, publisher: MemoryRegistryPublisher | None = None) -> FastAPI:
-    """The app; ``publisher`` replaces Kafka (and the status consumer) in unit tests only."""
+async def _open_broker(
+    settings: RegistrySettings, stack: AsyncExitStack, broker: BrokerAccounts | None
+) -> Provisioner:
+    """The provisioner on the given broker accounts, else on those the settings configure."""
+    if broker is None:
+        broker = await stack.enter_async_context(open_broker_accounts(settings))
+    return Provisioner(broker, settings.mqtt_host, settings.mqtt_port)
+
+
+def create_app(
+    settings: RegistrySettings,
+    *,
+    publisher: MemoryRegistryPublisher | None = None,
+    broker: BrokerAccounts | None = None,
+) -> FastAPI:
+    """The app; ``publisher`` replaces Kafka (and the status consumer), ``broker`` dynsec, in tests."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,16 +73,19 @@ def create_app(settings: RegistrySettings, *, publisher: MemoryRegistryPublisher
             sessions = sessionmaker(engine, expire_on_commit=False)
             _prepare_database(settings, sessions)
             tracker = StatusTracker()
+            provisioner = await _open_broker(settings, stack, broker)
             if publisher is None:
                 await topics.ensure_topics(settings)
                 kafka = KafkaRegistryPublisher(
                     bootstrap=settings.kafka_bootstrap, topic=settings.topic(topics.REGISTRY)
                 )
-                runtime = Runtime(engine, sessions, await stack.enter_async_context(kafka), tracker)
+                runtime = Runtime(
+                    engine, sessions, await stack.enter_async_context(kafka), tracker, provisioner
+                )
                 consumer = StatusConsumer(settings, group_id=settings.registry_group_id, tracker=tracker)
                 await stack.enter_async_context(consumer)
             else:
-                runtime = Runtime(engine, sessions, publisher, tracker)
+                runtime = Runtime(engine, sessions, publisher, tracker, provisioner)
             app.state.runtime = runtime
             await _publish_snapshot(runtime)
             yield

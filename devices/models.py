@@ -88,6 +88,8 @@ class Device(Base):
     calibration: Mapped[dict[str, Any]] = mapped_column(default=dict)
     expected_interval_s: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # scrypt hash (devices.credentials.hash_password) of its MQTT password; None: no credentials.
+    mqtt_password_hash: Mapped[str | None] = mapped_column(String(200))
 
     device_type: Mapped[DeviceType] = relationship(lazy="joined")
     station: Mapped[Station | None] = relationship(back_populates="devices", lazy="joined")

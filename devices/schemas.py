@@ -17,6 +17,7 @@ __all__ = [
     "ApiKeyPublic",
     "ApiKeysPublic",
     "DeviceCreate",
+    "DeviceCreated",
     "DevicePublic",
     "DeviceTypeCreate",
     "DeviceTypePublic",
@@ -25,6 +26,7 @@ __all__ = [
     "DeviceUpdate",
     "DevicesPublic",
     "Message",
+    "MqttCredentials",
     "Responses",
     "Role",
     "StationBase",
@@ -249,6 +251,22 @@ class DevicesPublic(BaseModel):
 
     data: list[DevicePublic]
     count: int
+
+
+class MqttCredentials(BaseModel):
+    """How a device logs in to the MQTT broker; the password is shown only in this answer."""
+
+    username: str
+    password: str
+    host: str
+    port: int
+    topic: str = Field(description="where the device publishes its readings (QoS 1)")
+
+
+class DeviceCreated(DevicePublic):
+    """Answer of ``POST /devices``: the device and its MQTT credentials (null: none issued)."""
+
+    mqtt: MqttCredentials | None
 
 
 # ---------------------------------------------------------------- API keys

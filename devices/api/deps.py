@@ -1,4 +1,4 @@
-"""Dependencies: database session, API key with role checks, publisher, status tracker."""
+"""Dependencies: database session, API key with role checks, publisher, status tracker, provisioner."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devices import crud
 from devices.models import ApiKey
+from devices.provisioning import Provisioner
 from devices.publisher import RegistryPublisher
 from devices.schemas import Role
 from devices.status import StatusTracker
@@ -22,6 +23,7 @@ from devices.status import StatusTracker
 __all__ = [
     "AdminKey",
     "IntegratorKey",
+    "ProvisionerDep",
     "PublisherDep",
     "ReaderKey",
     "Runtime",
@@ -43,6 +45,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     publisher: RegistryPublisher
     tracker: StatusTracker
+    provisioner: Provisioner
 
 
 def _runtime(request: Request) -> Runtime:
@@ -69,7 +72,13 @@ def get_tracker(request: Request) -> StatusTracker:
     return _runtime(request).tracker
 
 
+def get_provisioner(request: Request) -> Provisioner:
+    """Issues and manages the devices' MQTT credentials."""
+    return _runtime(request).provisioner
+
+
 PublisherDep = Annotated[RegistryPublisher, Depends(get_publisher)]
+ProvisionerDep = Annotated[Provisioner, Depends(get_provisioner)]
 TrackerDep = Annotated[StatusTracker, Depends(get_tracker)]
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key token")

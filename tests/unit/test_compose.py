@@ -21,4 +21,13 @@ def test_compose_file_is_valid() -> None:
     )
     assert result.returncode == 0, result.stderr
     services = set(result.stdout.split())
-    assert {"mosquitto", "kafka", "influxdb", "grafana", "prometheus", "registry", "ingest", "streams"} <= services
+    assert {
+        "mosquitto",
+        "kafka",
+        "influxdb",
+        "grafana",
+        "prometheus",
+        "registry",
+        "ingest",
+        "streams",
+    } <= services

@@ -2,30 +2,54 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
 
 from devices import crud
-from devices.api.deps import IntegratorKey, PublisherDep, ReaderKey, SessionDep, TrackerDep, invalid, merged
+from devices.api.deps import (
+    IntegratorKey,
+    ProvisionerDep,
+    PublisherDep,
+    ReaderKey,
+    SessionDep,
+    TrackerDep,
+    invalid,
+    merged,
+)
+from devices.broker import BrokerError
 from devices.convert import device_public
 from devices.models import Device
 from devices.schemas import (
     ERRORS,
     DeviceBase,
     DeviceCreate,
+    DeviceCreated,
     DevicePublic,
     DevicesPublic,
     DeviceUpdate,
     Message,
+    MqttCredentials,
     Responses,
 )
 from stationflow.contracts import DeviceStatus, utcnow
 
 router = APIRouter(prefix="/devices", tags=["devices"], responses=ERRORS)
+logger = logging.getLogger(__name__)
 NOT_FOUND: Responses = {404: {"model": Message, "description": "no such device, type or station"}}
+BROKER_FAILED: Responses = {
+    502: {"model": Message, "description": "the MQTT broker refused or did not answer"}
+}
+NO_BROKER: Responses = {409: {"model": Message, "description": "broker provisioning is off"}}
+
+
+def _broker_failed(device_id: str, exc: BrokerError, outcome: str) -> HTTPException:
+    logger.error("broker call failed device_id=%s outcome=%s error=%s", device_id, outcome, exc)
+    return HTTPException(status.HTTP_502_BAD_GATEWAY, f"{exc}; {outcome}")
 
 
 class RejectionPublic(BaseModel):
@@ -71,7 +95,7 @@ async def list_devices(
     station_id: str | None = None,
     type: str | None = None,
     status: DeviceStatus | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> DevicesPublic:
     """Devices, one page at a time, filtered by station, type or status."""
@@ -96,40 +120,89 @@ async def get_device(device_id: str, session: SessionDep, _key: ReaderKey) -> De
 @router.post(
     "",
     status_code=201,
-    responses={**NOT_FOUND, 409: {"model": Message, "description": "id taken"}},
+    responses={**NOT_FOUND, **BROKER_FAILED, 409: {"model": Message, "description": "id taken"}},
 )
 async def create_device(
-    body: DeviceCreate, session: SessionDep, publisher: PublisherDep, _key: IntegratorKey
-) -> DevicePublic:
-    """Register a device and publish its record."""
+    body: DeviceCreate,
+    session: SessionDep,
+    publisher: PublisherDep,
+    provisioner: ProvisionerDep,
+    _key: IntegratorKey,
+) -> DeviceCreated:
+    """Register a device, issue its MQTT credentials (shown only here) and publish its record."""
     if session.get(Device, body.id) is not None:
         raise HTTPException(409, f"device '{body.id}' already exists")
     _check(session, body)
     crud.upsert_device(session, device_id=body.id, data=body)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError as exc:  # registered concurrently
+        session.rollback()
+        raise HTTPException(409, f"device '{body.id}' already exists") from exc
+    try:
+        mqtt = await provisioner.issue(session, body.id)
+    except BrokerError as exc:
+        await provisioner.discard(session, body.id)
+        raise _broker_failed(body.id, exc, "the device was not registered") from exc
     await publisher.publish(crud.device_records(session, ids=[body.id]))
-    return device_public(_get(session, body.id))
+    return DeviceCreated(**device_public(_get(session, body.id)).model_dump(), mqtt=mqtt)
 
 
-@router.patch("/{device_id}", responses=NOT_FOUND)
+@router.post("/{device_id}/credentials", responses={**NOT_FOUND, **BROKER_FAILED, **NO_BROKER})
+async def rotate_credentials(
+    device_id: str, session: SessionDep, provisioner: ProvisionerDep, _key: IntegratorKey
+) -> MqttCredentials:
+    """A new MQTT password (shown only here): the old one is refused and its session dropped at once."""
+    row = _get(session, device_id)
+    try:
+        mqtt = await provisioner.rotate(session, row)
+    except BrokerError as exc:
+        raise _broker_failed(device_id, exc, "the password was not changed") from exc
+    if mqtt is None:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "broker provisioning is off: no MQTT credentials issued"
+        )
+    return mqtt
+
+
+@router.patch("/{device_id}", responses={**NOT_FOUND, **BROKER_FAILED})
 async def update_device(
-    device_id: str, body: DeviceUpdate, session: SessionDep, publisher: PublisherDep, _key: IntegratorKey
+    device_id: str,
+    body: DeviceUpdate,
+    session: SessionDep,
+    publisher: PublisherDep,
+    provisioner: ProvisionerDep,
+    _key: IntegratorKey,
 ) -> DevicePublic:
-    """Change a device and publish its new record."""
-    data = merged(DeviceBase, device_public(_get(session, device_id)), body)
+    """Change a device and publish its new record; retiring disables its MQTT login at once."""
+    row = _get(session, device_id)
+    data = merged(DeviceBase, device_public(row), body)
     _check(session, data)
+    try:
+        await provisioner.follow_status(row, row.status, data.status.value)
+    except BrokerError as exc:
+        raise _broker_failed(device_id, exc, "the device was not changed") from exc
     if crud.upsert_device(session, device_id=device_id, data=data) != "unchanged":
         session.commit()
         await publisher.publish(crud.device_records(session, ids=[device_id]))
     return device_public(_get(session, device_id))
 
 
-@router.delete("/{device_id}", responses=NOT_FOUND)
+@router.delete("/{device_id}", responses={**NOT_FOUND, **BROKER_FAILED})
 async def delete_device(
-    device_id: str, session: SessionDep, publisher: PublisherDep, _key: IntegratorKey
+    device_id: str,
+    session: SessionDep,
+    publisher: PublisherDep,
+    provisioner: ProvisionerDep,
+    _key: IntegratorKey,
 ) -> Message:
-    """Delete a device and publish its tombstone."""
-    session.delete(_get(session, device_id))
+    """Delete a device and its MQTT account, and publish its tombstone."""
+    row = _get(session, device_id)
+    try:
+        await provisioner.remove(device_id)
+    except BrokerError as exc:
+        raise _broker_failed(device_id, exc, "the device was not deleted") from exc
+    session.delete(row)
     session.commit()
     await publisher.delete([device_id])
     return Message(detail=f"device '{device_id}' deleted")

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from devices import crud, importer
-from devices.api.deps import IntegratorKey, PublisherDep, SessionDep
+from devices.api.deps import IntegratorKey, ProvisionerDep, PublisherDep, SessionDep
+from devices.provisioning import IssuedPassword
 from devices.schemas import ERRORS, Message, Responses
 
 router = APIRouter(prefix="/import", tags=["import"], responses=ERRORS)
@@ -40,6 +41,13 @@ class RowFailure(BaseModel):
     reason: str
 
 
+class IssuedCredentials(BaseModel):
+    """The MQTT password of a device the import created (login: its id), shown only here."""
+
+    device_id: str
+    password: str
+
+
 class ImportReport(BaseModel):
     """What an import did; good rows are committed even when others fail."""
 
@@ -48,6 +56,10 @@ class ImportReport(BaseModel):
     unchanged: int
     failed: int
     errors: list[RowFailure] = Field(description="row 0 is the header, data rows count from 1")
+    credentials: list[IssuedCredentials] = Field(
+        default_factory=list,
+        description="MQTT passwords of the devices created (empty when provisioning is off)",
+    )
 
 
 async def _csv_text(request: Request) -> str:
@@ -68,13 +80,14 @@ async def _csv_text(request: Request) -> str:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"CSV is not UTF-8: {exc}") from exc
 
 
-def _report(result: importer.ImportResult) -> ImportReport:
+def _report(result: importer.ImportResult, issued: list[IssuedPassword] | None = None) -> ImportReport:
     return ImportReport(
         created=result.created,
         updated=result.updated,
         unchanged=result.unchanged,
         failed=len(result.errors),
-        errors=[RowFailure(row=r, reason=why) for r, why in result.errors],
+        errors=[RowFailure(row=r, reason=why) for r, why in sorted(result.errors, key=lambda e: e[0])],
+        credentials=[IssuedCredentials(device_id=i.device_id, password=i.password) for i in issued or []],
     )
 
 
@@ -90,9 +103,14 @@ async def import_stations(
 
 @router.post("/devices", openapi_extra=CSV_BODY, responses=BAD_BODY)
 async def import_devices(
-    request: Request, session: SessionDep, publisher: PublisherDep, _key: IntegratorKey
+    request: Request,
+    session: SessionDep,
+    publisher: PublisherDep,
+    provisioner: ProvisionerDep,
+    _key: IntegratorKey,
 ) -> ImportReport:
-    """Upsert devices from CSV (columns: see ``devices.importer.DEVICE_COLUMNS``)."""
+    """Upsert devices from CSV (columns: ``importer.DEVICE_COLUMNS``); new ones get MQTT credentials."""
     result = importer.import_devices(session, text=await _csv_text(request))
+    issued = await provisioner.follow_import(session, result)
     await publisher.publish(crud.device_records(session, ids=sorted(set(result.changed_ids))))
-    return _report(result)
+    return _report(result, issued)

@@ -38,7 +38,7 @@ async def list_stations(
     session: SessionDep,
     _key: ReaderKey,
     kind: StationKind | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> StationsPublic:
     """Stations, one page at a time, optionally of one kind."""

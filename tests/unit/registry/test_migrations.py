@@ -20,5 +20,5 @@ def test_migrated_schema_matches_models(tmp_path: Path) -> None:
             conn, opts={"compare_type": True, "compare_server_default": True}
         )
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0001"
+        assert context.get_current_revision() == "0002"
     engine.dispose()
