@@ -21,14 +21,14 @@ messages that rely on the top-level ``ts`` take a slower second pass.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from ingest.errors import RejectedMessage
-from stationflow.contracts import Reading
+from stationflow.contracts import Reading, to_utc
 
 __all__ = ["decode"]
 
@@ -72,7 +72,7 @@ def decode(payload: bytes, *, device_id: str, received_at: datetime) -> list[Rea
 
 
 def _as_utc(reading: Reading) -> Reading:
-    return reading.model_copy(update={"ts": reading.ts.astimezone(UTC)})
+    return reading.model_copy(update={"ts": to_utc(reading.ts)})
 
 
 def _with_default_ts(payload: bytes, exc: ValidationError, device_id: str) -> _WirePayload:
