@@ -70,8 +70,13 @@ def test_calibration_through_the_api_changes_stored_values_without_restart(pipel
 
     patch = {"calibration": {"temperature": {"scale": 1.0, "offset": 10.0}}}
     assert api.patch("/devices/fridge-9", json=patch).status_code == 200
+    # Each attempt needs its own timestamp: a repeat of device + metric + ts is a duplicate
+    # (first one wins), so re-sending the same instant could never show the new calibration.
+    attempts = iter(range(90, 30, -1))
     assert wait_for(
-        lambda: (send(5.0, "degC", 60), any(v == pytest.approx(15.0) for v in _stored(pipeline)))[1],
+        lambda: (send(5.0, "degC", next(attempts)), any(v == pytest.approx(15.0) for v in _stored(pipeline)))[
+            1
+        ],
         timeout=30,
         interval=1.0,
     ), _stored(pipeline)
