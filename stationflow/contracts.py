@@ -11,6 +11,9 @@ topic                  value            produced by
 ``readings.raw``       ``ReadingBatch`` ingest (one record per device message)
 ``readings.clean``     ``ReadingBatch`` streams (normalised, deduplicated)
 ``readings.deadletter`` ``DeadLetter``  ingest and streams (anything that was refused)
+``registry``           ``DeviceRecord`` devices (compacted; key device id)
+``analytics.hourly``   ``HourlyValues`` streams (key station id; one device-hour)
+``alerts.events``      ``AlertEvent``   streams (key alert id)
 =====================  ===============  ===============================================
 """
 
@@ -26,14 +29,18 @@ from typing_extensions import TypedDict
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AlertEvent",
+    "AlertState",
     "Calibration",
     "DeadLetter",
     "DeviceRecord",
     "DeviceStatus",
+    "HourlyValues",
     "MetricSpec",
     "Quality",
     "Reading",
     "ReadingBatch",
+    "Severity",
     "StationInfo",
     "encode_batch",
     "to_utc",
@@ -83,6 +90,9 @@ class Reading(BaseModel):
     unit: str | None = Field(default=None, max_length=32)
     ts: UtcDatetime
     quality: Quality = Quality.NORMAL
+    shipment: str | None = Field(
+        default=None, max_length=64, description="cold chain: the shipment a logger reading belongs to"
+    )
 
 
 class ReadingBatch(BaseModel):
@@ -248,3 +258,90 @@ class DeviceRecord(BaseModel):
 def utcnow() -> datetime:
     """Current time, aware, UTC."""
     return datetime.now(UTC)
+
+
+class HourlyValues(BaseModel):
+    """A device's closed hour: the valid hourly means of its metrics (key: station id).
+
+    ``means`` holds only metrics whose hour met the validity rule (GB 3095 Table 4: at least
+    45 minutes of data); ``counts`` the number of valid samples behind each of them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = SCHEMA_VERSION
+    station_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    domain: str
+    hour: UtcDatetime = Field(description="start of the hour (UTC)")
+    means: dict[str, float]
+    counts: dict[str, int] = Field(default_factory=dict)
+
+    def key(self) -> bytes:
+        """Kafka record key."""
+        return self.station_id.encode()
+
+
+class AlertState(StrEnum):
+    """What happened to an alert."""
+
+    RAISED = "raised"
+    UPDATED = "updated"  # severity changed while active
+    CLEARED = "cleared"
+
+
+class Severity(StrEnum):
+    """Alert severity, lowest first; the four warning grades IV..I (蓝/黄/橙/红) map to minor..critical."""
+
+    INFO = "info"
+    MINOR = "minor"  # IV 级, blue
+    MODERATE = "moderate"  # III 级, yellow
+    MAJOR = "major"  # II 级, orange
+    CRITICAL = "critical"  # I 级, red
+
+    @property
+    def rank(self) -> int:
+        """0 (info) .. 4 (critical)."""
+        return _SEVERITY_ORDER.index(self)
+
+
+_SEVERITY_ORDER = list(Severity)
+
+
+class AlertEvent(BaseModel):
+    """One change of one alert (topic ``alerts.events``, key ``alert_id``).
+
+    ``alert_id`` is deterministic (rule × subject): re-evaluating or replaying a condition
+    yields the same id, and ``seq`` (1 for ``raised``, +1 per later event of the same
+    occurrence) with ``raised_at`` lets a consumer drop what it has already applied.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = SCHEMA_VERSION
+    alert_id: str
+    state: AlertState
+    seq: int = Field(ge=1)
+    severity: Severity
+    rule: str = Field(description="rule id, e.g. 'flood.level'")
+    kind: str = Field(description="threshold | window | rate | sustained | nodata | index")
+    domain: str
+    subject: str = Field(description="what the alert is about: 'device:<id>' or 'station:<id>'")
+    station_id: str | None = None
+    device_id: str | None = None
+    region: str | None = None
+    basin: str | None = None
+    metric: str | None = Field(
+        default=None, description="the signal evaluated, e.g. 'level' or 'pm25.mean_24h'"
+    )
+    value: float | None = None
+    threshold: float | None = None
+    window: str | None = Field(default=None, description="e.g. '1h', '24h'; None for instantaneous values")
+    raised_at: UtcDatetime = Field(description="event time the condition was first met (this occurrence)")
+    observed_at: UtcDatetime = Field(description="event time of the value that caused this event")
+    explanation: str
+    explanation_zh: str = ""
+
+    def key(self) -> bytes:
+        """Kafka record key."""
+        return self.alert_id.encode()

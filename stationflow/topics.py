@@ -14,7 +14,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from stationflow.settings import CommonSettings
 
-__all__ = ["CLEAN", "DEADLETTER", "RAW", "REGISTRY", "ensure_topics"]
+__all__ = ["ALERTS", "CLEAN", "DEADLETTER", "HOURLY", "RAW", "REGISTRY", "ensure_topics"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,12 +22,20 @@ RAW = "readings.raw"
 CLEAN = "readings.clean"
 DEADLETTER = "readings.deadletter"
 REGISTRY = "registry"  # compacted: the latest DeviceRecord per device id
-ALL_TOPICS = (RAW, CLEAN, DEADLETTER, REGISTRY)
+HOURLY = "analytics.hourly"  # HourlyValues, keyed by station id
+ALERTS = "alerts.events"  # AlertEvent, keyed by alert id
+ALL_TOPICS = (RAW, CLEAN, DEADLETTER, REGISTRY, HOURLY, ALERTS)
 COMPACTED = frozenset({REGISTRY})
 
 
-async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_TOPICS) -> None:
-    """Create the given logical topics if they do not exist yet."""
+async def ensure_topics(
+    settings: CommonSettings, names: tuple[str, ...] = ALL_TOPICS, changelogs: tuple[str, ...] = ()
+) -> None:
+    """Create the given logical topics, and compacted ``changelogs`` (full names), if missing.
+
+    ``changelogs`` are the Faust tables' changelog topics (``<app id>-<table>-changelog``),
+    which must have the partition count of the topics the tables are keyed like.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
@@ -41,6 +49,11 @@ async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = ALL_T
             )
             for n in names
             if settings.topic(n) not in existing
+        ]
+        wanted += [
+            NewTopic(name, settings.topic_partitions, 1, topic_configs={"cleanup.policy": "compact"})
+            for name in changelogs
+            if name not in existing
         ]
         if not wanted:
             return

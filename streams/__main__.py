@@ -13,6 +13,7 @@ from stationflow.logs import setup_logging
 from stationflow.runtime import new_event_loop, tune_gc
 from stationflow.settings import masked
 from stationflow.topics import ensure_topics
+from streams.analyticsworker import changelog_topics
 from streams.app import create_app
 from streams.settings import StreamsSettings
 
@@ -24,7 +25,8 @@ def main() -> None:
     settings = StreamsSettings()
     setup_logging(settings.log_level, service="streams")
     logger.info("starting streams settings=%s", masked(settings))
-    asyncio.run(start_with_retry("kafka topics", lambda: ensure_topics(settings)))
+    changelogs = changelog_topics(settings) if settings.analytics_enabled else ()
+    asyncio.run(start_with_retry("kafka topics", lambda: ensure_topics(settings, changelogs=changelogs)))
     if settings.streams_metrics_port:
         start_http_server(settings.streams_metrics_port, addr="127.0.0.1")
     app = create_app(settings)

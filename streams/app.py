@@ -12,6 +12,7 @@ import logging
 
 import faust
 
+from streams.analyticsworker import install_analytics
 from streams.rawconsumer import RawConsumer
 from streams.registry import RegistryFollower, RegistryView
 from streams.settings import StreamsSettings
@@ -62,10 +63,12 @@ def create_app(settings: StreamsSettings) -> faust.App:
 
     app.task(normalise_and_store)
     app.task(follow_registry)
+    if settings.analytics_enabled:
+        install_analytics(app, settings, registry, lambda: _open_sink(settings, "analytics-spool"))
 
     return app
 
 
-def _open_sink(settings: StreamsSettings) -> BufferedSink:
-    spool = DiskSpool(settings.local_dir / "spool", settings.streams_spool_max_mb << 20)
+def _open_sink(settings: StreamsSettings, spool_dir: str = "spool") -> BufferedSink:
+    spool = DiskSpool(settings.local_dir / spool_dir, settings.streams_spool_max_mb << 20)
     return BufferedSink(make_writer(settings), spool)

@@ -18,3 +18,18 @@ BATCH_RECORDS = Histogram(
     "Records per processing batch",
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
 )
+
+ANALYTICS_RECORDS = Counter("stationflow_analytics_records_total", "readings.clean records analysed")
+ANALYTICS_INVALID = Counter(
+    "stationflow_analytics_invalid_total", "Records the analytics agents could not parse"
+)
+LATE_READINGS = Counter(
+    "stationflow_analytics_late_readings_total",
+    "Readings older than their hour's grace period: stored, but left out of the windows",
+)
+ALERT_EVENTS = Counter("stationflow_alert_events_total", "Alert events emitted", ["rule", "state"])
+ANALYTICS_BATCH_SECONDS = Histogram(
+    "stationflow_analytics_batch_seconds",
+    "Time to analyse one batch of clean records (state, rules, InfluxDB, Kafka, changelog)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

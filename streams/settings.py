@@ -33,6 +33,18 @@ class StreamsSettings(CommonSettings):
     # Enrich readings from the device registry (units, calibration, range flags, station
     # tags; unknown / retired devices dead-lettered). Off until every device is registered.
     streams_registry: bool = False
+    # Stream analytics (windows, AQI, water class, rain sums, rules → alerts.events).
+    analytics_enabled: bool = True
+    # Late readings inside this grace period still count in their hour; later ones are
+    # counted as late and left out of the windows.
+    analytics_grace_s: float = 300.0
+    # Reporting interval assumed for devices without one in the registry.
+    analytics_default_interval_s: float = 60.0
+    # A device is offline after its expected interval plus this long without data.
+    analytics_nodata_grace_s: float = 60.0
+    analytics_nodata_check_s: float = 5.0
+    analytics_batch_max: int = 1000
+    analytics_within_s: float = 0.5
 
     @property
     def local_dir(self) -> Path:

@@ -10,7 +10,8 @@ Topic ``devices/<device_id>/readings``, payload (UTF-8 JSON object)::
          "value": 35.2,                  required, a finite JSON number
          "unit": "ug/m3",                optional
          "ts": "2026-11-21T08:00:00Z",   ISO 8601 with a UTC offset, or epoch seconds / ms
-         "quality": "N"}                 optional HJ 212 flag: N F M S D C T B (default N)
+         "quality": "N",                 optional HJ 212 flag: N F M S D C T B (default N)
+         "shipment": "SH-42"}            optional (cold chain): the shipment this reading belongs to
       ]
     }
 

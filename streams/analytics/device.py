@@ -1,0 +1,667 @@
+"""Per-device analytics state and its update from a batch of clean readings (pure).
+
+One ``DeviceState`` per device is the value of the worker's Faust table entry, updated once
+per batch. It holds, per metric:
+
+- ``raw``: the readings of the open hours (and, for accumulating metrics such as rain, of the
+  last 24 h), placed by event time. Mean-type metrics keep one sample per minute slot (the
+  latest by timestamp), accumulating ones one entry per timestamp; either way a replayed
+  reading overwrites itself, so replays never inflate a window.
+- ``hours``: closed hours ``[mean-or-sum, samples, min, max]`` for the last 48 h (the 8 h and
+  24 h means, and the hourly values the station stage turns into AQI / water class).
+
+An hour closes when the device's event-time watermark passes its end plus the grace period.
+A reading for a closed hour is *late*: it is stored by the raw stage as always, counted here
+(``late``), and left out of the windows. Readings whose quality flag is not ``N`` are left
+out of the windows too (counted as ``excluded``); a spike (a jump of more than 6 median
+absolute deviations from the last hour's median, on ≥ 10 samples) is treated the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from stationflow.contracts import (
+    AlertEvent,
+    AlertState,
+    DeviceRecord,
+    DeviceStatus,
+    HourlyValues,
+    Quality,
+    Reading,
+    Severity,
+)
+from streams.analytics import coldchain, flood, rain
+from streams.analytics.packs import NODATA_RULE, rules_for_device
+from streams.analytics.rules import ResolvedLevel, Rule, RuleState, Subject, evaluate, resolve_levels
+
+__all__ = [
+    "SUM_METRICS",
+    "AnalyticsConfig",
+    "DeviceOutput",
+    "DeviceState",
+    "check_silence",
+    "subject_for",
+    "update_device",
+]
+
+HOUR = 3600
+SLOT = 60
+SUM_METRICS = frozenset({"rain"})  # accumulating metrics: windows are sums, not means
+FLAT_EXEMPT = SUM_METRICS | {"door"}
+HOURLY_MIN_COVERAGE_S = 45 * 60  # GB 3095 Table 4: ≥ 45 min of data for an hourly value
+KEEP_HOURS = 48
+MKT_DH_OVER_R = coldchain.DELTA_H_J_PER_MOL / coldchain.GAS_CONSTANT  # ΔH/R in K (standards.md §4)
+COLDCHAIN_MAX_GAP_S = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsConfig:
+    """Tunables (``STATIONFLOW_ANALYTICS_*`` in the worker settings)."""
+
+    grace_s: float = 300.0
+    default_interval_s: float = 60.0
+    nodata_grace_s: float = 60.0
+    coldchain_low: float = 0.0  # GB 31605 chilled (coldchain.CHILLED): 0..8 °C
+    coldchain_high: float = 8.0
+
+
+@dataclass(slots=True)
+class MetricState:
+    """Windows of one metric."""
+
+    raw: dict[int, list[float]] = field(default_factory=dict)  # key → [ts, value]
+    hours: dict[int, list[float]] = field(default_factory=dict)  # hour → [agg, n, min, max]
+    last: list[float] | None = None  # [ts, value] of the newest reading
+    flat: int = 0  # consecutive identical values
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """Everything the worker remembers about one device (a Faust table value)."""
+
+    wm: float = 0.0  # event-time watermark: newest reading timestamp seen
+    seen: float = 0.0  # wall-clock time of the newest batch (no-data detection)
+    closed: int = 0  # hours before this start are closed
+    late: int = 0
+    excluded: int = 0
+    spikes: int = 0
+    out_of_range: int = 0
+    emitted: int = 0  # minute of the last derived-values line
+    metrics: dict[str, MetricState] = field(default_factory=dict)
+    rules: dict[str, list[Any]] = field(default_factory=dict)
+    shipments: dict[str, list[float]] = field(default_factory=dict)
+
+    def dump(self) -> dict[str, Any]:
+        """JSON-able form (orjson in the table)."""
+        return {
+            "wm": self.wm,
+            "seen": self.seen,
+            "closed": self.closed,
+            "late": self.late,
+            "excluded": self.excluded,
+            "spikes": self.spikes,
+            "oor": self.out_of_range,
+            "emitted": self.emitted,
+            "m": {
+                name: {
+                    "raw": [[k, *v] for k, v in m.raw.items()],
+                    "hours": [[k, *v] for k, v in m.hours.items()],
+                    "last": m.last,
+                    "flat": m.flat,
+                }
+                for name, m in self.metrics.items()
+            },
+            "rules": self.rules,
+            "ship": self.shipments,
+        }
+
+    @classmethod
+    def load(cls, doc: Mapping[str, Any] | None) -> DeviceState:
+        """Inverse of :meth:`dump`."""
+        if not doc:
+            return cls()
+        return cls(
+            wm=doc["wm"],
+            seen=doc["seen"],
+            closed=doc["closed"],
+            late=doc["late"],
+            excluded=doc["excluded"],
+            spikes=doc.get("spikes", 0),
+            out_of_range=doc.get("oor", 0),
+            emitted=doc.get("emitted", 0),
+            metrics={
+                name: MetricState(
+                    raw={int(r[0]): [r[1], r[2]] for r in m["raw"]},
+                    hours={int(h[0]): list(h[1:]) for h in m["hours"]},
+                    last=m["last"],
+                    flat=m["flat"],
+                )
+                for name, m in doc["m"].items()
+            },
+            rules=doc.get("rules", {}),
+            shipments=doc.get("ship", {}),
+        )
+
+
+@dataclass(slots=True)
+class DeviceOutput:
+    """What one update produced."""
+
+    events: list[AlertEvent] = field(default_factory=list)
+    hourly: list[HourlyValues] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    signals: dict[str, float] = field(default_factory=dict)
+    late: int = 0
+
+
+def subject_for(device_id: str, record: DeviceRecord | None, domain: str) -> Subject:
+    """The alert subject of a device (station labels from the registry when known)."""
+    station = record.station if record else None
+    return Subject(
+        kind="device",
+        id=device_id,
+        domain=domain,
+        station_id=station.station_id if station else None,
+        device_id=device_id,
+        region=station.region if station else None,
+        basin=station.basin if station else None,
+    )
+
+
+def _tags(subject: Subject) -> str:
+    tags = f"device={_esc(subject.id)}"
+    if subject.station_id:
+        tags += f",station={_esc(subject.station_id)}"
+    return tags
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
+
+
+def _fields(values: Mapping[str, float | int | str]) -> str:
+    parts = []
+    for k, v in values.items():
+        if isinstance(v, str):
+            parts.append(f'{k}="{v}"')
+        elif isinstance(v, int) and not isinstance(v, bool):
+            parts.append(f"{k}={v}i")
+        else:
+            parts.append(f"{k}={float(v)!r}")
+    return ",".join(parts)
+
+
+def _ns(ts: float) -> int:
+    return round(ts * 1000) * 1_000_000
+
+
+def update_device(
+    state: DeviceState,
+    device_id: str,
+    readings: Iterable[Reading],
+    *,
+    record: DeviceRecord | None,
+    domain: str,
+    now: float,
+    config: AnalyticsConfig,
+) -> DeviceOutput:
+    """Apply one batch of a device's clean readings to its state (in place)."""
+    out = DeviceOutput()
+    subject = subject_for(device_id, record, domain)
+    station_attrs: Mapping[str, float | str] = record.station.attributes if record and record.station else {}
+    overrides: Mapping[str, float] = record.thresholds if record else {}
+    rules = rules_for_device(domain)
+    levels = {r.id: resolve_levels(r, station_attrs, overrides) for r in rules}
+    instant = [r for r in rules if "." not in r.signal]
+    derived = [r for r in rules if "." in r.signal]
+    back = _nodata_cleared(state, subject, now)
+    if back is not None:
+        out.events.append(back)
+    state.seen = max(state.seen, now)
+
+    ordered = sorted(readings, key=lambda r: r.ts)
+    by_ts: dict[float, list[Reading]] = {}
+    for r in ordered:
+        by_ts.setdefault(r.ts.timestamp(), []).append(r)
+    needed = {r.signal.partition(".")[0] for r in derived}
+    for ts, group in by_ts.items():
+        flagged = 0.0
+        for r in group:
+            if r.quality is Quality.OVER_RANGE:
+                flagged = 1.0
+            _place(state, r, ts, out, config)
+            if r.quality is Quality.NORMAL and not _is_late(state, ts):
+                for rule in instant:
+                    if rule.signal == r.metric:
+                        _apply(rule, levels[rule.id], state, r.value, ts, subject, out)
+        if domain == "coldchain":
+            _coldchain(state, group, ts, station_attrs, overrides, config)
+        if ts < state.wm:
+            continue  # out of order: windows take it, rules only move forward in event time
+        state.wm = ts
+        out.hourly.extend(_close_hours(state, device_id, subject, domain, config, out))
+        # Derived signals at every event time, so a catch-up batch spanning hours walks
+        # through the same rule transitions as live data would.
+        at_ts = _signals(state, domain, station_attrs, ts, needed)
+        at_ts["dq.out_of_range"] = flagged
+        for rule in derived:
+            value = at_ts.get(rule.signal)
+            if value is not None:
+                _apply(rule, levels[rule.id], state, value, ts, subject, out)
+    if not by_ts:
+        return out
+    signals = _signals(state, domain, station_attrs, state.wm, None)
+    out.signals = signals
+    minute = int(state.wm // SLOT)
+    if minute != state.emitted:
+        state.emitted = minute
+        out.lines.extend(_derived_lines(state, subject, signals))
+    return out
+
+
+def _is_late(state: DeviceState, ts: float) -> bool:
+    return int(ts // HOUR) * HOUR < state.closed
+
+
+def _place(state: DeviceState, r: Reading, ts: float, out: DeviceOutput, config: AnalyticsConfig) -> None:
+    if _is_late(state, ts):
+        state.late += 1
+        out.late += 1
+        return
+    m = state.metrics.get(r.metric)
+    if m is None:
+        m = state.metrics[r.metric] = MetricState()
+    if r.quality is not Quality.NORMAL:
+        state.excluded += 1
+        if r.quality is Quality.OVER_RANGE:
+            state.out_of_range += 1
+        return
+    value = r.value
+    if r.metric not in SUM_METRICS and _is_spike(m, value):
+        state.spikes += 1
+        state.excluded += 1
+        return
+    if m.last is None or ts >= m.last[0]:
+        if m.last is not None and ts > m.last[0] and r.metric not in FLAT_EXEMPT:
+            m.flat = m.flat + 1 if value == m.last[1] else 0
+        m.last = [ts, value]
+    if r.metric in SUM_METRICS:
+        if value < 0:  # an accumulation cannot be negative (a counter reset upstream)
+            state.excluded += 1
+            return
+        m.raw[int(ts)] = [ts, value]
+        return
+    slot = int(ts // SLOT) * SLOT
+    held = m.raw.get(slot)
+    if held is None or ts >= held[0]:
+        m.raw[slot] = [ts, value]
+
+
+def _is_spike(m: MetricState, value: float) -> bool:
+    if len(m.raw) < 10:
+        return False
+    recent = np.fromiter((v[1] for v in m.raw.values()), dtype=float, count=len(m.raw))
+    median = float(np.median(recent))
+    mad = float(np.median(np.abs(recent - median)))
+    scale = max(mad, 1e-6 * max(abs(median), 1.0), 1e-9)
+    return abs(value - median) > 6.0 * scale * 1.4826 and abs(value - median) > 0.05 * max(abs(median), 1.0)
+
+
+def _apply(
+    rule: Rule,
+    levels: list[ResolvedLevel],
+    state: DeviceState,
+    value: float,
+    ts: float,
+    subject: Subject,
+    out: DeviceOutput,
+) -> None:
+    rs = RuleState.load(state.rules.get(rule.id))
+    event = evaluate(rule, levels, rs, value, ts, subject)
+    state.rules[rule.id] = rs.dump()
+    if event is not None:
+        out.events.append(event)
+
+
+def _apply_named(
+    rules: list[Rule],
+    signal: str,
+    levels: Mapping[str, list[ResolvedLevel]],
+    state: DeviceState,
+    value: float,
+    ts: float,
+    subject: Subject,
+    out: DeviceOutput,
+) -> None:
+    for rule in rules:
+        if rule.signal == signal:
+            _apply(rule, levels[rule.id], state, value, ts, subject, out)
+
+
+def _close_hours(
+    state: DeviceState,
+    device_id: str,
+    subject: Subject,
+    domain: str,
+    config: AnalyticsConfig,
+    out: DeviceOutput,
+) -> list[HourlyValues]:
+    """Close every hour whose end + grace the watermark has passed."""
+    upto = int((state.wm - config.grace_s) // HOUR) * HOUR  # hours before this are closed
+    if state.closed == 0:
+        first = min((min(m.raw) for m in state.metrics.values() if m.raw), default=upto)
+        state.closed = min(int(first // HOUR) * HOUR, upto)
+    results: list[HourlyValues] = []
+    hour = state.closed
+    while hour < upto:
+        means: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for name, m in state.metrics.items():
+            agg = _aggregate(m, name, hour, config)
+            if agg is None:
+                continue
+            m.hours[hour] = agg
+            if agg[1] > 0 and (name in SUM_METRICS or _coverage(agg[1], config) >= HOURLY_MIN_COVERAGE_S):
+                means[name] = agg[0]
+                counts[name] = int(agg[1])
+            stats = {
+                "value": agg[0],
+                "n": int(agg[1]),
+                "min": agg[2],
+                "max": agg[3],
+                "valid": int(name in means),
+            }
+            out.lines.append(f"hourly,{_tags(subject)},metric={_esc(name)} {_fields(stats)} {_ns(hour)}")
+        if means:
+            results.append(
+                HourlyValues(
+                    station_id=subject.station_id or device_id,
+                    device_id=device_id,
+                    domain=domain,
+                    hour=datetime.fromtimestamp(hour, UTC),
+                    means=means,
+                    counts=counts,
+                )
+            )
+        hour += HOUR
+    state.closed = max(state.closed, upto)
+    for name, m in state.metrics.items():
+        keep_raw_from = state.closed - (24 * HOUR if name in SUM_METRICS else 0)
+        m.raw = {k: v for k, v in m.raw.items() if v[0] >= keep_raw_from}
+        oldest = state.closed - KEEP_HOURS * HOUR
+        m.hours = {h: v for h, v in m.hours.items() if h >= oldest}
+    return results
+
+
+def _coverage(samples: float, config: AnalyticsConfig) -> float:
+    return samples * max(float(SLOT), config.default_interval_s)
+
+
+def _aggregate(m: MetricState, name: str, hour: int, config: AnalyticsConfig) -> list[float] | None:
+    values = [v[1] for v in m.raw.values() if hour <= v[0] < hour + HOUR]
+    if not values:
+        return None
+    arr = np.asarray(values, dtype=float)
+    agg = float(arr.sum()) if name in SUM_METRICS else float(arr.mean())
+    return [agg, float(arr.size), float(arr.min()), float(arr.max())]
+
+
+def _window_mean(m: MetricState, end: float, hours: int, min_valid: int) -> float | None:
+    """Mean of the valid closed hourly means in the ``hours`` before ``end``."""
+    start = end - hours * HOUR
+    vals = [v[0] for h, v in m.hours.items() if start <= h < end and v[1] > 0]
+    if len(vals) < min_valid:
+        return None
+    return float(np.mean(vals))
+
+
+def _signals(
+    state: DeviceState,
+    domain: str,
+    attrs: Mapping[str, float | str],
+    wm: float,
+    only: set[str] | None,
+) -> dict[str, float]:
+    """Rolling values at event time ``wm``: 1 h stats, 8 h / 24 h means, sums, rise, margins.
+
+    ``only`` limits the work to the metrics whose signals a rule needs (None: everything).
+    """
+    out: dict[str, float] = {}
+    for name, m in state.metrics.items():
+        if m.flat:
+            out["dq.flat_intervals"] = max(out.get("dq.flat_intervals", 0.0), float(m.flat))
+        if only is not None and name not in only:
+            continue
+        recent = [v for v in m.raw.values() if wm - HOUR < v[0] <= wm]
+        if name in SUM_METRICS:
+            sums = rain.rolling_sums([(int(v[0]), v[1]) for v in m.raw.values() if v[0] <= wm], int(wm))
+            for hours, total in sums.items():
+                out[f"{name}.sum_{hours}h"] = round(total, 3)
+            if name == "rain":
+                signal = rain.rainstorm_signal(sums)
+                out["rain.storm_signal"] = float(signal.severity if signal else 0)
+            continue
+        if recent:
+            vals = np.asarray([v[1] for v in recent], dtype=float)
+            out[f"{name}.mean_1h"] = float(vals.mean())
+            out[f"{name}.min_1h"] = float(vals.min())
+            out[f"{name}.max_1h"] = float(vals.max())
+            if name == "level":
+                rise = flood.level_rise_per_hour([(v[0], v[1]) for v in recent], now_s=wm)
+                if rise is not None:
+                    out["level.rise_per_h"] = rise
+        end = float(state.closed)
+        for hours, need in ((8, 6), (24, 20)):
+            mean = _window_mean(m, end, hours, need)
+            if mean is not None:
+                out[f"{name}.mean_{hours}h"] = mean
+    out.setdefault("dq.flat_intervals", 0.0)
+    level = state.metrics.get("level")
+    if level is not None and level.last is not None:
+        for attr in ("warning_level", "guaranteed_level"):
+            limit = attrs.get(attr)
+            if isinstance(limit, int | float):
+                out[f"level.margin_{attr.removesuffix('_level')}"] = float(limit) - level.last[1]
+    if domain == "coldchain" and (only is None or "coldchain" in only):
+        for ship in state.shipments.values():
+            out["coldchain.excursion_s"] = max(out.get("coldchain.excursion_s", 0.0), _excursion_now(ship))
+    return out
+
+
+# Cold chain: per shipment [last_ts, last_temp, above_s, below_s, excursions, exc_start, longest_s,
+#                           mkt_sum, weight_s, low, high]
+_LAST_TS, _LAST_T, _ABOVE, _BELOW, _EXC, _EXC_START, _LONGEST, _MKT_SUM, _WEIGHT, _LOW, _HIGH = range(11)
+
+
+def _limit(
+    attrs: Mapping[str, float | str], overrides: Mapping[str, float], name: str, default: float
+) -> float:
+    value = overrides.get(f"coldchain.{name}", attrs.get(f"temp_{name}"))
+    return float(value) if isinstance(value, int | float) else default
+
+
+def _coldchain(
+    state: DeviceState,
+    group: list[Reading],
+    ts: float,
+    attrs: Mapping[str, float | str],
+    overrides: Mapping[str, float],
+    config: AnalyticsConfig,
+) -> None:
+    for r in group:
+        if r.metric != "temperature" or r.quality is not Quality.NORMAL:
+            continue
+        key = r.shipment or "_"
+        ship = state.shipments.get(key)
+        low = _limit(attrs, overrides, "low", config.coldchain_low)
+        high = _limit(attrs, overrides, "high", config.coldchain_high)
+        if ship is None:
+            state.shipments[key] = [ts, r.value, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, low, high]
+            if not low <= r.value <= high:
+                state.shipments[key][_EXC] = 1.0
+                state.shipments[key][_EXC_START] = ts
+            continue
+        if ts <= ship[_LAST_TS]:
+            continue  # replayed or late: accumulators only move forward in event time
+        dt = min(ts - ship[_LAST_TS], COLDCHAIN_MAX_GAP_S)
+        prev = ship[_LAST_T]
+        if prev > ship[_HIGH]:
+            ship[_ABOVE] += dt
+        elif prev < ship[_LOW]:
+            ship[_BELOW] += dt
+        ship[_MKT_SUM] += dt * math.exp(-MKT_DH_OVER_R / (prev + 273.15))
+        ship[_WEIGHT] += dt
+        outside = not ship[_LOW] <= r.value <= ship[_HIGH]
+        if outside and ship[_EXC_START] < 0:
+            ship[_EXC] += 1
+            ship[_EXC_START] = ts
+        elif not outside and ship[_EXC_START] >= 0:
+            ship[_LONGEST] = max(ship[_LONGEST], ts - ship[_EXC_START])
+            ship[_EXC_START] = -1.0
+        if ship[_EXC_START] >= 0:
+            ship[_LONGEST] = max(ship[_LONGEST], ts - ship[_EXC_START])
+        ship[_LAST_TS], ship[_LAST_T] = ts, r.value
+
+
+def _excursion_now(ship: list[float]) -> float:
+    return ship[_LAST_TS] - ship[_EXC_START] if ship[_EXC_START] >= 0 else 0.0
+
+
+def mkt_c(ship: list[float]) -> float | None:
+    """Mean kinetic temperature (°C) of a shipment so far (time-weighted)."""
+    if ship[_WEIGHT] <= 0 or ship[_MKT_SUM] <= 0:
+        return None
+    return MKT_DH_OVER_R / -math.log(ship[_MKT_SUM] / ship[_WEIGHT]) - 273.15
+
+
+def _derived_lines(state: DeviceState, subject: Subject, signals: Mapping[str, float]) -> list[str]:
+    ns = _ns(state.wm)
+    tags = _tags(subject)
+    lines: list[str] = []
+    per_metric: dict[str, dict[str, float]] = {}
+    for key, value in signals.items():
+        metric, _, stat = key.partition(".")
+        if (
+            metric in ("dq", "coldchain")
+            or metric in SUM_METRICS
+            or (metric == "level" and stat.startswith("margin"))
+        ):
+            continue
+        per_metric.setdefault(metric, {})[stat] = value
+    for metric, stats in per_metric.items():
+        lines.append(f"windows,{tags},metric={_esc(metric)} {_fields(stats)} {ns}")
+    sums = {k.partition(".")[2]: v for k, v in signals.items() if k.startswith("rain.sum_")}
+    if sums:
+        fields: dict[str, float | int | str] = dict(sums)
+        fields["storm_signal"] = int(signals.get("rain.storm_signal", 0))
+        grade = rain.rain_grade(sums["sum_24h"], 24)
+        if grade is not None:
+            fields["grade_24h"] = grade.name_en
+        lines.append(f"rainfall_sum,{tags} {_fields(fields)} {ns}")
+    trend = {k.partition(".")[2]: v for k, v in signals.items() if k.startswith("level.")}
+    if trend:
+        lines.append(f"level_trend,{tags} {_fields(trend)} {ns}")
+    for key, ship in state.shipments.items():
+        cc: dict[str, float | int | str] = {
+            "time_above_s": ship[_ABOVE],
+            "time_below_s": ship[_BELOW],
+            "excursions": int(ship[_EXC]),
+            "longest_s": ship[_LONGEST],
+            "excursion_s": _excursion_now(ship),
+        }
+        mkt = mkt_c(ship)
+        if mkt is not None:
+            cc["mkt_c"] = round(mkt, 3)
+        lines.append(f"coldchain_summary,{tags},shipment={_esc(key)} {_fields(cc)} {ns}")
+    dq: dict[str, float | int | str] = {
+        "late": state.late,
+        "excluded": state.excluded,
+        "spikes": state.spikes,
+        "out_of_range": state.out_of_range,
+        "flat_intervals": signals.get("dq.flat_intervals", 0.0),
+    }
+    lines.append(f"data_quality,{tags} {_fields(dq)} {ns}")
+    return lines
+
+
+def _nodata_event(
+    state: RuleState, what: AlertState, subject: Subject, silence: float, limit: float, ts: float
+) -> AlertEvent:
+    where = subject.station_id or subject.id
+    if what is AlertState.CLEARED:
+        text, text_zh = f"data again after {silence:.0f} s", f"恢复上报（中断 {silence:.0f} 秒）"
+    else:
+        text = f"no data for {silence:.0f} s (expected every {limit:.0f} s incl. grace)"
+        text_zh = f"{silence:.0f} 秒无数据（应在 {limit:.0f} 秒内上报）"
+    return AlertEvent(
+        alert_id=f"{NODATA_RULE.id}:{subject.key}",
+        state=what,
+        seq=state.seq,
+        severity=Severity.MINOR,
+        rule=NODATA_RULE.id,
+        kind=NODATA_RULE.kind,
+        domain=NODATA_RULE.domain,
+        subject=subject.key,
+        station_id=subject.station_id,
+        device_id=subject.device_id,
+        region=subject.region,
+        basin=subject.basin,
+        metric=NODATA_RULE.signal,
+        value=round(silence, 3),
+        threshold=limit,
+        raised_at=datetime.fromtimestamp(state.raised_at or ts, UTC),
+        observed_at=datetime.fromtimestamp(ts, UTC),
+        explanation=f"{where} ({subject.id}): {text}",
+        explanation_zh=f"{where}（{subject.id}）：{text_zh}",
+    )
+
+
+def nodata_limit(record: DeviceRecord | None, config: AnalyticsConfig) -> float:
+    """Silence after which a device is offline: its expected interval plus the grace period."""
+    interval = (
+        record.expected_interval_s if record and record.expected_interval_s else config.default_interval_s
+    )
+    return float(interval) + config.nodata_grace_s
+
+
+def check_silence(
+    state: DeviceState,
+    device_id: str,
+    *,
+    record: DeviceRecord | None,
+    domain: str,
+    now: float,
+    config: AnalyticsConfig,
+) -> AlertEvent | None:
+    """Raise the device's no-data alert once it has been silent longer than its limit.
+
+    Wall-clock time (arrival), not event time: a device that stops sending has no event
+    time. Retired devices are not watched.
+    """
+    if state.seen <= 0 or (record is not None and record.status is DeviceStatus.RETIRED):
+        return None
+    limit = nodata_limit(record, config)
+    silence = now - state.seen
+    rs = RuleState.load(state.rules.get(NODATA_RULE.id))
+    if silence <= limit or rs.active >= 0:
+        return None
+    rs.active, rs.seq, rs.raised_at = 0, 1, state.seen + limit
+    state.rules[NODATA_RULE.id] = rs.dump()
+    return _nodata_event(rs, AlertState.RAISED, subject_for(device_id, record, domain), silence, limit, now)
+
+
+def _nodata_cleared(state: DeviceState, subject: Subject, now: float) -> AlertEvent | None:
+    rs = RuleState.load(state.rules.get(NODATA_RULE.id))
+    if rs.active < 0:
+        return None
+    rs.seq += 1
+    event = _nodata_event(rs, AlertState.CLEARED, subject, now - state.seen, 0.0, now)
+    state.rules[NODATA_RULE.id] = RuleState().dump()
+    return event
