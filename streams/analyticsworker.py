@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -120,7 +120,7 @@ def install_analytics(
             await sinks["sink"].write(encode(lines), len(lines))
 
     @app.agent(clean, name="analyse", concurrency=1)
-    async def analyse(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+    async def analyse(stream: faust.StreamT[bytes]) -> None:
         async with open_sink() as sink:
             sinks["sink"] = sink
             sink_open.set()
@@ -168,10 +168,9 @@ def install_analytics(
                 await durable(futures)
                 metrics.ANALYTICS_BATCH_SECONDS.observe(time.perf_counter() - started)
                 metrics.ANALYTICS_RECORDS.inc(len(values))
-                yield None
 
     @app.agent(hourly, name="stations", concurrency=1)
-    async def station_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+    async def station_agent(stream: faust.StreamT[bytes]) -> None:
         async for values in stream.take(500, within=settings.analytics_within_s):
             lines: list[str] = []
             futures: list[Awaitable[Any]] = []
@@ -201,7 +200,6 @@ def install_analytics(
                 await sink_open.wait()
                 await store(lines)
             await durable(futures)
-            yield None
 
     async def watch_silence() -> None:
         now = time.time()

@@ -231,6 +231,11 @@ def update_device(
     for r in ordered:
         by_ts.setdefault(r.ts.timestamp(), []).append(r)
     needed = {r.signal.partition(".")[0] for r in derived}
+    interval = (
+        float(record.expected_interval_s)
+        if record and record.expected_interval_s
+        else config.default_interval_s
+    )
     for ts, group in by_ts.items():
         flagged = 0.0
         for r in group:
@@ -246,7 +251,7 @@ def update_device(
         if ts < state.wm:
             continue  # out of order: windows take it, rules only move forward in event time
         state.wm = ts
-        out.hourly.extend(_close_hours(state, device_id, subject, domain, config, out))
+        out.hourly.extend(_close_hours(state, device_id, subject, domain, interval, out, config))
         # Derived signals at every event time, so a catch-up batch spanning hours walks
         # through the same rule transitions as live data would.
         at_ts = _signals(state, domain, station_attrs, ts, needed)
@@ -350,10 +355,15 @@ def _close_hours(
     device_id: str,
     subject: Subject,
     domain: str,
-    config: AnalyticsConfig,
+    interval_s: float,
     out: DeviceOutput,
+    config: AnalyticsConfig,
 ) -> list[HourlyValues]:
-    """Close every hour whose end + grace the watermark has passed."""
+    """Close every hour whose end + grace the watermark has passed.
+
+    An hourly value is valid with at least 45 minutes of data: samples x max(1 min, the
+    device's reporting interval).
+    """
     upto = int((state.wm - config.grace_s) // HOUR) * HOUR  # hours before this are closed
     if state.closed == 0:
         first = min((min(m.raw) for m in state.metrics.values() if m.raw), default=upto)
@@ -364,11 +374,13 @@ def _close_hours(
         means: dict[str, float] = {}
         counts: dict[str, int] = {}
         for name, m in state.metrics.items():
-            agg = _aggregate(m, name, hour, config)
+            agg = _aggregate(m, name, hour)
             if agg is None:
                 continue
             m.hours[hour] = agg
-            if agg[1] > 0 and (name in SUM_METRICS or _coverage(agg[1], config) >= HOURLY_MIN_COVERAGE_S):
+            if agg[1] > 0 and (
+                name in SUM_METRICS or agg[1] * max(SLOT, interval_s) >= HOURLY_MIN_COVERAGE_S
+            ):
                 means[name] = agg[0]
                 counts[name] = int(agg[1])
             stats = {
@@ -393,18 +405,18 @@ def _close_hours(
         hour += HOUR
     state.closed = max(state.closed, upto)
     for name, m in state.metrics.items():
-        keep_raw_from = state.closed - (24 * HOUR if name in SUM_METRICS else 0)
+        # accumulations keep 24 h of raw entries (rolling sums); means the last hour (rolling
+        # 1 h statistics), whatever hours have closed
+        keep_raw_from = (
+            state.closed - 24 * HOUR if name in SUM_METRICS else min(state.closed, state.wm - HOUR)
+        )
         m.raw = {k: v for k, v in m.raw.items() if v[0] >= keep_raw_from}
         oldest = state.closed - KEEP_HOURS * HOUR
         m.hours = {h: v for h, v in m.hours.items() if h >= oldest}
     return results
 
 
-def _coverage(samples: float, config: AnalyticsConfig) -> float:
-    return samples * max(float(SLOT), config.default_interval_s)
-
-
-def _aggregate(m: MetricState, name: str, hour: int, config: AnalyticsConfig) -> list[float] | None:
+def _aggregate(m: MetricState, name: str, hour: int) -> list[float] | None:
     values = [v[1] for v in m.raw.values() if hour <= v[0] < hour + HOUR]
     if not values:
         return None

@@ -1,0 +1,203 @@
+"""The README's device-integrator walkthrough, copy-pasted into bash while `stationflow up` runs.
+
+The fenced block under "Registering stations and devices" is taken from README.md as it is,
+with only the fixed ports rewritten to the free ports this test's stack listens on (the state
+dir is ``.state`` in the working directory, as for a reader). It runs with ``bash -euo
+pipefail``: a key and MQTT credentials are issued, a reading published with ``mosquitto_pub``
+lands in InfluxDB converted and tagged and shows in the device status, and the broker refuses
+a wrong password and another device's topic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stationflow.stack.components import influx_query
+from stationflow.stack.monitor import count_points
+from stationflow.stack.ports import free_ports
+from tests.integration.pipeline_utils import wait_for
+from tests.integration.test_up import _children_using
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+SECTION = "## Registering stations and devices (device integrators)"
+READY_WITHIN_S = 45.0  # stack up and simulated readings stored (2 busy cores)
+BLOCK_TIMEOUT_S = 50.0  # the block itself waits at most ~20 s for the reading
+STOP_WITHIN_S = 50.0
+FIXED_PORTS = ("1883", "8080", "8086")
+
+
+@dataclass
+class Stack:
+    mqtt: int
+    influx: int
+    registry: int
+    workdir: Path
+    log: Path
+
+    @property
+    def influx_url(self) -> str:
+        return f"http://127.0.0.1:{self.influx}"
+
+
+def readme_block() -> str:
+    """The first ```bash block of the integrator section; fails loudly if either is missing."""
+    text = README.read_text(encoding="utf-8")
+    start = text.find(f"\n{SECTION}\n")
+    assert start >= 0, f"README.md has no section {SECTION!r}: the walkthrough test has nothing to run"
+    end = text.find("\n## ", start + len(SECTION))
+    section = text[start : end if end >= 0 else len(text)]
+    match = re.search(r"^```bash\n(.*?)^```$", section, re.DOTALL | re.MULTILINE)
+    assert match, f"README.md section {SECTION!r} has no ```bash block"
+    return match.group(1)
+
+
+def rewrite(block: str, table: dict[str, str]) -> str:
+    """Apply each rewrite, asserting it matched; then no fixed port may be left in a command."""
+    for old, new in table.items():
+        assert old in block, f"the README block no longer contains {old!r}: update the rewrite table"
+        block = block.replace(old, new)
+    for line in block.splitlines():
+        command = line.split("  # ", 1)[0]
+        if command.lstrip().startswith("#"):
+            continue
+        left = [port for port in FIXED_PORTS if re.search(rf"\b{port}\b", command)]
+        assert not left, f"fixed port {left} in a README command not covered by the rewrites: {line!r}"
+    return block
+
+
+def _tail(path: Path, chars: int = 3000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """`stationflow up` as test_up.py runs it, with ``.state`` under a fresh working directory."""
+    mqtt, kafka, influx, m1, m2, registry = free_ports(6)
+    state = tmp_path / ".state"
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "stationflow.cli", "up", "--state-dir", str(state),
+             "--mqtt-port", str(mqtt), "--kafka-port", str(kafka), "--influx-port", str(influx),
+             "--ingest-metrics-port", str(m1), "--streams-metrics-port", str(m2),
+             "--registry-port", str(registry), "--interval", "1"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    s = Stack(mqtt=mqtt, influx=influx, registry=registry, workdir=tmp_path, log=log)
+    try:
+
+        def ready() -> bool:
+            if up.poll() is not None:
+                return True  # exited: stop waiting, reported below
+            try:
+                return count_points(s.influx_url, "stationflow") > 0
+            except Exception:  # noqa: BLE001 - not up yet
+                return False
+
+        assert wait_for(ready, timeout=READY_WITHIN_S, interval=0.5), f"stack not ready:\n{_tail(log)}"
+        assert up.poll() is None, f"stationflow up exited with {up.returncode}:\n{_tail(log)}"
+        assert "stationflow is running" in log.read_text(errors="replace")
+        yield s
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGINT)
+            try:
+                up.wait(timeout=STOP_WITHIN_S)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait(timeout=10)
+        # test_up.py checks that Ctrl-C stops every child; here, never leave brokers behind.
+        if not wait_for(lambda: not _children_using(state), timeout=10):
+            for proc in _children_using(state):
+                proc.kill()
+    assert up.returncode == 0, _tail(log)
+    assert "all processes stopped" in log.read_text(errors="replace")
+
+
+def _answers(output: str) -> list[dict[str, Any]]:
+    """Every line of the output that is a JSON object (the curl answers)."""
+    found = []
+    for line in output.splitlines():
+        if line.startswith("{"):
+            found.append(json.loads(line))
+    return found
+
+
+def _one(answers: list[dict[str, Any]], key: str, output: str) -> dict[str, Any]:
+    matching = [a for a in answers if key in a]
+    assert len(matching) == 1, f"expected one answer with {key!r}:\n{output}"
+    return matching[0]
+
+
+def test_readme_integrator_walkthrough_runs_verbatim(stack: Stack) -> None:
+    script = rewrite(
+        readme_block(),
+        {
+            "API=http://127.0.0.1:8080": f"API=http://127.0.0.1:{stack.registry}",
+            "curl -sG http://127.0.0.1:8086/query": f"curl -sG {stack.influx_url}/query",
+            "-h 127.0.0.1 -p 1883 ": f"-h 127.0.0.1 -p {stack.mqtt} ",
+        },
+    )
+    started = time.monotonic()
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=stack.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=BLOCK_TIMEOUT_S,
+        check=False,
+    )
+    out = run.stdout
+    assert run.returncode == 0, f"the README block failed ({run.returncode}):\n{out}"
+    assert time.monotonic() - started < BLOCK_TIMEOUT_S
+    answers = _answers(out)
+
+    # 1. an integrator key, issued with the admin key from .state/registry-admin-key
+    key = _one(answers, "token", out)
+    assert key["role"] == "integrator" and key["token"].startswith("sfk_"), out
+    # 2. the station, then the device with its MQTT credentials
+    assert any(a.get("id") == "gauge-hj-01" and a.get("basin") == "Han" for a in answers), out
+    creds = _one(answers, "mqtt", out)["mqtt"]
+    assert creds["username"] == "river-hj-01" and len(creds["password"]) >= 16, out
+    assert (creds["host"], creds["port"]) == ("127.0.0.1", stack.mqtt), "the answer names the real broker"
+    assert creds["topic"] == "devices/river-hj-01/readings"
+    # 3. the reading in InfluxDB: 1290 cm stored as 12.9 m in hydro, with station/region/basin tags
+    (series,) = _one(answers, "results", out)["results"][0]["series"]
+    assert series["name"] == "hydro"
+    rows = [dict(zip(series["columns"], values, strict=True)) for values in series["values"]]
+    assert len(rows) == 1, rows
+    assert rows[0]["level"] == pytest.approx(12.9)
+    assert {k: rows[0][k] for k in ("device", "station", "region", "basin")} == {
+        "device": "river-hj-01",
+        "station": "gauge-hj-01",
+        "region": "445100",
+        "basin": "Han",
+    }
+    # 4. the device status: seen, one reading, nothing rejected
+    status = _one(answers, "device_id", out)
+    assert status["device_id"] == "river-hj-01" and status["last_seen"], status
+    assert (status["readings_last_hour"], status["rejected_last_hour"]) == (1, 0), status
+    # 5. the broker refused the wrong password at connect and the foreign topic at PUBACK
+    assert "Connection error: Not authorized" in out and "refused, exit status 135" in out, out
+    assert "Warning: Publish 1 failed: Not authorized." in out, out
+
+    # The refused publish to river-001's topic never reaches the pipeline: once a later reading
+    # of the simulated river-001 is stored, none of its stored levels is the walkthrough's 12.9.
+    after = time.time_ns()
+    newer = f"SELECT count(level) FROM hydro WHERE device = 'river-001' AND time > {after}"  # noqa: S608 - an int
+    assert wait_for(lambda: bool(influx_query(stack.influx_url, "stationflow", newer)), timeout=30)
+    forged = "SELECT count(level) FROM hydro WHERE device = 'river-001' AND level = 12.9"
+    assert not influx_query(stack.influx_url, "stationflow", forged)
