@@ -69,11 +69,20 @@ def bench(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,
+    analytics: Annotated[
+        bool,
+        typer.Option(
+            "--analytics",
+            help="Run twice, stream analytics off and on, and compare readings/s "
+            "(with analytics: until the analytics agent has caught up).",
+        ),
+    ] = False,
 ) -> None:
     """Push N readings MQTT → Kafka → Faust → InfluxDB on a private stack and measure it.
 
     Reports readings/s (first publish → last reading visible in InfluxDB), publish → visible
-    latency percentiles from probe readings, peak RSS per process, and lost readings.
+    latency percentiles from probe readings, peak RSS per process, and lost readings. Without
+    --analytics the worker runs with analytics off (the spine alone).
     """
     from stationflow.bench.runner import run_bench
 
@@ -84,6 +93,9 @@ def bench(
             publishers=publishers,
             devices=devices,
             as_json=as_json,
+            collectors=collectors,
+            workers=workers,
+            analytics=analytics,
         )
     )
 

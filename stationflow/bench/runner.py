@@ -9,10 +9,16 @@ worker and the load generator processes. Measured:
   ``POLL_S``, so each sample is late by up to that much);
 * ``rss_mb``: peak resident memory of every process; ``cpu_s``: CPU seconds each used;
 * ``lost``: readings published (acknowledged by the broker) but never stored.
+
+With analytics on (``--analytics`` runs the same load twice, analytics off and on), the run
+also waits until the analytics agent has consumed every ``readings.clean`` record (its
+consumer group's committed offsets reach the end offsets), and ``analytics_readings_per_s``
+is readings ÷ (first publish → analytics caught up).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import tempfile
@@ -23,11 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from stationflow.stack.components import influx_query
+from stationflow.stack.monitor import scrape_counter
 from stationflow.stack.pipeline import Pipeline
 from stationflow.stack.ports import free_port
 
@@ -127,15 +135,65 @@ def run_bench(
     as_json: bool,
     collectors: int = 1,
     workers: int = 1,
+    analytics: bool = False,
 ) -> int:
-    """Run the benchmark; print JSON or a table; return the exit code (1 if anything was lost)."""
+    """Run the benchmark; print JSON or a table; return the exit code (1 if anything was lost).
+
+    ``analytics``: run twice, analytics off then on, and report both.
+    """
+    console = Console(stderr=True, quiet=as_json)
+    kwargs: dict[str, Any] = {
+        "readings": readings,
+        "per_message": per_message,
+        "publishers": publishers,
+        "devices": devices,
+        "collectors": collectors,
+        "workers": workers,
+    }
+    if not analytics:
+        result = _run_once(console, analytics=False, **kwargs)
+        if as_json:
+            print(json.dumps(result))  # noqa: T201 - the command's output
+        else:
+            _print_table(Console(), result)
+        return 0 if result["lost"] == 0 else 1
+    console.print("[bold]run 1 of 2: analytics off")
+    off = _run_once(console, analytics=False, **kwargs)
+    console.print("[bold]run 2 of 2: analytics on")
+    on = _run_once(console, analytics=True, **kwargs)
+    comparison = {
+        "analytics_off": off,
+        "analytics_on": on,
+        "readings_per_s_off": off["readings_per_s"],
+        "readings_per_s_on": on["analytics_readings_per_s"],
+        "ratio_on_off": round(on["analytics_readings_per_s"] / max(off["readings_per_s"], 1), 3),
+    }
+    if as_json:
+        print(json.dumps(comparison))  # noqa: T201 - the command's output
+    else:
+        for title, r in (("analytics off", off), ("analytics on", on)):
+            _print_table(Console(), r, title)
+    return 0 if off["lost"] == 0 and on["lost"] == 0 and on.get("analytics_caught_up") else 1
+
+
+def _run_once(
+    console: Console,
+    *,
+    analytics: bool,
+    readings: int,
+    per_message: int,
+    publishers: int,
+    devices: int,
+    collectors: int,
+    workers: int,
+) -> dict[str, Any]:
     from stationflow.bench.loadgen import run_load
 
-    console = Console(stderr=True, quiet=as_json)
     with tempfile.TemporaryDirectory(prefix="stationflow-bench-") as tmp:
         pipeline = Pipeline(
             Path(tmp),
             ports={"kafka": free_port(), "mqtt": free_port(), "influx": free_port()},
+            extra_env={"STATIONFLOW_ANALYTICS_ENABLED": str(analytics).lower()},
         )
         with pipeline:
             with console.status("starting the stack…") as status:
@@ -161,17 +219,55 @@ def run_bench(
                 publishers=publishers,
                 devices=devices,
             )
+            result["analytics"] = analytics
+            if analytics:
+                with console.status("waiting for the analytics agent to catch up…"):
+                    urls = [
+                        f"http://127.0.0.1:{port}/metrics"
+                        for name, port in pipeline.metrics_ports.items()
+                        if name.startswith("streams")
+                    ]
+                    caught_up = _wait_analytics(ep.kafka, "readings.clean", urls)
+                elapsed = (caught_up or time.monotonic()) - result.pop("started")
+                result["analytics_caught_up"] = caught_up is not None
+                result["analytics_seconds"] = round(elapsed, 2)
+                result["analytics_readings_per_s"] = round(result["stored"] / max(elapsed, 1e-9))
+            else:
+                result.pop("started")
             sampler.stop_event.set()
             sampler.sample()
             result["rss_mb"] = {k: round(v, 1) for k, v in sampler.peak.items()}
             result["cpu_s"] = {k: round(v, 1) for k, v in sampler.cpu.items()}
     result["machine"] = {"cpus": psutil.cpu_count(), "python": sys.version.split()[0]}
     result["processes"] = {"collectors": collectors, "workers": workers, "publishers": publishers}
-    if as_json:
-        print(json.dumps(result))  # noqa: T201 - the command's output
-    else:
-        _print_table(Console(), result)
-    return 0 if result["lost"] == 0 else 1
+    return result
+
+
+def _wait_analytics(bootstrap: str, topic: str, metrics_urls: list[str]) -> float | None:
+    """Monotonic time at which the workers had analysed every record of ``topic`` (None: stalled).
+
+    Records on the topic: the sum of its end offsets; analysed: the workers'
+    ``stationflow_analytics_records_total``.
+    """
+
+    async def produced() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            await consumer.topics()
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            ends = await consumer.end_offsets(parts)
+            return sum(ends.values())
+        finally:
+            await consumer.stop()
+
+    deadline = time.monotonic() + STALL_S
+    while time.monotonic() < deadline:
+        done = sum(scrape_counter(url, "stationflow_analytics_records_total") for url in metrics_urls)
+        if done >= asyncio.run(produced()):
+            return time.monotonic()
+        time.sleep(0.25)
+    return None
 
 
 def _drive(
@@ -241,6 +337,7 @@ def _drive(
     lat = probes.latencies_ms()
     elapsed = max(finished - started, 1e-9)
     return {
+        "started": started,
         "readings": readings,
         "published": sent,
         "stored": stored,
@@ -262,14 +359,16 @@ def _drive(
     }
 
 
-def _print_table(console: Console, r: dict[str, Any]) -> None:
-    table = Table(title="stationflow bench: MQTT → Kafka → Faust → InfluxDB")
+def _print_table(console: Console, r: dict[str, Any], title: str = "") -> None:
+    table = Table(title=f"stationflow bench: MQTT → Kafka → Faust → InfluxDB {title}".strip())
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("readings published", f"{r['published']:,}")
     table.add_row("readings stored", f"{r['stored']:,}")
     table.add_row("lost", f"{r['lost']:,}")
     table.add_row("end-to-end readings/s", f"{r['readings_per_s']:,}")
+    if r.get("analytics"):
+        table.add_row("readings/s incl. analytics caught up", f"{r['analytics_readings_per_s']:,}")
     lat = r["latency_ms"]
     table.add_row("latency p50 / p95 / p99 ms", f"{lat['p50']} / {lat['p95']} / {lat['p99']}")
     for name, rss in r["rss_mb"].items():
