@@ -146,10 +146,20 @@ def install_analytics(
                     record = registry.get(device_id) if registry is not None else None
                     readings = [r for b in batches for r in b.readings]
                     domain = record.domain if record else domain_of(r.metric for r in readings)
-                    state = _load_device(devices.get(key))
-                    out = update_device(
-                        state, device_id, readings, record=record, domain=domain, now=now, config=config
-                    )
+                    try:
+                        state = _load_device(devices.get(key))
+                        out = update_device(
+                            state, device_id, readings, record=record, domain=domain, now=now, config=config
+                        )
+                    except Exception as exc:  # one device's bad data must not stop the others
+                        metrics.ANALYTICS_ERRORS.inc()
+                        logger.exception(
+                            "analytics failed, batch skipped device_id=%s readings=%d reason=%r",
+                            device_id,
+                            len(readings),
+                            exc,
+                        )
+                        continue
                     devices[key] = orjson.dumps(state.dump())
                     if out.late:
                         metrics.LATE_READINGS.inc(out.late)
@@ -185,14 +195,24 @@ def install_analytics(
                     continue
                 record = registry.get(hv.device_id) if registry is not None else None
                 key = hv.station_id.encode()
-                state = _load_station(stations.get(key))
-                out = update_station(
-                    state,
-                    hv,
-                    subject=_station_subject(hv, record),
-                    attributes=record.station.attributes if record and record.station else {},
-                    overrides=record.thresholds if record else {},
-                )
+                try:
+                    state = _load_station(stations.get(key))
+                    out = update_station(
+                        state,
+                        hv,
+                        subject=_station_subject(hv, record),
+                        attributes=record.station.attributes if record and record.station else {},
+                        overrides=record.thresholds if record else {},
+                    )
+                except Exception as exc:  # one station's bad hour must not stop the others
+                    metrics.ANALYTICS_ERRORS.inc()
+                    logger.exception(
+                        "station analytics failed, hour skipped station_id=%s device_id=%s reason=%r",
+                        hv.station_id,
+                        hv.device_id,
+                        exc,
+                    )
+                    continue
                 stations[key] = orjson.dumps(state.dump())
                 lines += out.lines
                 lines += await send_events(out.events, futures)

@@ -33,3 +33,7 @@ ANALYTICS_BATCH_SECONDS = Histogram(
     "Time to analyse one batch of clean records (state, rules, InfluxDB, Kafka, changelog)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+ANALYTICS_ERRORS = Counter(
+    "stationflow_analytics_errors_total",
+    "Device batches or station hours the analytics could not process (logged)",
+)

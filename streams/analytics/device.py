@@ -59,6 +59,7 @@ HOURLY_MIN_COVERAGE_S = 45 * 60  # GB 3095 Table 4: ≥ 45 min of data for an ho
 KEEP_HOURS = 48
 MKT_DH_OVER_R = coldchain.DELTA_H_J_PER_MOL / coldchain.GAS_CONSTANT  # ΔH/R in K (standards.md §4)
 COLDCHAIN_MAX_GAP_S = 3600.0
+MKT_MIN_C, MKT_MAX_C = -100.0, 200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,15 +188,16 @@ def _esc(value: str) -> str:
 
 
 def _fields(values: Mapping[str, float | int | str]) -> str:
+    """Line-protocol fields; non-finite floats are left out (InfluxDB would refuse the batch)."""
     parts = []
     for k, v in values.items():
         if isinstance(v, str):
             parts.append(f'{k}="{v}"')
         elif isinstance(v, int) and not isinstance(v, bool):
             parts.append(f"{k}={v}i")
-        else:
+        elif math.isfinite(v):
             parts.append(f"{k}={float(v)!r}")
-    return ",".join(parts)
+    return ",".join(parts) or "empty=true"
 
 
 def _ns(ts: float) -> int:
@@ -475,6 +477,7 @@ def _signals(
             if mean is not None:
                 out[f"{name}.mean_{hours}h"] = mean
     out.setdefault("dq.flat_intervals", 0.0)
+    out = {k: v for k, v in out.items() if math.isfinite(v)}
     level = state.metrics.get("level")
     if level is not None and level.last is not None:
         for attr in ("warning_level", "guaranteed_level"):
@@ -528,8 +531,9 @@ def _coldchain(
             ship[_ABOVE] += dt
         elif prev < ship[_LOW]:
             ship[_BELOW] += dt
-        ship[_MKT_SUM] += dt * math.exp(-MKT_DH_OVER_R / (prev + 273.15))
-        ship[_WEIGHT] += dt
+        if MKT_MIN_C <= prev <= MKT_MAX_C:  # outside, exp() over/underflows: not a temperature
+            ship[_MKT_SUM] += dt * math.exp(-MKT_DH_OVER_R / (prev + 273.15))
+            ship[_WEIGHT] += dt
         outside = not ship[_LOW] <= r.value <= ship[_HIGH]
         if outside and ship[_EXC_START] < 0:
             ship[_EXC] += 1
