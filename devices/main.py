@@ -6,7 +6,9 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
 from stationflow import topics
@@ -35,6 +37,16 @@ def _prepare_database(settings: RegistrySettings, sessions: sessionmaker[Session
         if settings.registry_admin_key is not None:
             crud.ensure_bootstrap_key(session, token=settings.registry_admin_key.get_secret_value())
     logger.info("registry database ready builtin_types_added=%d", added)
+
+
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    """A value the database refuses (PostgreSQL: a NUL in a path or query parameter) is a 422, not a 500."""
+    cause = getattr(exc, "orig", None) or exc
+    logger.info("database refused a request value path=%s error=%s", request.url.path, cause)
+    detail = [
+        {"loc": ["request"], "msg": f"value not accepted by the database: {cause}", "type": "value_error"}
+    ]
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 async def _publish_snapshot(runtime: Runtime) -> None:
@@ -91,6 +103,7 @@ def create_app(
             yield
 
     app = FastAPI(title="stationflow device registry", version="1", lifespan=lifespan)
+    app.add_exception_handler(DataError, _data_error)
 
     @app.get("/health", tags=["health"])
     async def health() -> Message:

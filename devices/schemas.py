@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from stationflow.contracts import DEVICE_ID_PATTERN, METRIC_PATTERN, Calibration, DeviceStatus, MetricSpec
 
@@ -41,6 +41,17 @@ TYPE_NAME_PATTERN = r"^[a-z][a-z0-9_.\-]{0,63}$"
 Metric = Annotated[str, Field(pattern=METRIC_PATTERN)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 WaterClass = Literal["I", "II", "III", "IV", "V"]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL (SQLite can): refuse it here, alike on every backend.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+"""Free text stored in a text column (ids, names with a pattern cannot contain NUL anyway)."""
 
 
 class Role(StrEnum):
@@ -94,7 +105,7 @@ class DeviceTypeBase(BaseModel):
     model_config = _Strict
 
     domain: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="InfluxDB measurement")
-    description: str = Field(default="", max_length=500)
+    description: Text = Field(default="", max_length=500)
     metrics: list[MetricDef] = Field(min_length=1, max_length=200)
 
     @model_validator(mode="after")
@@ -115,12 +126,15 @@ class DeviceTypeUpdate(BaseModel):
     model_config = _Strict
 
     domain: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
-    description: str | None = Field(default=None, max_length=500)
+    description: Text | None = Field(default=None, max_length=500)
     metrics: list[MetricDef] | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         _unique_metrics(self.metrics)
+        for name in ("domain", "description", "metrics"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null; leave it out to keep the current value")
         return self
 
 
@@ -147,12 +161,12 @@ class StationBase(BaseModel):
 
     model_config = _Strict
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     kind: StationKind = StationKind.OTHER
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
-    region: str | None = Field(default=None, max_length=100)
-    basin: str | None = Field(default=None, max_length=100)
+    region: Text | None = Field(default=None, max_length=100)
+    basin: Text | None = Field(default=None, max_length=100)
     warning_level: Finite | None = Field(default=None, description="m, gauges only (警戒水位)")
     guaranteed_level: Finite | None = Field(default=None, description="m, gauges only (保证水位)")
     target_class: WaterClass | None = Field(default=None, description="GB 3838 class, water only")
@@ -182,12 +196,12 @@ class StationUpdate(BaseModel):
 
     model_config = _Strict
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
     kind: StationKind | None = None
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
-    region: str | None = Field(default=None, max_length=100)
-    basin: str | None = Field(default=None, max_length=100)
+    region: Text | None = Field(default=None, max_length=100)
+    basin: Text | None = Field(default=None, max_length=100)
     warning_level: Finite | None = None
     guaranteed_level: Finite | None = None
     target_class: WaterClass | None = None
@@ -277,7 +291,7 @@ class ApiKeyCreate(BaseModel):
 
     model_config = _Strict
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     role: Role
 
 

@@ -3,11 +3,11 @@
 #
 #   bash scripts/setup.sh            # PYTHON=python3.12 bash scripts/setup.sh to choose Python
 #
-# Installs mosquitto, mosquitto-clients, influxdb, victoria-metrics and docker-compose with
-# apt-get when a binary is missing (via sudo when not root), makes sure the package install did
-# not leave system daemons on 1883/8086/8428 (the stack starts its own on free ports), then
-# creates .venv and installs the project with its dev extras, skipping pip when pyproject.toml
-# has not changed since the last successful install.
+# Installs mosquitto, mosquitto-clients, influxdb, victoria-metrics, postgresql and docker-compose
+# with apt-get when a binary is missing (via sudo when not root), makes sure the package install
+# did not leave system daemons on 1883/8086/8428/5432 (the stack and the tests start their own on
+# free ports), then creates .venv and installs the project with its dev and postgres extras,
+# skipping pip when pyproject.toml and the extras have not changed since the last install.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -16,15 +16,25 @@ PYTHON="${PYTHON:-python3}"
 VENV=".venv"
 STAMP="$VENV/.stationflow-setup-stamp"
 PIP_LOG="$VENV/pip-install.log"
-PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics docker-compose)
+EXTRAS="dev,postgres"  # postgres: psycopg, for the registry tests against a real PostgreSQL
+PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics postgresql docker-compose)
 BINARIES=(mosquitto mosquitto_ctrl mosquitto_pub influxd victoria-metrics)
-SERVICES=(mosquitto influxdb victoria-metrics)
+SERVICES=(mosquitto influxdb victoria-metrics postgresql)
 
 log() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
 
 # Debian puts mosquitto in /usr/sbin, which is not on an ordinary user's PATH.
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/local/sbin/$1" ]; }
+
+# Debian's postgresql keeps initdb/pg_ctl/postgres in /usr/lib/postgresql/<version>/bin, off PATH.
+have_postgres() {
+  local bin
+  for bin in /usr/lib/postgresql/*/bin/postgres; do
+    [ -x "$bin" ] && [ -x "${bin%/postgres}/initdb" ] && return 0
+  done
+  command -v postgres >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1
+}
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then
@@ -53,6 +63,14 @@ stop_system_daemons() {
       fi
     done
   fi
+  # Without systemd or service, postgresql-common's own tool still knows the package's cluster.
+  if command -v pg_lsclusters >/dev/null 2>&1; then
+    local version cluster _rest
+    while read -r version cluster _rest; do
+      log "stopping PostgreSQL cluster $version/$cluster"
+      as_root pg_ctlcluster "$version" "$cluster" stop >/dev/null 2>&1 || true
+    done < <(pg_lsclusters --no-header 2>/dev/null | awk '$4 == "online"')
+  fi
 }
 
 install_system_packages() {
@@ -60,6 +78,7 @@ install_system_packages() {
   for bin in "${BINARIES[@]}"; do
     have "$bin" || missing+=("$bin")
   done
+  have_postgres || missing+=(postgres)
   # A fresh Debian python3 has no venv module (ensurepip) until python3-venv is installed.
   if command -v "$PYTHON" >/dev/null 2>&1 && ! "$PYTHON" -c 'import ensurepip' >/dev/null 2>&1; then
     extra+=(python3-venv)
@@ -100,14 +119,15 @@ setup_venv() {
   "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || die "$VENV uses $("$VENV/bin/python" -V 2>&1); remove it and run again with PYTHON=python3.11+"
   local digest
-  digest="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  # The extras are part of the digest: adding one must reinstall even if pyproject.toml did not change.
+  digest="$({ printf 'extras=%s\n' "$EXTRAS"; cat pyproject.toml; } | sha256sum | cut -d' ' -f1)"
   if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$digest" ]; then
     log "python dependencies: up to date"
   else
-    log "installing stationflow and dev dependencies into $VENV (log: $PIP_LOG)"
+    log "installing stationflow[$EXTRAS] into $VENV (log: $PIP_LOG)"
     # Build-backend warnings are noise here; the whole log is shown if pip fails.
     if ! { "$VENV/bin/python" -m pip install -q --upgrade pip \
-        && "$VENV/bin/python" -m pip install -q -e '.[dev]'; } >"$PIP_LOG" 2>&1; then
+        && "$VENV/bin/python" -m pip install -q -e ".[$EXTRAS]"; } >"$PIP_LOG" 2>&1; then
       tail -n 40 "$PIP_LOG" >&2
       die "pip install failed (full log: $PIP_LOG)"
     fi

@@ -31,8 +31,9 @@ class StreamsSettings(CommonSettings):
     streams_spool_max_mb: int = 1024
     streams_dedupe_per_device: int = 64
     # Enrich readings from the device registry (units, calibration, range flags, station
-    # tags; unknown / retired devices dead-lettered). Off until every device is registered.
-    streams_registry: bool = False
+    # tags; unknown / retired devices dead-lettered). Set false only to run the worker
+    # without a registry (the benchmark's synthetic devices, some tests of the spine).
+    streams_registry: bool = True
     # Stream analytics (windows, AQI, water class, rain sums, rules → alerts.events).
     analytics_enabled: bool = True
     # Late readings inside this grace period still count in their hour; later ones are

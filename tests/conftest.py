@@ -111,3 +111,25 @@ def influx_db(influxd: Component, unique_name: NameFactory) -> str:
     name = unique_name("db")
     influx_create_db(influxd.url, name)
     return name
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server for the session: the SQLAlchemy URL of its ``postgres`` database.
+
+    Never use that database itself for test data: ``postgres_db_url`` gives each test its own.
+    """
+    from stationflow.stack.postgres import start_postgres  # the PostgreSQL fixtures stand alone
+
+    with start_postgres(tmp_path_factory.mktemp("postgres")) as server:
+        yield server.sqlalchemy_url()
+
+
+@pytest.fixture
+def postgres_db_url(postgres_url: str, unique_name: NameFactory) -> Iterator[str]:
+    """A fresh, empty database on the session PostgreSQL; dropped after the test."""
+    from stationflow.stack.postgres import create_database, drop_database
+
+    name = unique_name("test_")
+    yield create_database(postgres_url, name)
+    drop_database(postgres_url, name)

@@ -193,7 +193,11 @@ def _run_once(
         pipeline = Pipeline(
             Path(tmp),
             ports={"kafka": free_port(), "mqtt": free_port(), "influx": free_port()},
-            extra_env={"STATIONFLOW_ANALYTICS_ENABLED": str(analytics).lower()},
+            # the load generator's synthetic devices are not registered
+            extra_env={
+                "STATIONFLOW_ANALYTICS_ENABLED": str(analytics).lower(),
+                "STATIONFLOW_STREAMS_REGISTRY": "false",
+            },
         )
         with pipeline:
             with console.status("starting the stack…") as status:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,8 +49,9 @@ def run_up(
     simulate: bool,
     duration_s: float | None,
 ) -> int:
-    """Start everything, show live status until Ctrl-C (or ``duration_s``), stop everything."""
+    """Start everything, show live status until Ctrl-C / SIGTERM (or ``duration_s``), stop everything."""
     setup_logging("WARNING")
+    signal.signal(signal.SIGTERM, _terminate)  # a supervisor's stop: same clean shutdown as Ctrl-C
     console = Console()
     pipeline = Pipeline(
         state_dir.resolve(), ports=ports, auth=True, extra_env={"STATIONFLOW_STREAMS_REGISTRY": "true"}
@@ -69,7 +71,7 @@ def run_up(
         _banner(console, pipeline)
         asyncio.run(_live(console, pipeline, interval_s=interval_s, simulate=simulate, duration_s=duration_s))
     except KeyboardInterrupt:
-        console.print("\nCtrl-C: stopping…")
+        console.print("\nstopping…")
     except StackError as exc:
         console.print(f"[red]could not start the stack:[/red] {exc}")
         return 1
@@ -77,6 +79,10 @@ def run_up(
         pipeline.stop()
         console.print("all processes stopped; state kept in " + str(state_dir))
     return 0
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 async def _register(p: Pipeline, interval_s: float) -> None:

@@ -39,6 +39,8 @@ def make_pipeline(
             "STATIONFLOW_STREAMS_APP_ID": f"streams-{tag}",
             "STATIONFLOW_REGISTRY_GROUP_ID": f"registry-{tag}",
             "STATIONFLOW_LOG_LEVEL": "INFO",
+            # spine tests publish for unregistered devices; registry tests turn it on
+            "STATIONFLOW_STREAMS_REGISTRY": "false",
             **(extra_env or {}),
         },
         components=[mosquitto],

@@ -39,6 +39,7 @@ def test_v2_dialect_through_the_running_pipeline(
             "STATIONFLOW_STREAMS_APP_ID": f"streams-{tag}",
             "STATIONFLOW_INFLUX_DIALECT": "v2",
             "STATIONFLOW_INFLUX_TOKEN": "any-token",
+            "STATIONFLOW_STREAMS_REGISTRY": "false",  # unregistered test devices
         },
         components=[mosquitto],
         endpoints=Endpoints(

@@ -112,16 +112,18 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         yield s
     finally:
         if up.poll() is None:
-            up.send_signal(signal.SIGINT)
+            # SIGTERM, as a supervisor (systemd, docker stop) sends it: test_up.py covers Ctrl-C
+            up.send_signal(signal.SIGTERM)
             try:
                 up.wait(timeout=STOP_WITHIN_S)
             except subprocess.TimeoutExpired:
                 up.kill()
                 up.wait(timeout=10)
-        # test_up.py checks that Ctrl-C stops every child; here, never leave brokers behind.
-        if not wait_for(lambda: not _children_using(state), timeout=10):
-            for proc in _children_using(state):
-                proc.kill()
+        # never leave brokers behind, but fail if SIGTERM did not stop them
+        left = [] if wait_for(lambda: not _children_using(state), timeout=10) else _children_using(state)
+        for proc in left:
+            proc.kill()
+    assert not left, f"still running after SIGTERM: {left}"
     assert up.returncode == 0, _tail(log)
     assert "all processes stopped" in log.read_text(errors="replace")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
+from sqlalchemy.exc import IntegrityError
 
 from devices import crud
 from devices.api.deps import AdminKey, PublisherDep, ReaderKey, SessionDep
@@ -52,7 +53,11 @@ async def create_type(body: DeviceTypeCreate, session: SessionDep, _key: AdminKe
     if session.get(DeviceType, body.name) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"device type '{body.name}' already exists")
     crud.upsert_type(session, name=body.name, body=body)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError as exc:  # created concurrently (PostgreSQL: unique violation)
+        session.rollback()
+        raise HTTPException(status.HTTP_409_CONFLICT, f"device type '{body.name}' already exists") from exc
     return type_public(_get(session, body.name))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy.exc import IntegrityError
 
 from devices import crud
 from devices.api.deps import IntegratorKey, PublisherDep, ReaderKey, SessionDep, merged
@@ -62,7 +63,11 @@ async def create_station(body: StationCreate, session: SessionDep, _key: Integra
     if session.get(Station, body.id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"station '{body.id}' already exists")
     crud.upsert_station(session, station_id=body.id, data=body)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError as exc:  # registered concurrently (PostgreSQL: unique violation)
+        session.rollback()
+        raise HTTPException(status.HTTP_409_CONFLICT, f"station '{body.id}' already exists") from exc
     return station_public(_get(session, body.id))
 
 

@@ -1,4 +1,10 @@
-"""Registry unit fixtures: the app on a temp SQLite database with an in-memory publisher."""
+"""Registry unit fixtures: the app on a temp database with an in-memory publisher.
+
+Every test using ``registry_settings`` (directly or through ``client``) runs twice: on a
+private SQLite file (``[sqlite]``) and on a fresh database of the session's real PostgreSQL
+server (``[postgres]``, see ``postgres_db_url`` in tests/conftest.py). Deselect the PostgreSQL
+runs with ``-k "not postgres"``.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +21,26 @@ from devices.settings import RegistrySettings
 ADMIN_TOKEN = "admin-test-token"  # noqa: S105
 
 
-@pytest.fixture
-def registry_settings(tmp_path: Path) -> RegistrySettings:
-    """Settings with a private SQLite file and a bootstrap admin key."""
-    return RegistrySettings(state_dir=tmp_path, registry_admin_key=ADMIN_TOKEN)  # type: ignore[arg-type]
+BACKENDS = ["sqlite", "postgres"]
+
+
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A private, empty database of ``backend``: a temp SQLite file or a fresh PostgreSQL one."""
+    if backend == "postgres":
+        # Looked up only here, so SQLite-only runs never start PostgreSQL.
+        url: str = request.getfixturevalue("postgres_db_url")
+        return url
+    return f"sqlite:///{tmp_path}/registry.db"
+
+
+@pytest.fixture(params=BACKENDS)
+def registry_settings(request: pytest.FixtureRequest, tmp_path: Path) -> RegistrySettings:
+    """Settings with a private database (SQLite, then PostgreSQL) and a bootstrap admin key."""
+    return RegistrySettings(
+        state_dir=tmp_path,
+        registry_database_url=database_url(request.param, request, tmp_path),
+        registry_admin_key=ADMIN_TOKEN,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture

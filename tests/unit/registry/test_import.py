@@ -66,3 +66,11 @@ def test_thousand_devices_with_ten_broken(client: TestClient, published: MemoryR
     assert (again["created"], again["updated"], again["unchanged"], again["failed"]) == (0, 0, 990, 10)
     assert published.sent == []
     assert client.get("/devices", params={"limit": 1}).json()["count"] == 990
+
+
+def test_nul_in_a_cell_fails_that_row_only(client: TestClient) -> None:
+    # PostgreSQL text cannot hold NUL: the row is refused on every backend, the others go in.
+    text = "id,name,kind\nst-n,Bad\x00Name,rain\nst-ok,Good,rain\n"
+    answer = client.post("/import/stations", content=text, headers={"Content-Type": "text/csv"}).json()
+    assert (answer["created"], answer["failed"]) == (1, 1)
+    assert answer["errors"][0]["row"] == 1 and "NUL" in answer["errors"][0]["reason"]
