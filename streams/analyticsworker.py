@@ -31,13 +31,13 @@ from pydantic import ValidationError
 from stationflow import topics
 from stationflow.contracts import AlertEvent, DeviceRecord, HourlyValues, ReadingBatch
 from stationflow.logs import LogThrottle
+from stationflow.registryview import RegistryView
 from streams import metrics
 from streams.analytics.device import AnalyticsConfig, DeviceState, check_silence, update_device
 from streams.analytics.rules import Subject
 from streams.analytics.station import StationState, update_station
 from streams.catalog import domain_of
 from streams.lineprotocol import encode
-from streams.registry import RegistryView
 from streams.settings import StreamsSettings
 
 __all__ = ["DEVICE_TABLE", "STATION_TABLE", "changelog_topics", "install_analytics"]

@@ -12,9 +12,9 @@ import logging
 
 import faust
 
+from stationflow.registryview import RegistryFollower, RegistryView
 from streams.analyticsworker import install_analytics
 from streams.rawconsumer import RawConsumer
-from streams.registry import RegistryFollower, RegistryView
 from streams.settings import StreamsSettings
 from streams.sink import BufferedSink, DiskSpool, make_writer
 

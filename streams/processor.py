@@ -18,11 +18,11 @@ from pydantic import ValidationError
 
 from stationflow.contracts import DeadLetter, ReadingBatch, utcnow
 from stationflow.logs import LogThrottle
+from stationflow.registryview import RegistryView
 from streams import metrics
 from streams.enrich import Rejection, enrich
 from streams.lineprotocol import batch_lines, encode
 from streams.normalize import RecentKeys, normalize
-from streams.registry import RegistryView
 
 __all__ = ["BatchProcessor", "Prepared", "ReadingSink", "Send"]
 

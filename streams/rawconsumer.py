@@ -28,9 +28,9 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from stationflow import topics
 from stationflow.kafka import start_with_retry
+from stationflow.registryview import RegistryView
 from streams.normalize import RecentKeys
 from streams.processor import BatchProcessor, Prepared, ReadingSink
-from streams.registry import RegistryView
 from streams.settings import StreamsSettings
 from streams.sink import SpoolFailure
 
