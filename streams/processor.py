@@ -113,7 +113,7 @@ class BatchProcessor:
             records=len(values),
             body=encode(lines),
             points=points,
-            clean=[_clean_record(group) for group in by_device.values()],
+            clean=[rec for group in by_device.values() for rec in _clean_records(group)],
             dead=[(d.key(), d.model_dump_json().encode()) for d in dead],
             cpu_s=time.perf_counter() - started,
         )
@@ -171,6 +171,29 @@ class BatchProcessor:
             if self._throttle.allow("invalid_record", time.monotonic()) is not None:
                 logger.warning("invalid record on raw topic reason=%s", reason)
             return None
+
+
+CLEAN_MAX_READINGS = 2000
+"""Readings per ``readings.clean`` record at most (~300 kB), far below Kafka's 1 MB limit.
+
+After a restart a worker may fetch thousands of one device's messages in one batch; merged
+into a single record they would exceed the producer's maximum request size."""
+
+
+def _clean_records(group: list[ReadingBatch]) -> list[tuple[bytes, bytes]]:
+    """Clean records for a device's batches, in arrival order, each of bounded size."""
+    records: list[tuple[bytes, bytes]] = []
+    chunk: list[ReadingBatch] = []
+    size = 0
+    for batch in group:
+        if chunk and size + len(batch.readings) > CLEAN_MAX_READINGS:
+            records.append(_clean_record(chunk))
+            chunk, size = [], 0
+        chunk.append(batch)
+        size += len(batch.readings)
+    if chunk:
+        records.append(_clean_record(chunk))
+    return records
 
 
 def _clean_record(group: list[ReadingBatch]) -> tuple[bytes, bytes]:

@@ -83,3 +83,19 @@ def test_hostile_raw_records_become_dead_letters_never_exceptions(values: list[b
         letter = DeadLetter.model_validate_json(value)
         assert letter.code == "invalid_record" and letter.reason
         assert key == letter.key()
+
+
+async def test_a_large_backlog_of_one_device_leaves_in_bounded_records() -> None:
+    """After a restart one batch may hold thousands of a device's messages (issue: 1 MB limit)."""
+    from streams.processor import CLEAN_MAX_READINGS
+
+    sink, kafka = MemorySink(), MemoryKafka()
+    proc = BatchProcessor(sink=sink, send=kafka.send, clean_topic="clean", dead_topic="dead")
+    raws = [_raw("big", *range(5), ts=T0 + timedelta(seconds=i)) for i in range(2500)]
+    assert await proc.handle(raws) == 12500
+    clean = [ReadingBatch.model_validate_json(v) for t, _, v in kafka.records if t == "clean"]
+    assert len(clean) > 1
+    assert all(len(c.readings) <= CLEAN_MAX_READINGS for c in clean)
+    assert all(len(v) < 1_000_000 for _, _, v in kafka.records)
+    values = [(r.ts, r.metric) for c in clean for r in c.readings]
+    assert len(values) == 12500 and values == sorted(values)
