@@ -1,1 +1,2 @@
-"""Alert lifecycle, escalation and notification (issue 5; not built yet)."""
+"""Alert service: lifecycle, routing and escalation, silences, notification channels with a
+persistent outbox, REST API and the duty console (``python -m alerts``)."""

@@ -8,7 +8,8 @@ with the plugin's text; no answer within ``timeout`` raises :class:`DynsecTimeou
 Roles (see ``ROLE_ACLS``): each device has a private role ``device:<id>`` that lets it publish
 only under ``devices/<id>/`` (plus the shared, ACL-free ``device`` role that marks it),
 ``collector`` may subscribe to and receive readings and ``$SYS``, ``simulator`` may publish
-readings for any device. Everything not allowed by a role is denied (``DEFAULT_ACL_ACCESS``).
+readings for any device, ``alerts`` may publish notifications under ``stations/+/alerts`` and
+``alerts/#``. Everything not allowed by a role is denied (``DEFAULT_ACL_ACCESS``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import gmqtt
 from stationflow.contracts import DEVICE_ID_PATTERN
 
 __all__ = [
+    "ALERTS_ROLE",
     "COLLECTOR_ROLE",
     "CONTROL_TOPIC",
     "DEFAULT_ACL_ACCESS",
@@ -57,6 +59,7 @@ MQTT_V5 = 5
 DEVICE_ROLE = "device"
 COLLECTOR_ROLE = "collector"
 SIMULATOR_ROLE = "simulator"
+ALERTS_ROLE = "alerts"  # the alert service's MQTT channel (sirens, LED boards at stations)
 
 # Plugin error texts (mosquitto 2.0.x) that idempotent operations treat as "already so".
 ERR_CLIENT_NOT_FOUND = "Client not found"
@@ -98,6 +101,7 @@ ROLE_ACLS: Mapping[str, tuple[Acl, ...]] = {
         Acl("publishClientReceive", "$SYS/#"),
     ),
     SIMULATOR_ROLE: (Acl("publishClientSend", "devices/+/readings"),),
+    ALERTS_ROLE: (Acl("publishClientSend", "stations/+/alerts"), Acl("publishClientSend", "alerts/#")),
 }
 
 # Deny by default; unsubscribing stays allowed (it grants nothing, and denying it only makes

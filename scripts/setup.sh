@@ -3,7 +3,8 @@
 #
 #   bash scripts/setup.sh            # PYTHON=python3.12 bash scripts/setup.sh to choose Python
 #
-# Installs mosquitto, mosquitto-clients, influxdb, victoria-metrics, postgresql and docker-compose
+# Installs mosquitto, mosquitto-clients, influxdb, victoria-metrics, postgresql, docker-compose and
+# chromium (the duty console's browser test drives it headless through Playwright)
 # with apt-get when a binary is missing (via sudo when not root), makes sure the package install
 # did not leave system daemons on 1883/8086/8428/5432 (the stack and the tests start their own on
 # free ports), then creates .venv and installs the project with its dev and postgres extras,
@@ -17,8 +18,8 @@ VENV=".venv"
 STAMP="$VENV/.stationflow-setup-stamp"
 PIP_LOG="$VENV/pip-install.log"
 EXTRAS="dev,postgres"  # postgres: psycopg, for the registry tests against a real PostgreSQL
-PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics postgresql docker-compose)
-BINARIES=(mosquitto mosquitto_ctrl mosquitto_pub influxd victoria-metrics)
+PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics postgresql docker-compose chromium)
+BINARIES=(mosquitto mosquitto_ctrl mosquitto_pub influxd victoria-metrics chromium)
 SERVICES=(mosquitto influxdb victoria-metrics postgresql)
 
 log() { printf 'setup: %s\n' "$*"; }

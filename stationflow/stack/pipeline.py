@@ -37,6 +37,8 @@ INGEST_READY_LINE = "mqtt connected"
 STREAMS_READY_LINE = "partitions assigned"
 REGISTRY_READY_LINE = "Application startup complete"
 REGISTRY_READY_S = 60.0
+ALERTS_READY_LINE = "alert service ready"
+ALERTS_READY_S = 60.0
 
 
 def service_name(kind: str, instance: int = 1) -> str:
@@ -90,11 +92,12 @@ def _log_contains(path: Path, needle: str, offset: int) -> Callable[[], bool]:
 
 
 def start_service(kind: str, *, env: Mapping[str, str], log_path: Path, wait: bool = True) -> ManagedProcess:
-    """Start ``python -m ingest`` or ``python -m streams`` and wait until it is ready."""
+    """Start ``python -m <kind>`` (ingest, streams, devices, alerts) and wait until it is ready."""
     ready_line, timeout = {
         "ingest": (INGEST_READY_LINE, INGEST_READY_S),
         "streams": (STREAMS_READY_LINE, STREAMS_READY_S),
         "devices": (REGISTRY_READY_LINE, REGISTRY_READY_S),
+        "alerts": (ALERTS_READY_LINE, ALERTS_READY_S),
     }[kind]
     proc = ManagedProcess(kind, [sys.executable, "-m", kind], log_path=log_path, env=env)
     offset = log_path.stat().st_size if log_path.exists() else 0
@@ -163,6 +166,13 @@ class Pipeline:
                 user, password = self.accounts.admin
                 extra["STATIONFLOW_REGISTRY_DYNSEC_USERNAME"] = user
                 extra["STATIONFLOW_REGISTRY_DYNSEC_PASSWORD"] = password
+        if kind == "alerts":
+            extra["STATIONFLOW_ALERTS_PORT"] = str(self.alerts_port)
+            extra["STATIONFLOW_ALERTS_ADMIN_KEY"] = self.alerts_admin_key
+            extra.setdefault("STATIONFLOW_ALERTS_PUBLIC_URL", self.alerts_url)
+            extra.setdefault("STATIONFLOW_ALERTS_METRICS_PORT", "0")  # the API serves /metrics
+            if self.accounts is not None:
+                extra["STATIONFLOW_MQTT_USERNAME"], extra["STATIONFLOW_MQTT_PASSWORD"] = self.accounts.alerts
         if kind == "streams":
             extra["STATIONFLOW_STREAMS_INSTANCE"] = str(instance)
         elif instance > 1:
@@ -196,7 +206,27 @@ class Pipeline:
     @property
     def registry_admin_key(self) -> str:
         """The registry's bootstrap admin API key, created once and kept 0600 in the state dir."""
-        path = self.state_dir / "registry-admin-key"
+        return self._secret("registry-admin-key")
+
+    @property
+    def alerts_port(self) -> int:
+        """Port of the alert service (``ports["alerts"]``, else a free one, chosen once)."""
+        if "alerts" not in self.metrics_ports:
+            self.metrics_ports["alerts"] = self.ports.get("alerts") or free_port()
+        return self.metrics_ports["alerts"]
+
+    @property
+    def alerts_url(self) -> str:
+        """Base URL of the alert service (API, /console, /metrics)."""
+        return f"http://127.0.0.1:{self.alerts_port}"
+
+    @property
+    def alerts_admin_key(self) -> str:
+        """The alert service's bootstrap admin API key (0600 in the state dir)."""
+        return self._secret("alerts-admin-key")
+
+    def _secret(self, name: str) -> str:
+        path = self.state_dir / name
         if not path.exists():
             self.state_dir.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)
@@ -212,7 +242,8 @@ class Pipeline:
 
     def stop(self) -> None:
         """Stop services first (collectors before workers, so they drain), then the infrastructure."""
-        order = ("ingest", "streams", "devices")  # collectors drain first, the registry goes last
+        # collectors drain first, then the worker; the alert service delivers what it has; registry last
+        order = ("ingest", "streams", "alerts", "devices")
         for name in sorted(self.services, key=lambda n: order.index(n.split("-")[0])):
             proc = self.services.pop(name)
             started = time.monotonic()

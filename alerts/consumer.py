@@ -1,0 +1,110 @@
+"""Consume ``alerts.events`` into the alert database (I/O edge).
+
+Each batch is applied in one database transaction (alerts, history, outbox rows), and only
+then are the Kafka offsets committed: a crash re-delivers events whose history keys already
+exist, which makes them no-ops. A record that is not a valid ``AlertEvent`` is logged with
+its offset, counted, and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerts import metrics
+from alerts.lifecycle import apply_event
+from stationflow.contracts import AlertEvent
+from stationflow.kafka import start_with_retry
+
+__all__ = ["EventConsumer"]
+
+logger = logging.getLogger(__name__)
+
+
+class EventConsumer:
+    """A consumer-group member applying alert events."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topic: str,
+        group_id: str,
+        sessions: sessionmaker[Session],
+        console_url: str,
+        maintenance: Callable[[str | None], bool],
+        on_change: Callable[[int], None],
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.group_id = group_id
+        self.sessions = sessions
+        self.console_url = console_url
+        self.maintenance = maintenance
+        self.on_change = on_change
+        self.ready = asyncio.Event()
+
+    def apply(self, events: list[AlertEvent]) -> list[int]:
+        """Apply a batch in one transaction; return the ids of alerts that changed."""
+        changed: list[int] = []
+        now = datetime.now(UTC)
+        with self.sessions() as session:
+            for event in events:
+                applied = apply_event(
+                    session,
+                    event,
+                    now=now,
+                    console_url=self.console_url,
+                    maintenance=self.maintenance(event.device_id),
+                )
+                metrics.EVENTS.labels("duplicate" if applied.duplicate else "applied").inc()
+                if applied.alert is not None:
+                    session.flush()
+                    changed.append(applied.alert.id)
+            session.commit()
+        return changed
+
+    async def run(self) -> None:
+        """Until cancelled."""
+        consumer = AIOKafkaConsumer(
+            self.topic,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await start_with_retry("alert events consumer", consumer.start)
+        self.ready.set()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=500)
+                events: list[AlertEvent] = []
+                for tp, records in batches.items():
+                    for record in records:
+                        if record.value is None:
+                            continue
+                        try:
+                            events.append(AlertEvent.model_validate_json(record.value))
+                        except ValidationError as exc:
+                            metrics.EVENTS.labels("invalid").inc()
+                            logger.error(
+                                "invalid alert event skipped topic=%s partition=%d offset=%d reason=%s",
+                                tp.topic,
+                                tp.partition,
+                                record.offset,
+                                exc.errors()[0]["msg"],
+                            )
+                if events:
+                    changed = await asyncio.to_thread(self.apply, events)
+                    for alert in changed:
+                        self.on_change(alert)
+                if batches:
+                    await consumer.commit()
+        finally:
+            await consumer.stop()

@@ -1,0 +1,231 @@
+"""The alert service app: ``create_app(settings)``; the lifespan runs the event consumer,
+the escalation scheduler, the outbox dispatcher and the registry follower as tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerts import metrics
+from alerts.api import router
+from alerts.auth import ensure_bootstrap_key
+from alerts.channels import Channel
+from alerts.channels.email import EmailChannel
+from alerts.channels.mqtt import MqttChannel
+from alerts.channels.sms import SmsChannel
+from alerts.channels.webhook import WebhookChannel
+from alerts.consumer import EventConsumer
+from alerts.db import make_engine, make_sessions
+from alerts.dispatcher import Dispatcher
+from alerts.lifecycle import due_escalations
+from alerts.live import Broadcaster
+from alerts.models import Alert
+from alerts.runtime import Runtime
+from alerts.settings import AlertsSettings
+from stationflow import topics
+from stationflow.contracts import DeviceStatus
+from stationflow.registryview import RegistryFollower, RegistryView
+
+__all__ = ["build_channels", "create_app"]
+
+logger = logging.getLogger(__name__)
+CONSOLE = Path(__file__).parent / "console.html"
+SEVERITIES = ("info", "minor", "moderate", "major", "critical")
+
+
+def build_channels(settings: AlertsSettings) -> dict[str, Channel]:
+    """Every channel, configured from the settings."""
+    timeout = settings.alerts_send_timeout_s
+    password = settings.alerts_smtp_password
+    mqtt_password = settings.mqtt_password
+    return {
+        "webhook": WebhookChannel(
+            settings.alerts_webhook_secret.get_secret_value().encode(), timeout_s=timeout
+        ),
+        "sms": SmsChannel(
+            settings.alerts_sms_url,
+            settings.alerts_sms_template,
+            headers=settings.alerts_sms_headers,
+            timeout_s=timeout,
+        ),
+        "email": EmailChannel(
+            host=settings.alerts_smtp_host,
+            port=settings.alerts_smtp_port,
+            sender=settings.alerts_smtp_from,
+            username=settings.alerts_smtp_username,
+            password=password.get_secret_value() if password else None,
+            starttls=settings.alerts_smtp_starttls,
+            timeout_s=timeout,
+        ),
+        "mqtt": MqttChannel(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            username=settings.mqtt_username,
+            password=mqtt_password.get_secret_value() if mqtt_password else None,
+            client_id=f"{settings.alerts_group_id}-notify",
+            timeout_s=timeout,
+        ),
+    }
+
+
+def _refresh_gauges(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        rows = session.execute(
+            select(Alert.status, Alert.severity, func.count())
+            .where(Alert.status != "resolved")
+            .group_by(Alert.status, Alert.severity)
+        ).all()
+    counts = {(st, sev): n for st, sev, n in rows}
+    for st in ("open", "acknowledged"):
+        for sev in SEVERITIES:
+            metrics.OPEN_ALERTS.labels(st, sev).set(counts.get((st, sev), 0))
+
+
+async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a background loop; log and restart it after an unexpected error (never die silently)."""
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("background task failed, restarting in 2 s task=%s", name)
+            await asyncio.sleep(2.0)
+
+
+def create_app(settings: AlertsSettings, *, channels: Mapping[str, Channel] | None = None) -> FastAPI:
+    """The app; ``channels`` replaces the configured ones (tests)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        sessions = make_sessions(engine)
+        if settings.alerts_admin_key is not None:
+            with sessions() as session:
+                if ensure_bootstrap_key(session, settings.alerts_admin_key.get_secret_value()):
+                    logger.info("bootstrap admin API key created")
+        live = Broadcaster()
+        live.bind(asyncio.get_running_loop())
+        registry = RegistryView() if settings.alerts_registry else None
+
+        def maintenance(device_id: str | None) -> bool:
+            if registry is None or device_id is None:
+                return False
+            record = registry.get(device_id)
+            return record is not None and record.status is DeviceStatus.MAINTENANCE
+
+        app.state.runtime = Runtime(settings, sessions, live, maintenance)
+        active = dict(channels) if channels is not None else build_channels(settings)
+        dispatcher = Dispatcher(
+            sessions,
+            active,
+            retry_base_s=settings.alerts_retry_base_s,
+            retry_max_s=settings.alerts_retry_max_s,
+            max_attempts=settings.alerts_max_attempts,
+            send_timeout_s=settings.alerts_send_timeout_s,
+            concurrency=settings.alerts_dispatch_concurrency,
+            on_change=live.publish,
+        )
+        await topics.ensure_topics(settings)
+        consumer = EventConsumer(
+            bootstrap=settings.kafka_bootstrap,
+            topic=settings.topic(topics.ALERTS),
+            group_id=settings.alerts_group_id,
+            sessions=sessions,
+            console_url=settings.alerts_public_url,
+            maintenance=maintenance,
+            on_change=live.publish,
+        )
+
+        async def schedule() -> None:
+            while True:
+                await asyncio.to_thread(_escalate, sessions, settings, maintenance, live)
+                await asyncio.to_thread(_refresh_gauges, sessions)
+                await asyncio.sleep(settings.alerts_tick_s)
+
+        tasks = [
+            asyncio.create_task(_supervise("events", consumer.run)),
+            asyncio.create_task(_supervise("scheduler", schedule)),
+            asyncio.create_task(_supervise("dispatcher", lambda: dispatcher.run(settings.alerts_tick_s))),
+        ]
+        if registry is not None:
+            follower = RegistryFollower(settings, registry)
+            tasks.append(asyncio.create_task(_supervise("registry", follower.run)))
+        async with AsyncExitStack() as stack:
+            stack.callback(engine.dispose)
+            for channel in active.values():
+                stack.push_async_callback(channel.aclose)
+            try:
+                await consumer.ready.wait()
+                logger.info(
+                    "alert service ready topic=%s group=%s",
+                    settings.topic(topics.ALERTS),
+                    settings.alerts_group_id,
+                )
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    app = FastAPI(
+        title="stationflow alerts",
+        version="1",
+        lifespan=lifespan,
+        description="Alert lifecycle, routing and escalation, silences, notifications and the duty console.",
+    )
+
+    class Health(BaseModel):
+        status: str
+
+    @app.get("/health", tags=["health"])
+    async def health() -> Health:
+        """Liveness (no key needed)."""
+        return Health(status="ok")
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        """Prometheus metrics (no key needed, as scrapers expect)."""
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False, response_class=HTMLResponse)
+    @app.get("/console", tags=["console"], response_class=HTMLResponse)
+    async def console() -> HTMLResponse:
+        """The duty console (the page asks for an API key and keeps it in the browser)."""
+        return HTMLResponse(CONSOLE.read_text(encoding="utf-8"))
+
+    app.include_router(router)
+    return app
+
+
+def _escalate(
+    sessions: sessionmaker[Session],
+    settings: AlertsSettings,
+    maintenance: Callable[[str | None], bool],
+    live: Broadcaster,
+) -> None:
+    with sessions() as session:
+        changed = due_escalations(
+            session, now=datetime.now(UTC), console_url=settings.alerts_public_url, maintenance=maintenance
+        )
+        ids = [a.id for a in changed]
+        session.commit()
+    if ids:
+        metrics.ESCALATIONS.inc(len(ids))
+    for alert_id in ids:
+        live.publish(alert_id)

@@ -1,0 +1,166 @@
+"""Request and response bodies of the alert service API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stationflow.contracts import Severity
+
+__all__ = [
+    "AckBody",
+    "AlertOut",
+    "ApiKeyIn",
+    "CommentBody",
+    "ContactGroupIn",
+    "HistoryOut",
+    "Member",
+    "PolicyIn",
+    "Role",
+    "SilenceIn",
+]
+
+_Strict = ConfigDict(extra="forbid", str_strip_whitespace=True)
+Text = str
+
+
+class Role(StrEnum):
+    """API key roles, lowest first: read-only (GET), operator (acknowledge, resolve, comment,
+    silences: the officer on duty), admin (also policies, contact groups, API keys)."""
+
+    READ_ONLY = "read-only"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+class AlertOut(BaseModel):
+    """An alert occurrence as the API and the console show it."""
+
+    id: int
+    alert_id: str
+    status: str
+    condition: str
+    severity: str
+    rule: str
+    kind: str
+    domain: str
+    subject: str
+    station_id: str | None
+    device_id: str | None
+    region: str | None
+    basin: str | None
+    metric: str | None
+    value: float | None
+    threshold: float | None
+    window: str | None
+    explanation: str
+    explanation_zh: str
+    raised_at: datetime
+    observed_at: datetime
+    opened_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    ack_comment: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    silenced_by: str | None
+    escalation_level: int
+    trend: list[Any]
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class HistoryOut(BaseModel):
+    """One history entry."""
+
+    at: datetime
+    what: str
+    actor: str
+    detail: dict[str, Any]
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class AckBody(BaseModel):
+    """Acknowledge or resolve, optionally with a comment."""
+
+    model_config = _Strict
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class CommentBody(BaseModel):
+    """A comment on an alert."""
+
+    model_config = _Strict
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class SilenceIn(BaseModel):
+    """A silence or maintenance window: at least one matcher, end after start."""
+
+    model_config = _Strict
+    station_id: str | None = None
+    device_id: str | None = None
+    rule: str | None = Field(default=None, description="exact rule id, or a prefix ending in '*'")
+    region: str | None = None
+    starts_at: datetime | None = Field(default=None, description="default: now")
+    ends_at: datetime
+    reason: str = Field(min_length=1, max_length=2000)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not any((self.station_id, self.device_id, self.rule, self.region)):
+            raise ValueError("a silence needs at least one of station_id, device_id, rule, region")
+        if self.starts_at is not None and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        for name in ("starts_at", "ends_at"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} needs a UTC offset, e.g. 'Z' or '+08:00'")
+        return self
+
+
+class Member(BaseModel):
+    """A recipient: channel and target (URL, MQTT topic, e-mail address, phone number)."""
+
+    model_config = _Strict
+    channel: Literal["webhook", "mqtt", "email", "sms"]
+    target: str = Field(min_length=1, max_length=500)
+
+
+class ContactGroupIn(BaseModel):
+    """A contact group."""
+
+    model_config = _Strict
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+    members: list[Member] = Field(min_length=1, max_length=100)
+
+
+class PolicyIn(BaseModel):
+    """A notification policy: every set matcher must match; groups in escalation order."""
+
+    model_config = _Strict
+    name: str = Field(min_length=1, max_length=100)
+    priority: int = Field(default=100, ge=0, le=10000)
+    domain: str | None = None
+    min_severity: Severity | None = None
+    region: str | None = None
+    basin: str | None = None
+    station_id: str | None = None
+    rule: str | None = None
+    groups: list[str] = Field(min_length=1, max_length=10)
+    ack_timeout_s: float = Field(default=900.0, gt=0, le=7 * 86400)
+    renotify_s: float | None = Field(default=None, gt=0, le=7 * 86400)
+    notify_resolved: bool = True
+
+
+class ApiKeyIn(BaseModel):
+    """A new API key."""
+
+    model_config = _Strict
+    name: str = Field(min_length=1, max_length=100)
+    role: Role

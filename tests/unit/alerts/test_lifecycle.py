@@ -1,0 +1,270 @@
+"""Alert lifecycle on a real database: events, duplicates, escalation, acknowledgement,
+silences, maintenance, re-notification and resolution notices, each checked through the
+outbox rows that would be delivered."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerts.lifecycle import LifecycleError, acknowledge, apply_event, due_escalations, resolve
+from alerts.models import Alert, History, Outbox, Silence
+from stationflow.contracts import AlertState, Severity
+from tests.unit.alerts.conftest import CONSOLE, T0, add_routing, event
+
+
+def _outbox(session: Session) -> list[tuple[str, str]]:
+    return [(o.kind, o.group_name) for o in session.scalars(select(Outbox).order_by(Outbox.id))]
+
+
+def test_a_raised_event_opens_an_alert_and_notifies_the_first_group(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s)
+        applied = apply_event(s, event(), now=T0, console_url=CONSOLE)
+        s.commit()
+        assert applied.notifications == 1 and not applied.duplicate
+        alert = s.scalars(select(Alert)).one()
+        assert (alert.status, alert.severity, alert.escalation_level) == ("open", "moderate", 0)
+        assert _outbox(s) == [("raised", "duty-1")]
+        row = s.scalars(select(Outbox)).one()
+        assert row.payload["alert_id"] == "flood.level:device:lvl-1" and row.payload["value"] == 12.0
+        assert "水位" in row.body and "warning level" in row.body and f"{CONSOLE}/console#alert-" in row.body
+
+
+def test_replayed_and_duplicate_events_change_nothing(sessions: sessionmaker[Session]) -> None:
+    events = [event(), event(AlertState.UPDATED, seq=2, severity=Severity.MAJOR, value=13.0)]
+    with sessions() as s:
+        add_routing(s)
+        for e in events:
+            apply_event(s, e, now=T0, console_url=CONSOLE)
+        s.commit()
+        before = (_outbox(s), s.scalar(select(Alert.last_seq)), len(list(s.scalars(select(History)))))
+        for e in events * 3:  # the consumer crashed before committing its offsets, three times
+            assert apply_event(s, e, now=T0, console_url=CONSOLE).duplicate
+        s.commit()
+        after = (_outbox(s), s.scalar(select(Alert.last_seq)), len(list(s.scalars(select(History)))))
+    assert before == after
+    assert before[0] == [("raised", "duty-1"), ("updated", "duty-1")]
+
+
+def test_a_late_older_event_is_recorded_but_does_not_roll_back(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s)
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        apply_event(
+            s,
+            event(AlertState.UPDATED, seq=3, severity=Severity.CRITICAL, value=14),
+            now=T0,
+            console_url=CONSOLE,
+        )
+        apply_event(
+            s,
+            event(AlertState.UPDATED, seq=2, severity=Severity.MAJOR, value=13),
+            now=T0,
+            console_url=CONSOLE,
+        )
+        s.commit()
+        alert = s.scalars(select(Alert)).one()
+        assert (alert.severity, alert.value, alert.last_seq) == ("critical", 14, 3)
+        stale = [h.detail for h in s.scalars(select(History).where(History.what == "event"))]
+        assert [d.get("stale", False) for d in stale] == [False, False, True]
+
+
+def test_cleared_resolves_and_tells_everyone_who_was_notified(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s, ack_timeout_s=60)
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        due_escalations(s, now=T0 + timedelta(seconds=61), console_url=CONSOLE)
+        apply_event(
+            s,
+            event(AlertState.CLEARED, seq=2, value=11.5),
+            now=T0 + timedelta(seconds=90),
+            console_url=CONSOLE,
+        )
+        s.commit()
+        alert = s.scalars(select(Alert)).one()
+        assert (alert.status, alert.resolved_by) == ("resolved", "condition cleared")
+        assert _outbox(s) == [
+            ("raised", "duty-1"),
+            ("escalated", "duty-2"),
+            ("resolved", "duty-1"),
+            ("resolved", "duty-2"),
+        ]
+        # nothing more happens to a resolved alert
+        assert due_escalations(s, now=T0 + timedelta(hours=1), console_url=CONSOLE) == []
+
+
+def test_escalation_fires_when_nobody_acknowledges_and_stops_at_acknowledgement(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as s:
+        add_routing(s, groups=3, ack_timeout_s=300)
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        s.commit()
+        assert due_escalations(s, now=T0 + timedelta(seconds=299), console_url=CONSOLE) == []
+        assert len(due_escalations(s, now=T0 + timedelta(seconds=300), console_url=CONSOLE)) == 1
+        s.commit()
+        alert = s.scalars(select(Alert)).one()
+        assert alert.escalation_level == 1
+        acknowledge(s, alert, by="officer Li", comment_text="on my way", now=T0 + timedelta(seconds=400))
+        s.commit()
+        assert due_escalations(s, now=T0 + timedelta(hours=2), console_url=CONSOLE) == []
+        s.commit()
+        assert _outbox(s) == [("raised", "duty-1"), ("escalated", "duty-2")]
+        assert (alert.status, alert.acknowledged_by, alert.ack_comment) == (
+            "acknowledged",
+            "officer Li",
+            "on my way",
+        )
+        with pytest.raises(LifecycleError):
+            acknowledge(s, alert, by="someone", comment_text=None, now=T0)
+
+
+def test_escalation_walks_every_group_then_stops(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s, groups=3, ack_timeout_s=60)
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        for minutes in range(1, 10):
+            due_escalations(s, now=T0 + timedelta(minutes=minutes, seconds=1), console_url=CONSOLE)
+        s.commit()
+        assert _outbox(s) == [("raised", "duty-1"), ("escalated", "duty-2"), ("escalated", "duty-3")]
+
+
+def test_renotify_repeats_on_the_interval_while_open(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s, groups=1, renotify_s=600)
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        for minutes in (5, 10, 15, 20):
+            due_escalations(s, now=T0 + timedelta(minutes=minutes), console_url=CONSOLE)
+            due_escalations(s, now=T0 + timedelta(minutes=minutes), console_url=CONSOLE)  # twice: no double
+        s.commit()
+        assert _outbox(s) == [("raised", "duty-1"), ("renotify", "duty-1"), ("renotify", "duty-1")]
+
+
+def test_a_silence_suppresses_notifications_but_the_alert_is_recorded(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as s:
+        add_routing(s)
+        s.add(
+            Silence(
+                station_id="gauge-1",
+                starts_at=T0 - timedelta(hours=1),
+                ends_at=T0 + timedelta(hours=1),
+                reason="sensor cleaning",
+                created_by="ops",
+            )
+        )
+        s.commit()
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        apply_event(
+            s,
+            event(alert_id="flood.level:device:other", device="other", station="gauge-2"),
+            now=T0,
+            console_url=CONSOLE,
+        )
+        s.commit()
+        silenced, other = s.scalars(select(Alert).order_by(Alert.id)).all()
+        assert (
+            silenced.status == "open"
+            and silenced.silenced_by is not None
+            and silenced.silenced_by.startswith("silence:")
+        )
+        assert other.silenced_by is None
+        assert [o.payload["device_id"] for o in s.scalars(select(Outbox))] == ["other"]
+
+
+def test_a_silence_outside_its_window_does_not_apply(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s)
+        s.add(
+            Silence(
+                rule="flood.*",
+                starts_at=T0 + timedelta(hours=1),
+                ends_at=T0 + timedelta(hours=2),
+                reason="later",
+                created_by="ops",
+            )
+        )
+        s.commit()
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        s.commit()
+        assert _outbox(s) == [("raised", "duty-1")]
+
+
+def test_a_silence_created_later_stops_escalation_notices(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s, ack_timeout_s=60)
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        s.add(
+            Silence(
+                region="445100",
+                starts_at=T0,
+                ends_at=T0 + timedelta(hours=1),
+                reason="drill",
+                created_by="ops",
+            )
+        )
+        s.commit()
+        due_escalations(s, now=T0 + timedelta(seconds=61), console_url=CONSOLE)
+        s.commit()
+        assert s.scalars(select(Alert)).one().escalation_level == 1  # recorded
+        assert _outbox(s) == [("raised", "duty-1")]  # but nobody told
+
+
+def test_a_device_in_maintenance_is_silenced_automatically(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s)
+        apply_event(s, event(), now=T0, console_url=CONSOLE, maintenance=True)
+        s.commit()
+        assert s.scalars(select(Alert)).one().silenced_by == "maintenance"
+        assert _outbox(s) == []
+
+
+def test_unrouted_alerts_are_recorded_with_the_reason(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s)
+        apply_event(s, event(severity=Severity.INFO), now=T0, console_url=CONSOLE)  # below min_severity
+        s.commit()
+        assert _outbox(s) == []
+        assert [h.what for h in s.scalars(select(History))] == ["event", "unrouted"]
+
+
+def test_resolving_by_hand_sends_the_notice_and_later_events_only_record(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as s:
+        add_routing(s)
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        alert = s.scalars(select(Alert)).one()
+        resolve(
+            s,
+            alert,
+            by="officer Wang",
+            comment_text="false alarm: debris on sensor",
+            now=T0,
+            console_url=CONSOLE,
+        )
+        apply_event(s, event(AlertState.UPDATED, seq=2, severity=Severity.MAJOR), now=T0, console_url=CONSOLE)
+        s.commit()
+        assert (alert.status, alert.resolved_by, alert.last_seq) == ("resolved", "officer Wang", 2)
+        assert _outbox(s) == [("raised", "duty-1"), ("resolved", "duty-1")]
+        with pytest.raises(LifecycleError):
+            resolve(s, alert, by="x", comment_text=None, now=T0, console_url=CONSOLE)
+
+
+def test_a_new_occurrence_after_clearing_is_a_new_alert(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s)
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        apply_event(s, event(AlertState.CLEARED, seq=2), now=T0, console_url=CONSOLE)
+        again = event().model_copy(
+            update={"raised_at": T0 + timedelta(hours=3), "observed_at": T0 + timedelta(hours=3)}
+        )
+        apply_event(s, again, now=T0, console_url=CONSOLE)
+        s.commit()
+        assert [a.status for a in s.scalars(select(Alert).order_by(Alert.id))] == ["resolved", "open"]
+        assert [k for k, _ in _outbox(s)] == ["raised", "resolved", "raised"]
