@@ -30,6 +30,7 @@ from alerts.schemas import (
     PolicyIn,
     Role,
     SilenceIn,
+    Utc,
 )
 
 __all__ = ["SEVERITY_ORDER", "router"]
@@ -304,11 +305,11 @@ class SilenceOut(BaseModel):
     device_id: str | None
     rule: str | None
     region: str | None
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: Utc
+    ends_at: Utc
     reason: str
     created_by: str
-    created_at: datetime
+    created_at: Utc
 
     model_config = {"from_attributes": True}
 
@@ -500,9 +501,9 @@ class OutboxOut(BaseModel):
     status: str
     attempts: int
     last_error: str | None
-    created_at: datetime
-    sent_at: datetime | None
-    next_attempt_at: datetime
+    created_at: Utc
+    sent_at: Utc | None
+    next_attempt_at: Utc
 
     model_config = {"from_attributes": True}
 
@@ -534,7 +535,7 @@ class ApiKeyOut(BaseModel):
     name: str
     role: str
     prefix: str
-    created_at: datetime
+    created_at: Utc
     token: str | None = None
 
     model_config = {"from_attributes": True}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from stationflow.contracts import Severity
 
@@ -21,10 +21,19 @@ __all__ = [
     "PolicyIn",
     "Role",
     "SilenceIn",
+    "Utc",
 ]
 
 _Strict = ConfigDict(extra="forbid", str_strip_whitespace=True)
-Text = str
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes: they are UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Utc = Annotated[datetime, AfterValidator(_utc)]
+"""A datetime the API always shows with its UTC offset."""
 
 
 class Role(StrEnum):
@@ -58,14 +67,14 @@ class AlertOut(BaseModel):
     window: str | None
     explanation: str
     explanation_zh: str
-    raised_at: datetime
-    observed_at: datetime
-    opened_at: datetime
-    updated_at: datetime
-    acknowledged_at: datetime | None
+    raised_at: Utc
+    observed_at: Utc
+    opened_at: Utc
+    updated_at: Utc
+    acknowledged_at: Utc | None
     acknowledged_by: str | None
     ack_comment: str | None
-    resolved_at: datetime | None
+    resolved_at: Utc | None
     resolved_by: str | None
     silenced_by: str | None
     escalation_level: int
@@ -77,7 +86,7 @@ class AlertOut(BaseModel):
 class HistoryOut(BaseModel):
     """One history entry."""
 
-    at: datetime
+    at: Utc
     what: str
     actor: str
     detail: dict[str, Any]

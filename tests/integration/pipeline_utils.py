@@ -38,6 +38,7 @@ def make_pipeline(
             "STATIONFLOW_INGEST_SHARE_GROUP": f"g{tag}",
             "STATIONFLOW_STREAMS_APP_ID": f"streams-{tag}",
             "STATIONFLOW_REGISTRY_GROUP_ID": f"registry-{tag}",
+            "STATIONFLOW_ALERTS_GROUP_ID": f"alerts-{tag}",
             "STATIONFLOW_LOG_LEVEL": "INFO",
             # spine tests publish for unregistered devices; registry tests turn it on
             "STATIONFLOW_STREAMS_REGISTRY": "false",
