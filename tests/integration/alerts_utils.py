@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -77,7 +78,11 @@ def produce(p: Pipeline, events: Sequence[AlertEvent]) -> None:
         finally:
             await producer.stop()
 
-    asyncio.run(send())
+    # in a thread of its own: callers may have a loop running (Playwright's sync API does)
+    worker = threading.Thread(target=lambda: asyncio.run(send()))
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "producing alert events took over 60 s"
 
 
 def alerts_api(p: Pipeline) -> httpx.Client:
