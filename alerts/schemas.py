@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
@@ -138,7 +139,25 @@ class Member(BaseModel):
 
     model_config = _Strict
     channel: Literal["webhook", "mqtt", "email", "sms"]
-    target: str = Field(min_length=1, max_length=500)
+    target: str = Field(
+        min_length=1,
+        max_length=500,
+        description="webhook: http(s) URL; mqtt: topic without wildcards ('{station}' is replaced "
+        "by the alert's station); email: address; sms: phone number",
+    )
+
+    @model_validator(mode="after")
+    def _check_target(self) -> Self:
+        target = self.target
+        if self.channel == "webhook" and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", target):
+            raise ValueError(f"webhook target must be an http:// or https:// URL, got {target!r}")
+        if self.channel == "mqtt" and (any(c in target for c in "#+\0") or target.startswith("$")):
+            raise ValueError(f"mqtt target must be a topic without wildcards or '$', got {target!r}")
+        if self.channel == "email" and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", target):
+            raise ValueError(f"email target must be an e-mail address, got {target!r}")
+        if self.channel == "sms" and not re.fullmatch(r"\+?[0-9][0-9 \-]{4,31}", target):
+            raise ValueError(f"sms target must be a phone number, got {target!r}")
+        return self
 
 
 class ContactGroupIn(BaseModel):

@@ -31,6 +31,7 @@ def up(
     ingest_metrics_port: Annotated[int, typer.Option(help="Collector's Prometheus endpoint.")] = 9461,
     streams_metrics_port: Annotated[int, typer.Option(help="Worker's Prometheus endpoint.")] = 9462,
     registry_port: Annotated[int, typer.Option(help="Device registry REST API.")] = 8080,
+    alerts_port: Annotated[int, typer.Option(help="Alert service: REST API and duty console.")] = 8090,
     interval: Annotated[float, typer.Option(help="Seconds between messages of each simulated device.")] = 5.0,
     simulate: Annotated[bool, typer.Option(help="Run the simulated fleet.")] = True,
     duration: Annotated[
@@ -50,6 +51,7 @@ def up(
                 "ingest_metrics": ingest_metrics_port,
                 "streams_metrics": streams_metrics_port,
                 "registry": registry_port,
+                "alerts": alerts_port,
             },
             interval_s=interval,
             simulate=simulate,
@@ -120,6 +122,15 @@ def streams() -> None:
 def registry() -> None:
     """Run the device registry REST API (settings from STATIONFLOW_* / STATIONFLOW_REGISTRY_*)."""
     from devices.__main__ import main
+
+    main()
+
+
+@app.command()
+def alerts() -> None:
+    """Run the alert service: lifecycle, escalation, notifications, REST API and duty console
+    (settings from STATIONFLOW_* / STATIONFLOW_ALERTS_*)."""
+    from alerts.__main__ import main
 
     main()
 

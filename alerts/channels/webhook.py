@@ -70,7 +70,7 @@ class WebhookChannel:
         }
         try:
             response = await self.client.post(note.target, content=body, headers=headers)
-        except httpx.InvalidURL as exc:
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise ChannelError(f"invalid webhook URL {note.target!r}: {exc}", retry=False) from exc
         except httpx.HTTPError as exc:
             raise ChannelError(f"webhook {note.target} unreachable: {type(exc).__name__}: {exc}") from exc

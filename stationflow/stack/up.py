@@ -28,7 +28,7 @@ __all__ = ["run_simulate", "run_up"]
 logger = logging.getLogger(__name__)
 
 REFRESH_S = 2.0  # status refresh; each refresh runs one InfluxDB count query
-SERVICES = ("devices", "ingest", "streams")
+SERVICES = ("devices", "ingest", "streams", "alerts")
 
 
 @dataclass
@@ -37,6 +37,7 @@ class _Status:
     published_readings: int = 0
     stored: int = 0
     rejected: float = 0.0
+    open_alerts: int | None = None
     restarts: int = 0
     started: float = 0.0
 
@@ -68,6 +69,8 @@ def run_up(
             pipeline.start("ingest")
             status.update("starting the Faust stream worker (joins its consumer group)…")
             pipeline.start("streams")
+            # the alert service gets ready while data already flows (its status is in the table)
+            pipeline.start("alerts", wait=False)
         _banner(console, pipeline)
         asyncio.run(_live(console, pipeline, interval_s=interval_s, simulate=simulate, duration_s=duration_s))
     except KeyboardInterrupt:
@@ -102,6 +105,8 @@ def _banner(console: Console, p: Pipeline) -> None:
         f"  Kafka      {ep.kafka}   topics readings.raw / readings.clean / readings.deadletter\n"
         f"  InfluxDB   {ep.influx_url}   database {ep.influx_db}\n"
         f"  registry   {p.registry_url}/docs   admin API key in {p.state_dir / 'registry-admin-key'}\n"
+        f"  alerts     {p.alerts_url}/console (duty console), {p.alerts_url}/docs   "
+        f"admin API key in {p.state_dir / 'alerts-admin-key'}\n"
         f"  metrics    http://127.0.0.1:{p.metrics_ports['ingest']}/metrics (collector), "
         f"http://127.0.0.1:{p.metrics_ports['streams']}/metrics (worker)\n"
         f"  logs       {p.state_dir / 'logs'}/ and each component's dir under {p.state_dir}\n\n"
@@ -125,6 +130,7 @@ def _table(p: Pipeline, st: _Status) -> Table:
     table.add_row("published", f"{st.published_msgs:,} msgs", f"{st.published_readings:,} readings")
     table.add_row("stored (1 h)", "", f"{st.stored:,} values")
     table.add_row("dead letters", "", f"{st.rejected:,.0f}")
+    table.add_row("open alerts", "", "starting…" if st.open_alerts is None else f"{st.open_alerts:,}")
     if st.restarts:
         table.add_row("restarts", "", f"[yellow]{st.restarts}")
     return table
@@ -186,6 +192,11 @@ def _refresh(p: Pipeline, st: _Status) -> None:
         st.rejected = scrape_counter(
             f"http://127.0.0.1:{p.metrics_ports['ingest']}/metrics", "stationflow_ingest_rejected_total"
         )
+    with contextlib.suppress(httpx.HTTPError, OSError, ValueError):
+        summary = httpx.get(
+            f"{p.alerts_url}/summary", headers={"X-API-Key": p.alerts_admin_key}, timeout=2
+        ).json()
+        st.open_alerts = sum(summary["counts"].get("open", {}).values())
     for kind in SERVICES:
         proc = p.services.get(kind)
         if proc is not None and not proc.running:

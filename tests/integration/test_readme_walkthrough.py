@@ -83,7 +83,7 @@ def _tail(path: Path, chars: int = 3000) -> str:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     """`stationflow up` as test_up.py runs it, with ``.state`` under a fresh working directory."""
-    mqtt, kafka, influx, m1, m2, registry = free_ports(6)
+    mqtt, kafka, influx, m1, m2, registry, alerts = free_ports(7)
     state = tmp_path / ".state"
     log = tmp_path / "up.log"
     with log.open("wb") as out:
@@ -91,7 +91,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             [sys.executable, "-m", "stationflow.cli", "up", "--state-dir", str(state),
              "--mqtt-port", str(mqtt), "--kafka-port", str(kafka), "--influx-port", str(influx),
              "--ingest-metrics-port", str(m1), "--streams-metrics-port", str(m2),
-             "--registry-port", str(registry), "--interval", "1"],
+             "--registry-port", str(registry), "--alerts-port", str(alerts), "--interval", "1"],
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip

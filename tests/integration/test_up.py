@@ -48,14 +48,14 @@ def _anonymous_refused(port: int) -> bool:
 
 
 def test_up_stores_simulated_readings_within_30s_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    mqtt, kafka, influx, m1, m2, registry = free_ports(6)
+    mqtt, kafka, influx, m1, m2, registry, alerts = free_ports(7)
     state = tmp_path / "state"
     started = time.monotonic()
     up = subprocess.Popen(
         [sys.executable, "-m", "stationflow.cli", "up", "--state-dir", str(state),
          "--mqtt-port", str(mqtt), "--kafka-port", str(kafka), "--influx-port", str(influx),
          "--ingest-metrics-port", str(m1), "--streams-metrics-port", str(m2),
-         "--registry-port", str(registry), "--interval", "1"],
+         "--registry-port", str(registry), "--alerts-port", str(alerts), "--interval", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
