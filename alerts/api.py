@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Security, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security, status
 from fastapi.responses import StreamingResponse
 from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import BaseModel
@@ -35,7 +35,26 @@ from alerts.schemas import (
 
 __all__ = ["SEVERITY_ORDER", "router"]
 
-router = APIRouter()
+
+class Problem(BaseModel):
+    """An error: what went wrong, in words."""
+
+    detail: str
+
+
+def _answers(*codes: int) -> dict[int | str, dict[str, Any]]:
+    words = {
+        400: "the request body is not valid JSON",
+        401: "missing or unknown API key",
+        403: "role too low",
+        404: "not found",
+        409: "conflict",
+    }
+    return {code: {"model": Problem, "description": words[code]} for code in codes}
+
+
+router = APIRouter(responses=_answers(400, 401, 403))
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1, description="numeric id")]
 SEVERITY_ORDER = {"critical": 0, "major": 1, "moderate": 2, "minor": 3, "info": 4}
 HEARTBEAT_S = 15.0
 
@@ -149,7 +168,7 @@ def list_alerts(
     rule: Annotated[str | None, Query(description="exact rule id, or a prefix ending in '*'")] = None,
     since: Annotated[datetime | None, Query(description="raised at or after")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> list[AlertOut]:
     """Alerts, most severe first and then oldest first (the order an officer works them)."""
     stmt = select(Alert)
@@ -178,14 +197,14 @@ def list_alerts(
     return [AlertOut.model_validate(a) for a in session.scalars(stmt)]
 
 
-@router.get("/alerts/{alert_id}", tags=["alerts"])
-def get_alert(alert_id: int, session: SessionDep, _key: ReaderKey) -> AlertOut:
+@router.get("/alerts/{alert_id}", tags=["alerts"], responses=_answers(404))
+def get_alert(alert_id: RowId, session: SessionDep, _key: ReaderKey) -> AlertOut:
     """One alert."""
     return AlertOut.model_validate(_alert(session, alert_id))
 
 
-@router.get("/alerts/{alert_id}/history", tags=["alerts"])
-def alert_history(alert_id: int, session: SessionDep, _key: ReaderKey) -> list[HistoryOut]:
+@router.get("/alerts/{alert_id}/history", tags=["alerts"], responses=_answers(404))
+def alert_history(alert_id: RowId, session: SessionDep, _key: ReaderKey) -> list[HistoryOut]:
     """Everything that happened to an alert, oldest first."""
     _alert(session, alert_id)
     rows = session.scalars(select(History).where(History.alert == alert_id).order_by(History.id))
@@ -199,9 +218,9 @@ def _lifecycle_call(fn: Callable[[], Any]) -> Any:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 
 
-@router.post("/alerts/{alert_id}/acknowledge", tags=["alerts"])
+@router.post("/alerts/{alert_id}/acknowledge", tags=["alerts"], responses=_answers(404, 409))
 def acknowledge(
-    alert_id: int, body: AckBody, session: SessionDep, key: OperatorKey, rt: RuntimeDep
+    alert_id: RowId, body: AckBody, session: SessionDep, key: OperatorKey, rt: RuntimeDep
 ) -> AlertOut:
     """I am on it: stops escalation and re-notification (409 unless the alert is open)."""
     alert = _alert(session, alert_id, lock=True)
@@ -214,8 +233,10 @@ def acknowledge(
     return AlertOut.model_validate(alert)
 
 
-@router.post("/alerts/{alert_id}/resolve", tags=["alerts"])
-def resolve(alert_id: int, body: AckBody, session: SessionDep, key: OperatorKey, rt: RuntimeDep) -> AlertOut:
+@router.post("/alerts/{alert_id}/resolve", tags=["alerts"], responses=_answers(404, 409))
+def resolve(
+    alert_id: RowId, body: AckBody, session: SessionDep, key: OperatorKey, rt: RuntimeDep
+) -> AlertOut:
     """Resolve by hand; the people notified get a resolution notice (409 if already resolved)."""
     alert = _alert(session, alert_id, lock=True)
     now, url = datetime.now(UTC), rt.settings.alerts_public_url
@@ -229,9 +250,14 @@ def resolve(alert_id: int, body: AckBody, session: SessionDep, key: OperatorKey,
     return AlertOut.model_validate(alert)
 
 
-@router.post("/alerts/{alert_id}/comments", tags=["alerts"], status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/alerts/{alert_id}/comments",
+    tags=["alerts"],
+    status_code=status.HTTP_201_CREATED,
+    responses=_answers(404),
+)
 def add_comment(
-    alert_id: int, body: CommentBody, session: SessionDep, key: OperatorKey, rt: RuntimeDep
+    alert_id: RowId, body: CommentBody, session: SessionDep, key: OperatorKey, rt: RuntimeDep
 ) -> HistoryOut:
     """Add a comment to the alert's history."""
     alert = _alert(session, alert_id, lock=True)
@@ -267,7 +293,7 @@ def summary(session: SessionDep, _key: ReaderKey) -> Summary:
 # --- live stream ----------------------------------------------------------------------------
 
 
-def _load(rt: Runtime, alert_id: int) -> str | None:
+def _load(rt: Runtime, alert_id: RowId) -> str | None:
     with rt.sessions() as session:
         alert = session.get(Alert, alert_id)
         return None if alert is None else AlertOut.model_validate(alert).model_dump_json()
@@ -350,8 +376,8 @@ def create_silence(body: SilenceIn, session: SessionDep, key: OperatorKey) -> Si
     return SilenceOut.model_validate(row)
 
 
-@router.delete("/silences/{silence_id}", tags=["silences"])
-def expire_silence(silence_id: int, session: SessionDep, _key: OperatorKey) -> SilenceOut:
+@router.delete("/silences/{silence_id}", tags=["silences"], responses=_answers(404))
+def expire_silence(silence_id: RowId, session: SessionDep, _key: OperatorKey) -> SilenceOut:
     """End a silence now (it stays listed)."""
     row = session.get(Silence, silence_id)
     if row is None:
@@ -387,7 +413,12 @@ def put_group(name: str, body: ContactGroupIn, session: SessionDep, _key: AdminK
     return body
 
 
-@router.delete("/contact-groups/{name}", tags=["routing"], status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/contact-groups/{name}",
+    tags=["routing"],
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_answers(404, 409),
+)
 def delete_group(name: str, session: SessionDep, _key: AdminKey) -> None:
     """Delete a contact group no policy uses (409 otherwise)."""
     row = session.get(ContactGroup, name)
@@ -444,7 +475,7 @@ def list_policies(session: SessionDep, _key: ReaderKey) -> list[PolicyOut]:
     return [_policy_out(p) for p in session.scalars(select(Policy).order_by(Policy.priority, Policy.id))]
 
 
-@router.post("/policies", tags=["routing"], status_code=status.HTTP_201_CREATED)
+@router.post("/policies", tags=["routing"], status_code=status.HTTP_201_CREATED, responses=_answers(409))
 def create_policy(body: PolicyIn, session: SessionDep, _key: AdminKey) -> PolicyOut:
     """A notification policy: the first (by priority) whose set matchers all match routes the alert."""
     _check_groups(session, body.groups)
@@ -458,8 +489,8 @@ def create_policy(body: PolicyIn, session: SessionDep, _key: AdminKey) -> Policy
     return _policy_out(row)
 
 
-@router.put("/policies/{policy_id}", tags=["routing"])
-def replace_policy(policy_id: int, body: PolicyIn, session: SessionDep, _key: AdminKey) -> PolicyOut:
+@router.put("/policies/{policy_id}", tags=["routing"], responses=_answers(404, 409))
+def replace_policy(policy_id: RowId, body: PolicyIn, session: SessionDep, _key: AdminKey) -> PolicyOut:
     """Replace a policy (alerts already routed keep their position in its escalation)."""
     row = session.get(Policy, policy_id)
     if row is None:
@@ -475,8 +506,10 @@ def replace_policy(policy_id: int, body: PolicyIn, session: SessionDep, _key: Ad
     return _policy_out(row)
 
 
-@router.delete("/policies/{policy_id}", tags=["routing"], status_code=status.HTTP_204_NO_CONTENT)
-def delete_policy(policy_id: int, session: SessionDep, _key: AdminKey) -> None:
+@router.delete(
+    "/policies/{policy_id}", tags=["routing"], status_code=status.HTTP_204_NO_CONTENT, responses=_answers(404)
+)
+def delete_policy(policy_id: RowId, session: SessionDep, _key: AdminKey) -> None:
     """Delete a policy; alerts it routed stop escalating."""
     row = session.get(Policy, policy_id)
     if row is None:
@@ -513,7 +546,7 @@ def list_notifications(
     session: SessionDep,
     _key: ReaderKey,
     status_: Annotated[str | None, Query(alias="status", description="pending, sent or failed")] = None,
-    alert: int | None = None,
+    alert: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[OutboxOut]:
     """The outbox, newest first: what was sent, what waits for a channel, what failed and why."""
@@ -555,8 +588,10 @@ def create_api_key(body: ApiKeyIn, session: SessionDep, _key: AdminKey) -> ApiKe
     return ApiKeyOut.model_validate(row).model_copy(update={"token": token})
 
 
-@router.delete("/api-keys/{key_id}", tags=["keys"], status_code=status.HTTP_204_NO_CONTENT)
-def delete_api_key(key_id: int, session: SessionDep, key: AdminKey) -> None:
+@router.delete(
+    "/api-keys/{key_id}", tags=["keys"], status_code=status.HTTP_204_NO_CONTENT, responses=_answers(404, 409)
+)
+def delete_api_key(key_id: RowId, session: SessionDep, key: AdminKey) -> None:
     """Revoke a key (not the one making the request)."""
     if key.id == key_id:
         raise HTTPException(status.HTTP_409_CONFLICT, "a key cannot revoke itself")

@@ -11,11 +11,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import func, select
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts import metrics
@@ -80,6 +81,12 @@ def build_channels(settings: AlertsSettings) -> dict[str, Channel]:
     }
 
 
+class Health(BaseModel):
+    """Liveness answer."""
+
+    status: str
+
+
 def _refresh_gauges(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
         rows = session.execute(
@@ -106,8 +113,11 @@ async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
             await asyncio.sleep(2.0)
 
 
-def create_app(settings: AlertsSettings, *, channels: Mapping[str, Channel] | None = None) -> FastAPI:
-    """The app; ``channels`` replaces the configured ones (tests)."""
+def create_app(
+    settings: AlertsSettings, *, channels: Mapping[str, Channel] | None = None, kafka: bool = True
+) -> FastAPI:
+    """The app; ``channels`` replaces the configured ones, ``kafka=False`` runs the API,
+    scheduler and dispatcher without consuming events (API tests)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -139,7 +149,8 @@ def create_app(settings: AlertsSettings, *, channels: Mapping[str, Channel] | No
             concurrency=settings.alerts_dispatch_concurrency,
             on_change=live.publish,
         )
-        await topics.ensure_topics(settings)
+        if kafka:
+            await topics.ensure_topics(settings)
         consumer = EventConsumer(
             bootstrap=settings.kafka_bootstrap,
             topic=settings.topic(topics.ALERTS),
@@ -157,11 +168,14 @@ def create_app(settings: AlertsSettings, *, channels: Mapping[str, Channel] | No
                 await asyncio.sleep(settings.alerts_tick_s)
 
         tasks = [
-            asyncio.create_task(_supervise("events", consumer.run)),
             asyncio.create_task(_supervise("scheduler", schedule)),
             asyncio.create_task(_supervise("dispatcher", lambda: dispatcher.run(settings.alerts_tick_s))),
         ]
-        if registry is not None:
+        if kafka:
+            tasks.append(asyncio.create_task(_supervise("events", consumer.run)))
+        else:
+            consumer.ready.set()
+        if registry is not None and kafka:
             follower = RegistryFollower(settings, registry)
             tasks.append(asyncio.create_task(_supervise("registry", follower.run)))
         async with AsyncExitStack() as stack:
@@ -190,9 +204,6 @@ def create_app(settings: AlertsSettings, *, channels: Mapping[str, Channel] | No
         description="Alert lifecycle, routing and escalation, silences, notifications and the duty console.",
     )
 
-    class Health(BaseModel):
-        status: str
-
     @app.get("/health", tags=["health"])
     async def health() -> Health:
         """Liveness (no key needed)."""
@@ -209,8 +220,19 @@ def create_app(settings: AlertsSettings, *, channels: Mapping[str, Channel] | No
         """The duty console (the page asks for an API key and keeps it in the browser)."""
         return HTMLResponse(CONSOLE.read_text(encoding="utf-8"))
 
+    app.add_exception_handler(DataError, _data_error)
     app.include_router(router)
     return app
+
+
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    """A value the database refuses (PostgreSQL: a NUL in a text parameter) is a 422, not a 500."""
+    cause = getattr(exc, "orig", None) or exc
+    logger.info("database refused a request value path=%s error=%s", request.url.path, cause)
+    detail = [
+        {"loc": ["request"], "msg": f"value not accepted by the database: {cause}", "type": "value_error"}
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def _escalate(
