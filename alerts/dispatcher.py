@@ -12,6 +12,7 @@ idempotency key: the only exactly-once a network allows).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -60,6 +61,11 @@ class Dispatcher:
         self.limit = asyncio.Semaphore(concurrency)
         self.on_change = on_change
         self.throttle = LogThrottle()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New rows were queued: look now instead of at the next tick (call on the loop's thread)."""
+        self._wake.set()
 
     def _claim(self) -> list[tuple[int, Notification, int]]:
         now = datetime.now(UTC)
@@ -184,4 +190,6 @@ class Dispatcher:
                 logger.exception("outbox dispatch round failed")
                 attempted = 0
             if attempted < BATCH:
-                await asyncio.sleep(min(tick_s, 0.2))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=tick_s)
+                self._wake.clear()

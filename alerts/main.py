@@ -151,6 +151,11 @@ def create_app(
         )
         if kafka:
             await topics.ensure_topics(settings)
+
+        def changed(alert: int) -> None:
+            live.publish(alert)
+            dispatcher.wake()
+
         consumer = EventConsumer(
             bootstrap=settings.kafka_bootstrap,
             topic=settings.topic(topics.ALERTS),
@@ -158,12 +163,13 @@ def create_app(
             sessions=sessions,
             console_url=settings.alerts_public_url,
             maintenance=maintenance,
-            on_change=live.publish,
+            on_change=changed,
         )
 
         async def schedule() -> None:
             while True:
-                await asyncio.to_thread(_escalate, sessions, settings, maintenance, live)
+                if await asyncio.to_thread(_escalate, sessions, settings, maintenance, live):
+                    dispatcher.wake()
                 await asyncio.to_thread(_refresh_gauges, sessions)
                 await asyncio.sleep(settings.alerts_tick_s)
 
@@ -240,7 +246,8 @@ def _escalate(
     settings: AlertsSettings,
     maintenance: Callable[[str | None], bool],
     live: Broadcaster,
-) -> None:
+) -> int:
+    """Escalate / re-notify what is due; return how many alerts changed."""
     with sessions() as session:
         changed = due_escalations(
             session, now=datetime.now(UTC), console_url=settings.alerts_public_url, maintenance=maintenance
@@ -251,3 +258,4 @@ def _escalate(
         metrics.ESCALATIONS.inc(len(ids))
     for alert_id in ids:
         live.publish(alert_id)
+    return len(ids)

@@ -79,6 +79,20 @@ def bench(
             "(with analytics: until the analytics agent has caught up).",
         ),
     ] = False,
+    alerts: Annotated[
+        bool,
+        typer.Option(
+            "--alerts",
+            help="Measure alert latency (MQTT publish of a reading over a flood threshold → signed "
+            "webhook received) under the background load; reports alert_latency_ms p50/p95/p99.",
+        ),
+    ] = False,
+    probes: Annotated[
+        int, typer.Option(help="With --alerts: threshold crossings to time, one per second.")
+    ] = 30,
+    rate: Annotated[
+        int, typer.Option(help="With --alerts: background load in readings/s while the probes run.")
+    ] = 2000,
 ) -> None:
     """Push N readings MQTT → Kafka → Faust → InfluxDB on a private stack and measure it.
 
@@ -86,6 +100,18 @@ def bench(
     latency percentiles from probe readings, peak RSS per process, and lost readings. Without
     --analytics the worker runs with analytics off (the spine alone).
     """
+    if alerts:
+        from stationflow.bench.alertbench import run_alert_bench
+
+        raise typer.Exit(
+            run_alert_bench(
+                rate=rate,
+                per_message=per_message,
+                devices=devices,
+                probes=probes,
+                as_json=as_json,
+            )
+        )
     from stationflow.bench.runner import run_bench
 
     raise typer.Exit(
