@@ -6,7 +6,7 @@
   comments, escalations, notifications, resolution), append-only; the unique ``event_key``
   makes a replayed or duplicate Kafka event a no-op;
 - ``silences``; ``policies`` and ``contact_groups`` (routing and escalation);
-- ``outbox``: every notification to send, written in the same transaction as the change that
+- ``alert_outbox``: every notification to send, written in the same transaction as the change that
   caused it, and marked sent only after the channel accepted it;
 - ``api_keys`` (roles as in the registry).
 """
@@ -93,7 +93,7 @@ class History(Base):
 class Silence(Base):
     """Suppresses notifications (not recording) for matching alerts between start and end."""
 
-    __tablename__ = "silences"
+    __tablename__ = "alert_silences"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     station_id: Mapped[str | None] = mapped_column(String(128))
@@ -110,7 +110,7 @@ class Silence(Base):
 class ContactGroup(Base):
     """Who gets notified, and how: members are ``{"channel": ..., "target": ...}``."""
 
-    __tablename__ = "contact_groups"
+    __tablename__ = "alert_contact_groups"
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     members: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
@@ -119,7 +119,7 @@ class ContactGroup(Base):
 class Policy(Base):
     """Routing: alerts matching every set field go to ``groups[0]``, escalating along the list."""
 
-    __tablename__ = "policies"
+    __tablename__ = "alert_policies"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -139,8 +139,8 @@ class Policy(Base):
 class Outbox(Base):
     """A notification to deliver; ``dedupe_key`` keeps one row per (alert, reason, recipient)."""
 
-    __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __tablename__ = "alert_outbox"
+    __table_args__ = (Index("ix_alert_outbox_due", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     notification_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -166,7 +166,7 @@ class Outbox(Base):
 class ApiKey(Base):
     """An API key of the alert service: only the sha256 of the token is stored."""
 
-    __tablename__ = "api_keys"
+    __tablename__ = "alert_api_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100))

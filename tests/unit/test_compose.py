@@ -30,4 +30,5 @@ def test_compose_file_is_valid() -> None:
         "registry",
         "ingest",
         "streams",
+        "alerts",
     } <= services
