@@ -81,6 +81,7 @@ class EventConsumer:
         )
         await start_with_retry("alert events consumer", consumer.start)
         self.ready.set()
+        logger.info("consuming alert events topic=%s group=%s", self.topic, self.group_id)
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=500)

@@ -189,7 +189,8 @@ def create_app(
             for channel in active.values():
                 stack.push_async_callback(channel.aclose)
             try:
-                await consumer.ready.wait()
+                # the API answers at once; events are consumed as soon as the group is joined
+                # (a new group starts from the earliest event, so none is missed meanwhile)
                 logger.info(
                     "alert service ready topic=%s group=%s",
                     settings.topic(topics.ALERTS),

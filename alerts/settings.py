@@ -17,7 +17,6 @@ class AlertsSettings(CommonSettings):
     alerts_port: int = 8090
     alerts_admin_key: SecretStr | None = None  # accepted from the first start on
     alerts_group_id: str = "stationflow-alerts"
-    alerts_metrics_port: int = 9463  # 0 = off (the API also serves /metrics)
     # Follow the device registry (maintenance status silences a device's alerts).
     alerts_registry: bool = True
     # Escalation / re-notification scheduler and outbox dispatcher.

@@ -153,10 +153,11 @@ class Pipeline:
             raise StackError("start_infra() first")
         name = service_name(kind, instance)
         extra = dict(self.extra_env)
-        if name not in self.metrics_ports:
-            configured = self.ports.get(f"{kind}_metrics") if instance == 1 else None
-            self.metrics_ports[name] = configured or free_port()
-        extra.setdefault(f"STATIONFLOW_{kind.upper()}_METRICS_PORT", str(self.metrics_ports[name]))
+        if kind in ("ingest", "streams"):  # the registry and the alert service serve /metrics on their API
+            if name not in self.metrics_ports:
+                configured = self.ports.get(f"{kind}_metrics") if instance == 1 else None
+                self.metrics_ports[name] = configured or free_port()
+            extra.setdefault(f"STATIONFLOW_{kind.upper()}_METRICS_PORT", str(self.metrics_ports[name]))
         if kind == "ingest" and self.accounts is not None:
             extra["STATIONFLOW_MQTT_USERNAME"], extra["STATIONFLOW_MQTT_PASSWORD"] = self.accounts.collector
         if kind == "devices":
@@ -170,7 +171,6 @@ class Pipeline:
             extra["STATIONFLOW_ALERTS_PORT"] = str(self.alerts_port)
             extra["STATIONFLOW_ALERTS_ADMIN_KEY"] = self.alerts_admin_key
             extra.setdefault("STATIONFLOW_ALERTS_PUBLIC_URL", self.alerts_url)
-            extra.setdefault("STATIONFLOW_ALERTS_METRICS_PORT", "0")  # the API serves /metrics
             if self.accounts is not None:
                 extra["STATIONFLOW_MQTT_USERNAME"], extra["STATIONFLOW_MQTT_PASSWORD"] = self.accounts.alerts
         if kind == "streams":
@@ -211,9 +211,9 @@ class Pipeline:
     @property
     def alerts_port(self) -> int:
         """Port of the alert service (``ports["alerts"]``, else a free one, chosen once)."""
-        if "alerts" not in self.metrics_ports:
-            self.metrics_ports["alerts"] = self.ports.get("alerts") or free_port()
-        return self.metrics_ports["alerts"]
+        if "alerts-api" not in self.metrics_ports:
+            self.metrics_ports["alerts-api"] = self.ports.get("alerts") or free_port()
+        return self.metrics_ports["alerts-api"]
 
     @property
     def alerts_url(self) -> str:

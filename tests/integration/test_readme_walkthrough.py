@@ -31,10 +31,11 @@ from tests.integration.test_up import _children_using
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "## Registering stations and devices (device integrators)"
+ALERTS_SECTION = "## Alerts and the duty console (flood control, environment bureau)"
 READY_WITHIN_S = 45.0  # stack up and simulated readings stored (2 busy cores)
 BLOCK_TIMEOUT_S = 50.0  # the block itself waits at most ~20 s for the reading
 STOP_WITHIN_S = 50.0
-FIXED_PORTS = ("1883", "8080", "8086")
+FIXED_PORTS = ("1883", "8080", "8086", "8090")
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Stack:
     mqtt: int
     influx: int
     registry: int
+    alerts: int
     workdir: Path
     log: Path
 
@@ -50,15 +52,15 @@ class Stack:
         return f"http://127.0.0.1:{self.influx}"
 
 
-def readme_block() -> str:
-    """The first ```bash block of the integrator section; fails loudly if either is missing."""
+def readme_block(heading: str = SECTION) -> str:
+    """The first ```bash block of a section; fails loudly if either is missing."""
     text = README.read_text(encoding="utf-8")
-    start = text.find(f"\n{SECTION}\n")
-    assert start >= 0, f"README.md has no section {SECTION!r}: the walkthrough test has nothing to run"
-    end = text.find("\n## ", start + len(SECTION))
+    start = text.find(f"\n{heading}\n")
+    assert start >= 0, f"README.md has no section {heading!r}: the walkthrough test has nothing to run"
+    end = text.find("\n## ", start + len(heading))
     section = text[start : end if end >= 0 else len(text)]
     match = re.search(r"^```bash\n(.*?)^```$", section, re.DOTALL | re.MULTILINE)
-    assert match, f"README.md section {SECTION!r} has no ```bash block"
+    assert match, f"README.md section {heading!r} has no ```bash block"
     return match.group(1)
 
 
@@ -95,7 +97,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-    s = Stack(mqtt=mqtt, influx=influx, registry=registry, workdir=tmp_path, log=log)
+    s = Stack(mqtt=mqtt, influx=influx, registry=registry, alerts=alerts, workdir=tmp_path, log=log)
     try:
 
         def ready() -> bool:
@@ -203,3 +205,40 @@ def test_readme_integrator_walkthrough_runs_verbatim(stack: Stack) -> None:
     assert wait_for(lambda: bool(influx_query(stack.influx_url, "stationflow", newer)), timeout=30)
     forged = "SELECT count(level) FROM hydro WHERE device = 'river-001' AND level = 12.9"
     assert not influx_query(stack.influx_url, "stationflow", forged)
+
+    # --- the alerts block, right after, on the same stack ---------------------------------
+    script = rewrite(
+        readme_block(ALERTS_SECTION),
+        {
+            "ALERTS=http://127.0.0.1:8090": f"ALERTS=http://127.0.0.1:{stack.alerts}",
+            "-h 127.0.0.1 -p 1883 ": f"-h 127.0.0.1 -p {stack.mqtt} ",
+        },
+    )
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=stack.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=BLOCK_TIMEOUT_S,
+        check=False,
+    )
+    out = run.stdout
+    assert run.returncode == 0, f"the README alerts block failed ({run.returncode}):\n{out}"
+    answers = _answers(out)
+    groups = [a for a in answers if "members" in a]
+    assert [g["name"] for g in groups] == ["flood-duty", "flood-chief"], out
+    assert _one(answers, "ack_timeout_s", out)["groups"] == ["flood-duty", "flood-chief"]
+    alert = next(a for a in answers if a.get("alert_id") == "flood.level:device:river-hj-01")
+    assert (alert["status"], alert["severity"], alert["station_id"]) == ("open", "major", "gauge-hj-01"), out
+    assert alert["value"] == pytest.approx(14.2) and alert["threshold"] == pytest.approx(14.0)
+    notes = {a["channel"]: a for a in answers if "channel" in a and "attempts" in a}
+    assert notes["mqtt"]["status"] == "sent", out
+    assert notes["webhook"]["status"] == "pending" and "unreachable" in notes["webhook"]["last_error"], out
+    acked = next(a for a in answers if a.get("status") == "acknowledged")
+    assert (acked["acknowledged_by"], acked["ack_comment"]) == ("officer Li", "patrol sent to the levee")
+    silence = _one(answers, "reason", out)
+    assert (silence["station_id"], silence["created_by"]) == ("gauge-hj-01", "officer Li")
+    # whether the first event came before the policy depends on when the service joined its group
+    history = next(line for line in out.splitlines() if line.startswith("event → "))
+    assert history.endswith("event → notified → acknowledged") and history.count("event") == 2, out
