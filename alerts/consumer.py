@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts import metrics
@@ -25,6 +26,11 @@ from stationflow.kafka import start_with_retry
 __all__ = ["EventConsumer"]
 
 logger = logging.getLogger(__name__)
+
+# What the database says about a value it will not store (too long, out of range, NUL,
+# constraint). A database that is down raises OperationalError instead: that propagates, the
+# offsets stay uncommitted and the batch is retried once the service reconnects.
+REFUSED = (DataError, IntegrityError)
 
 
 class EventConsumer:
@@ -51,8 +57,33 @@ class EventConsumer:
         self.ready = asyncio.Event()
 
     def apply(self, events: list[AlertEvent]) -> list[int]:
-        """Apply a batch in one transaction; return the ids of alerts that changed."""
+        """Apply a batch in one transaction; return the ids of alerts that changed.
+
+        If the batch fails (an event the database refuses), the events are applied one by one
+        and the ones that still fail are logged with their alert id and reason, counted, and
+        skipped: one poisoned event must not stop every alert behind it.
+        """
+        try:
+            return self._apply(events)
+        except REFUSED:  # the database refused a value; an outage (OperationalError) propagates
+            logger.warning("alert event batch failed, applying one by one events=%d", len(events))
         changed: list[int] = []
+        for event in events:
+            try:
+                changed += self._apply([event])
+            except REFUSED as exc:
+                metrics.EVENTS.labels("failed").inc()
+                logger.error(
+                    "alert event could not be applied, skipped alert_id=%.200s seq=%d reason=%s",
+                    event.alert_id,
+                    event.seq,
+                    f"{type(exc).__name__}: {exc}"[:500],
+                )
+        return changed
+
+    def _apply(self, events: list[AlertEvent]) -> list[int]:
+        changed: list[int] = []
+        results: list[str] = []
         now = datetime.now(UTC)
         with self.sessions() as session:
             for event in events:
@@ -63,11 +94,13 @@ class EventConsumer:
                     console_url=self.console_url,
                     maintenance=self.maintenance(event.device_id),
                 )
-                metrics.EVENTS.labels("duplicate" if applied.duplicate else "applied").inc()
+                results.append("duplicate" if applied.duplicate else "applied")
                 if applied.alert is not None:
                     session.flush()
                     changed.append(applied.alert.id)
             session.commit()
+        for result in results:  # counted once the transaction holds
+            metrics.EVENTS.labels(result).inc()
         return changed
 
     async def run(self) -> None:

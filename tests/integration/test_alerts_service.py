@@ -148,3 +148,47 @@ def _cleared():  # type: ignore[no-untyped-def]
 
 def _raised(alert: dict[str, object]) -> datetime:
     return datetime.fromisoformat(str(alert["raised_at"]))
+
+
+def test_garbage_on_the_events_topic_is_counted_and_skipped_and_the_service_goes_on(
+    pipeline: Pipeline, receiver: WebhookReceiver
+) -> None:
+    import asyncio
+
+    import httpx
+    from aiokafka import AIOKafkaProducer
+
+    from stationflow.topics import ALERTS
+
+    ep = pipeline.endpoints
+    assert ep is not None
+    hostile = [
+        b"not json",
+        b"{}",
+        b'{"alert_id": "a", "state": "exploded"}',
+        b"\x00\xff" * 100,
+        b"[" * 10_000,
+        alert_event("ok-0").model_dump_json().replace('"seq":1', '"seq":-5').encode(),
+    ]
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=ep.kafka)
+        await producer.start()
+        try:
+            for raw in hostile:
+                await producer.send_and_wait(pipeline.topic_prefix + ALERTS, raw, key=b"x")
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    api = alerts_api(pipeline)
+    route_to(api, receiver.url, ["duty"])
+    produce(pipeline, [alert_event("after-garbage")])
+    assert wait_for(lambda: len(receiver.snapshot()) == 1, timeout=30)
+    (doc,) = signed_payloads(receiver.snapshot())
+    assert doc["device_id"] == "after-garbage"
+    metrics = httpx.get(f"{pipeline.alerts_url}/metrics", timeout=5).text
+    assert f'stationflow_alerts_events_total{{result="invalid"}} {float(len(hostile))}' in metrics
+    log = (pipeline.state_dir / "logs" / "alerts.log").read_text()
+    assert log.count("invalid alert event skipped") == len(hostile)
+    assert pipeline.services["alerts"].running
