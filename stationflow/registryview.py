@@ -9,9 +9,12 @@ registry reaches the stored values within seconds, without a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from stationflow import topics
@@ -32,6 +35,17 @@ class RegistryView:
     def __init__(self) -> None:
         self._records: dict[str, DeviceRecord] = {}
         self.ready = asyncio.Event()
+        self._catch_up: Callable[[float], Awaitable[bool]] | None = None
+
+    async def catch_up(self, timeout_s: float) -> bool:
+        """Wait until the view holds everything on the registry topic *now*; False on timeout.
+
+        Used before calling a device unknown: an integrator who registers a device and
+        publishes at once must not see the reading refused because the change was in flight.
+        """
+        if self._catch_up is None:
+            return True
+        return await self._catch_up(timeout_s)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -63,6 +77,13 @@ class RegistryFollower:
     def __init__(self, settings: CommonSettings, view: RegistryView) -> None:
         self.topic = settings.topic(topics.REGISTRY)
         self.view = view
+        self._partitions_list: list[TopicPartition] = []
+        self._progress = asyncio.Event()
+        # end offsets are asked through a second client: querying them on the consumer that is
+        # fetching stalled its fetch loop (aiokafka 0.12)
+        self._offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+        self._offsets_started = False
+        view._catch_up = self.catch_up
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             group_id=None,
@@ -75,6 +96,7 @@ class RegistryFollower:
         await start_with_retry("registry consumer", self.consumer.start)
         try:
             partitions = await self._partitions()
+            self._partitions_list = partitions
             self.consumer.assign(partitions)
             await self.consumer.seek_to_beginning(*partitions)
             end = await self.consumer.end_offsets(partitions)
@@ -83,11 +105,14 @@ class RegistryFollower:
                 for records in fetched.values():
                     for record in records:
                         self.view.apply(record.key, record.value)
+                self._progress.set()
                 if not self.view.ready.is_set() and await self._caught_up(end):
                     logger.info("registry loaded devices=%d", len(self.view))
                     self.view.ready.set()
         finally:
             await self.consumer.stop()
+            if self._offsets_started:
+                await self._offsets.stop()
 
     async def _partitions(self) -> list[TopicPartition]:
         for _ in range(60):
@@ -97,6 +122,28 @@ class RegistryFollower:
             await self.consumer.topics()  # refresh metadata
             await asyncio.sleep(0.5)
         raise RuntimeError(f"registry topic {self.topic!r} not found")
+
+    async def catch_up(self, timeout_s: float) -> bool:
+        """Wait until every record on the topic at this moment has been applied."""
+        if not self._partitions_list:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            if not self._offsets_started:
+                await asyncio.wait_for(self._offsets.start(), timeout_s)
+                self._offsets_started = True
+            end = await asyncio.wait_for(self._offsets.end_offsets(self._partitions_list), timeout_s)
+        except (TimeoutError, KafkaError):
+            return False
+        while not await self._caught_up(end):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), remaining)
+        return True
 
     async def _caught_up(self, end: dict[TopicPartition, int]) -> bool:
         for tp, offset in end.items():

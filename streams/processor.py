@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -42,6 +42,7 @@ class Prepared:
     clean: list[tuple[bytes, bytes]]
     dead: list[tuple[bytes, bytes]]
     cpu_s: float
+    unknown: list[bytes] = field(default_factory=list)  # deferred: devices not in the registry view
 
 
 class ReadingSink(Protocol):
@@ -77,18 +78,23 @@ class BatchProcessor:
         """Process one batch end to end; return the number of readings stored."""
         return await self.store(self.prepare(values))
 
-    def prepare(self, values: Sequence[bytes]) -> Prepared:
+    def prepare(self, values: Sequence[bytes], *, defer_unknown: bool = False) -> Prepared:
         """CPU part: parse, deduplicate, render line protocol and outgoing records (no I/O).
 
         A device's messages within one batch leave as one ``readings.clean`` record (same
         key, readings in arrival order): downstream consumers update per-device state once
         per record, and Kafka carries a fraction of the records.
+
+        ``defer_unknown``: messages of devices the registry view does not know are returned
+        in ``unknown`` (untouched) instead of being refused, for a second pass once the view
+        has caught up with the registry topic.
         """
         started = time.perf_counter()
         by_device: dict[tuple[str, str], list[ReadingBatch]] = {}
         dead: list[DeadLetter] = []
         lines: list[str] = []
         points = 0
+        unknown: list[bytes] = []
         for raw in values:
             batch = self._parse(raw, dead)
             if batch is None:
@@ -96,7 +102,11 @@ class BatchProcessor:
             measurement: str | None = None
             tags: tuple[tuple[str, str], ...] = ()
             if self.registry is not None:
-                enriched = enrich(batch, self.registry.get(batch.device_id))
+                record = self.registry.get(batch.device_id)
+                if record is None and defer_unknown:
+                    unknown.append(raw)
+                    continue
+                enriched = enrich(batch, record)
                 if isinstance(enriched, Rejection):
                     dead.append(self._refused(raw, batch, enriched))
                     continue
@@ -116,6 +126,7 @@ class BatchProcessor:
             clean=[rec for group in by_device.values() for rec in _clean_records(group)],
             dead=[(d.key(), d.model_dump_json().encode()) for d in dead],
             cpu_s=time.perf_counter() - started,
+            unknown=unknown,
         )
 
     async def store(self, prepared: Prepared) -> int:

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_SPOOL_FAILURE = 70
 MAX_KAFKA_BATCH_BYTES = 512 * 1024
+REGISTRY_CATCH_UP_S = 2.0  # longest wait for the registry view before calling a device unknown
 Offsets = dict[TopicPartition, int]
 
 
@@ -101,9 +102,10 @@ class RawConsumer:
             pending, self._pending = self._pending, None
             await pending
 
-    async def _store_and_commit(self, prepared: Prepared, offsets: Offsets) -> None:
+    async def _store_and_commit(self, prepared: list[Prepared], offsets: Offsets) -> None:
         try:
-            await self.processor.store(prepared)
+            for part in prepared:
+                await self.processor.store(part)
         except SpoolFailure:
             # Neither InfluxDB nor the disk took the batch: die *now*, before the commit,
             # so Kafka redelivers it to the next worker.
@@ -141,6 +143,11 @@ class RawConsumer:
             for tp, records in fetched.items():
                 values.extend(r.value for r in records)
                 offsets[tp] = records[-1].offset + 1
-            prepared = self.processor.prepare(values)
+            prepared = [self.processor.prepare(values, defer_unknown=self.registry is not None)]
+            if prepared[0].unknown and self.registry is not None:
+                # a device registered a moment ago may still be on its way to the view
+                if not await self.registry.catch_up(REGISTRY_CATCH_UP_S):
+                    logger.warning("registry view not caught up within %.0f s", REGISTRY_CATCH_UP_S)
+                prepared.append(self.processor.prepare(prepared[0].unknown))
             await self._finish_pending()
             self._pending = asyncio.create_task(self._store_and_commit(prepared, offsets))

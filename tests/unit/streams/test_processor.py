@@ -99,3 +99,34 @@ async def test_a_large_backlog_of_one_device_leaves_in_bounded_records() -> None
     assert all(len(v) < 1_000_000 for _, _, v in kafka.records)
     values = [(r.ts, r.metric) for c in clean for r in c.readings]
     assert len(values) == 12500 and values == sorted(values)
+
+
+async def test_unknown_devices_are_deferred_until_the_registry_view_caught_up() -> None:
+    """A device registered a moment ago: its first messages wait for the view, then pass."""
+    from stationflow.contracts import DeadLetter as DL
+    from stationflow.registryview import RegistryView
+    from tests.unit.streams.test_enrich import _record
+
+    view = RegistryView()
+    sink, kafka = MemorySink(), MemoryKafka()
+    proc = BatchProcessor(sink=sink, send=kafka.send, clean_topic="clean", dead_topic="dead", registry=view)
+    raw = (
+        ReadingBatch(
+            device_id="cold-001",
+            received_at=T0,
+            source="t",
+            readings=[Reading(metric="temperature", value=4.0, ts=T0)],
+        )
+        .model_dump_json()
+        .encode()
+    )
+    first = proc.prepare([raw], defer_unknown=True)
+    assert first.unknown == [raw] and first.dead == [] and first.points == 0
+    view.apply(b"cold-001", _record().model_dump_json().encode())  # the registry change arrives
+    second = proc.prepare(first.unknown)
+    assert second.points == 1 and second.dead == [] and second.unknown == []
+    # a device that is still unknown after the catch-up is refused with the reason
+    stranger = raw.replace(b"cold-001", b"nobody-01")
+    refused = proc.prepare(proc.prepare([stranger], defer_unknown=True).unknown)
+    ((_, value),) = refused.dead
+    assert DL.model_validate_json(value).code == "unknown_device"
