@@ -130,6 +130,23 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     assert "all processes stopped" in log.read_text(errors="replace")
 
 
+def _run_block(script: str, workdir: Path, name: str) -> str:
+    """Run a README block with ``bash -euo pipefail`` in ``workdir``; its output, or fail."""
+    started = time.monotonic()
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=BLOCK_TIMEOUT_S,
+        check=False,
+    )
+    assert run.returncode == 0, f"the README {name} block failed ({run.returncode}):\n{run.stdout}"
+    assert time.monotonic() - started < BLOCK_TIMEOUT_S
+    return run.stdout
+
+
 def _answers(output: str) -> list[dict[str, Any]]:
     """Every line of the output that is a JSON object (the curl answers)."""
     found = []
@@ -154,19 +171,7 @@ def test_readme_integrator_walkthrough_runs_verbatim(stack: Stack) -> None:
             "-h 127.0.0.1 -p 1883 ": f"-h 127.0.0.1 -p {stack.mqtt} ",
         },
     )
-    started = time.monotonic()
-    run = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=stack.workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=BLOCK_TIMEOUT_S,
-        check=False,
-    )
-    out = run.stdout
-    assert run.returncode == 0, f"the README block failed ({run.returncode}):\n{out}"
-    assert time.monotonic() - started < BLOCK_TIMEOUT_S
+    out = _run_block(script, stack.workdir, "integrator")
     answers = _answers(out)
 
     # 1. an integrator key, issued with the admin key from .state/registry-admin-key
@@ -214,17 +219,7 @@ def test_readme_integrator_walkthrough_runs_verbatim(stack: Stack) -> None:
             "-h 127.0.0.1 -p 1883 ": f"-h 127.0.0.1 -p {stack.mqtt} ",
         },
     )
-    run = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=stack.workdir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=BLOCK_TIMEOUT_S,
-        check=False,
-    )
-    out = run.stdout
-    assert run.returncode == 0, f"the README alerts block failed ({run.returncode}):\n{out}"
+    out = _run_block(script, stack.workdir, "alerts")
     answers = _answers(out)
     groups = [a for a in answers if "members" in a]
     assert [g["name"] for g in groups] == ["flood-duty", "flood-chief"], out
