@@ -1,4 +1,4 @@
-"""Engine and schema of the alert database.
+"""Engine and schema (Alembic migrations) of the alert database.
 
 SQLite (the default) runs in WAL mode with a busy timeout, so the event consumer, the
 outbox dispatcher, the escalation scheduler and API requests (each on its own thread) can
@@ -7,19 +7,40 @@ write one after another without "database is locked" errors.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerts.models import Base
 from stationflow import sqldb
 
-__all__ = ["make_engine", "make_sessions"]
+__all__ = ["alembic_config", "make_engine", "make_sessions", "upgrade_head"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` (SQLite in WAL mode); creates the tables that do not exist yet."""
+def alembic_config() -> Config:
+    """Alembic configuration of the packaged alert migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def upgrade_head(engine: Engine) -> None:
+    """Bring the alert schema to the newest revision (run by the service at startup)."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def make_engine(url: str, *, migrate: bool = True) -> Engine:
+    """An engine for ``url`` (SQLite in WAL mode), its schema migrated to the newest revision."""
     engine = sqldb.make_engine(url, wal=True)
-    Base.metadata.create_all(engine)
+    if migrate:
+        upgrade_head(engine)
     return engine
 
 
