@@ -10,7 +10,8 @@ import typer
 app = typer.Typer(
     help=(
         "stationflow: live environmental, hydrological and cold-chain readings — MQTT in, "
-        "Kafka + Faust in the middle, InfluxDB out.\n\n"
+        "Kafka + Faust in the middle (analytics and warning rules), InfluxDB out, and alerts "
+        "to the people on duty.\n\n"
         "Services read their settings from STATIONFLOW_* environment variables "
         "(e.g. STATIONFLOW_KAFKA_BOOTSTRAP, STATIONFLOW_MQTT_HOST, STATIONFLOW_INFLUX_URL); "
         "see README.md for the full list."
