@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
@@ -82,9 +82,11 @@ def build_channels(settings: AlertsSettings) -> dict[str, Channel]:
 
 
 class Health(BaseModel):
-    """Liveness answer."""
+    """Liveness, and whether the service is consuming events and knows the registry."""
 
     status: str
+    consuming: bool = Field(description="joined the consumer group on alerts.events")
+    registry_devices: int | None = Field(description="devices known from the registry (None: not followed)")
 
 
 def _refresh_gauges(sessions: sessionmaker[Session]) -> None:
@@ -130,6 +132,7 @@ def create_app(
         live = Broadcaster()
         live.bind(asyncio.get_running_loop())
         registry = RegistryView() if settings.alerts_registry else None
+        app.state.registry = registry
 
         def maintenance(device_id: str | None) -> bool:
             if registry is None or device_id is None:
@@ -165,6 +168,7 @@ def create_app(
             maintenance=maintenance,
             on_change=changed,
         )
+        app.state.consumer = consumer
 
         async def schedule() -> None:
             while True:
@@ -212,9 +216,16 @@ def create_app(
     )
 
     @app.get("/health", tags=["health"])
-    async def health() -> Health:
+    async def health(request: Request) -> Health:
         """Liveness (no key needed)."""
-        return Health(status="ok")
+        state = request.app.state
+        registry: RegistryView | None = getattr(state, "registry", None)
+        consumer: EventConsumer | None = getattr(state, "consumer", None)
+        return Health(
+            status="ok",
+            consuming=consumer is not None and consumer.ready.is_set(),
+            registry_devices=len(registry) if registry is not None and registry.ready.is_set() else None,
+        )
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:

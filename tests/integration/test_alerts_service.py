@@ -192,3 +192,38 @@ def test_garbage_on_the_events_topic_is_counted_and_skipped_and_the_service_goes
     log = (pipeline.state_dir / "logs" / "alerts.log").read_text()
     assert log.count("invalid alert event skipped") == len(hostile)
     assert pipeline.services["alerts"].running
+
+
+def test_a_device_in_maintenance_in_the_registry_is_silenced_automatically(
+    tansu: Component, influxd: Component, tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    from stationflow.contracts import DeviceRecord, DeviceStatus, StationInfo
+    from stationflow.topics import REGISTRY
+    from tests.integration.test_enrichment import _publish_records
+
+    p, _ = make_pipeline(tansu, influxd, tmp_path, {**ALERTS_ENV, "STATIONFLOW_ALERTS_REGISTRY": "true"})
+    with p:
+        p.start("alerts")
+        record = DeviceRecord(
+            device_id="lvl-maint",
+            device_type="level-gauge",
+            domain="hydro",
+            status=DeviceStatus.MAINTENANCE,
+            station=StationInfo(station_id="gauge-m", name="gauge under maintenance"),
+            updated_at=datetime.now(UTC),
+        )
+        _publish_records(tansu.url, p.topic_prefix + REGISTRY, [record])
+        api = alerts_api(p)
+        route_to(api, receiver.url, ["duty"])
+        health = f"{p.alerts_url}/health"
+        assert wait_for(lambda: api.get(health).json()["registry_devices"] == 1, timeout=20)
+        produce(
+            p, [alert_event("lvl-maint", station="gauge-m"), alert_event("lvl-working", station="gauge-w")]
+        )
+        assert wait_for(lambda: len(api.get("/alerts").json()) == 2, timeout=20)
+        assert wait_for(lambda: len(receiver.snapshot()) == 1, timeout=20)
+        wait_for(lambda: False, timeout=3)
+        (only,) = signed_payloads(receiver.snapshot())
+        assert only["device_id"] == "lvl-working"
+        (maint,) = api.get("/alerts", params={"device_id": "lvl-maint"}).json()
+        assert maint["silenced_by"] == "maintenance" and maint["status"] == "open"
