@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,17 +22,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def alembic_config() -> Config:
     """Alembic configuration of the packaged alert migrations."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return config
+    return sqldb.alembic_config(MIGRATIONS)
 
 
 def upgrade_head(engine: Engine) -> None:
     """Bring the alert schema to the newest revision (run by the service at startup)."""
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    sqldb.upgrade_head(engine, MIGRATIONS)
 
 
 def make_engine(url: str, *, migrate: bool = True) -> Engine:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
@@ -21,15 +20,10 @@ def make_engine(url: str) -> Engine:
 
 
 def alembic_config() -> Config:
-    """Alembic configuration pointing at the packaged migrations (no ``alembic.ini`` needed)."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return config
+    """Alembic configuration of the packaged registry migrations."""
+    return sqldb.alembic_config(MIGRATIONS)
 
 
 def upgrade_head(engine: Engine) -> None:
-    """Bring the database schema to the newest revision."""
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    """Bring the registry schema to the newest revision (run by the service at startup)."""
+    sqldb.upgrade_head(engine, MIGRATIONS)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-__all__ = ["make_engine"]
+__all__ = ["alembic_config", "make_engine", "upgrade_head"]
 
 
 def make_engine(url: str, *, wal: bool = False) -> Engine:
@@ -35,3 +37,18 @@ def make_engine(url: str, *, wal: bool = False) -> Engine:
 
     event.listen(engine, "connect", pragmas)
     return engine
+
+
+def alembic_config(migrations: Path) -> Config:
+    """Alembic configuration of a packaged migrations directory (no ``alembic.ini`` needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    return config
+
+
+def upgrade_head(engine: Engine, migrations: Path) -> None:
+    """Bring the schema of ``migrations`` to its newest revision, in one transaction."""
+    config = alembic_config(migrations)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
