@@ -354,6 +354,26 @@ def comment(session: Session, alert: Alert, *, by: str, text: str, now: datetime
     _history(session, alert, "comment", by, {"text": text})
 
 
+def _unsilence(
+    session: Session, now: datetime, console_url: str, maintenance: Callable[[str | None], bool]
+) -> list[Alert]:
+    rows = session.scalars(
+        select(Alert)
+        .where(Alert.status == "open", Alert.silenced_by.is_not(None), Alert.policy_id.is_(None))
+        .with_for_update(skip_locked=True)
+    )
+    changed: list[Alert] = []
+    for alert in rows:
+        if _silenced(session, alert, now, maintenance(alert.device_id)) is not None:
+            continue
+        _history(session, alert, "silence_ended", "system", {"was": alert.silenced_by})
+        alert.silenced_by = None
+        alert.updated_at = now
+        _route_new(session, alert, now, console_url, maintenance=False)
+        changed.append(alert)
+    return changed
+
+
 def due_escalations(
     session: Session,
     *,
@@ -364,9 +384,11 @@ def due_escalations(
     """Escalate unacknowledged alerts past their deadline; re-notify those due. Return the changed.
 
     While a silence covers an alert (created after it was raised, or its device now in
-    maintenance) it still escalates in its record, but nobody is notified.
+    maintenance) it still escalates in its record, but nobody is notified. An alert that was
+    silenced when raised and is still open when its silence ends (or its device leaves
+    maintenance) is routed then, as if just raised: the people on duty learn of it.
     """
-    changed: list[Alert] = []
+    changed: list[Alert] = _unsilence(session, now, console_url, maintenance)
     rows = session.scalars(
         select(Alert)
         .where(Alert.status == "open", Alert.next_escalation_at.is_not(None), Alert.next_escalation_at <= now)

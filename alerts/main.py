@@ -44,6 +44,7 @@ __all__ = ["build_channels", "create_app"]
 logger = logging.getLogger(__name__)
 CONSOLE = Path(__file__).parent / "console.html"
 SEVERITIES = ("info", "minor", "moderate", "major", "critical")
+DEFAULT_SECRET = "change-me"  # noqa: S105 - the placeholder a deployment must replace
 
 
 def build_channels(settings: AlertsSettings) -> dict[str, Channel]:
@@ -123,6 +124,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.alerts_webhook_secret.get_secret_value() == DEFAULT_SECRET:
+            logger.warning(
+                "webhook signatures use the default secret; set STATIONFLOW_ALERTS_WEBHOOK_SECRET "
+                "so receivers can trust them"
+            )
         engine = make_engine(settings.database_url)
         sessions = make_sessions(engine)
         if settings.alerts_admin_key is not None:

@@ -268,3 +268,52 @@ def test_a_new_occurrence_after_clearing_is_a_new_alert(sessions: sessionmaker[S
         s.commit()
         assert [a.status for a in s.scalars(select(Alert).order_by(Alert.id))] == ["resolved", "open"]
         assert [k for k, _ in _outbox(s)] == ["raised", "resolved", "raised"]
+
+
+def test_an_alert_still_open_when_its_silence_ends_is_routed_then(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s)
+        s.add(
+            Silence(
+                station_id="gauge-1",
+                starts_at=T0,
+                ends_at=T0 + timedelta(hours=1),
+                reason="works",
+                created_by="ops",
+            )
+        )
+        s.commit()
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        assert due_escalations(s, now=T0 + timedelta(minutes=30), console_url=CONSOLE) == []
+        s.commit()
+        assert _outbox(s) == []
+        (alert,) = due_escalations(s, now=T0 + timedelta(hours=1, seconds=1), console_url=CONSOLE)
+        s.commit()
+        assert alert.silenced_by is None and _outbox(s) == [("raised", "duty-1")]
+        whats = [h.what for h in s.scalars(select(History).order_by(History.id))]
+        assert whats == ["event", "silenced", "silence_ended", "notified"]
+        # and from then on it escalates like any other
+        assert due_escalations(s, now=T0 + timedelta(hours=1, minutes=11), console_url=CONSOLE)
+        s.commit()
+        assert _outbox(s)[-1] == ("escalated", "duty-2")
+
+
+def test_an_alert_of_a_device_back_from_maintenance_is_routed(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s)
+        apply_event(s, event(), now=T0, console_url=CONSOLE, maintenance=True)
+        s.commit()
+        in_maintenance = {"lvl-1"}
+        assert (
+            due_escalations(s, now=T0, console_url=CONSOLE, maintenance=lambda d: d in in_maintenance) == []
+        )
+        in_maintenance.clear()
+        assert (
+            len(due_escalations(s, now=T0, console_url=CONSOLE, maintenance=lambda d: d in in_maintenance))
+            == 1
+        )
+        s.commit()
+        assert _outbox(s) == [("raised", "duty-1")]
+        # a resolved silenced alert is left alone
+        apply_event(s, event(AlertState.CLEARED, seq=2), now=T0, console_url=CONSOLE)
+        s.commit()
