@@ -171,6 +171,7 @@ class Pipeline:
             extra["STATIONFLOW_ALERTS_PORT"] = str(self.alerts_port)
             extra["STATIONFLOW_ALERTS_ADMIN_KEY"] = self.alerts_admin_key
             extra.setdefault("STATIONFLOW_ALERTS_PUBLIC_URL", self.alerts_url)
+            extra.setdefault("STATIONFLOW_ALERTS_WEBHOOK_SECRET", self._secret("alerts-webhook-secret"))
             if self.accounts is not None:
                 extra["STATIONFLOW_MQTT_USERNAME"], extra["STATIONFLOW_MQTT_PASSWORD"] = self.accounts.alerts
         if kind == "streams":
