@@ -383,7 +383,7 @@ def expire_silence(silence_id: RowId, session: SessionDep, _key: OperatorKey) ->
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"silence {silence_id} not found")
     now = datetime.now(UTC)
-    row.ends_at = max(now, row.starts_at if row.starts_at.tzinfo else row.starts_at.replace(tzinfo=UTC))
+    row.ends_at = max(now, row.starts_at)
     session.commit()
     return SilenceOut.model_validate(row)
 

@@ -33,10 +33,6 @@ logger = logging.getLogger(__name__)
 BATCH = 100
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 class Dispatcher:
     """Sends due outbox rows through their channels."""
 
@@ -115,7 +111,7 @@ class Dispatcher:
                 row.status, row.sent_at, row.last_error = "sent", now, None
                 metrics.NOTIFICATIONS.labels(row.channel, "sent").inc()
                 metrics.NOTIFICATION_LATENCY.labels(row.channel).observe(
-                    max(0.0, (now - _utc(row.created_at)).total_seconds())
+                    max(0.0, (now - row.created_at).total_seconds())
                 )
             else:
                 row.last_error = str(error)[:2000]

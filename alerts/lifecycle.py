@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -48,11 +48,6 @@ class Applied:
     notifications: int
 
 
-def _utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes: they are UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 def view(alert: Alert) -> AlertView:
     """The routing view of an alert row."""
     return AlertView(
@@ -71,8 +66,8 @@ def view(alert: Alert) -> AlertView:
         explanation=alert.explanation,
         explanation_zh=alert.explanation_zh,
         status=alert.status,
-        raised_at=_utc(alert.raised_at),
-        observed_at=_utc(alert.observed_at),
+        raised_at=alert.raised_at,
+        observed_at=alert.observed_at,
     )
 
 
@@ -103,8 +98,8 @@ def _silences(session: Session, now: datetime) -> list[SilenceView]:
             device_id=s.device_id,
             rule=s.rule,
             region=s.region,
-            starts_at=_utc(s.starts_at),
-            ends_at=_utc(s.ends_at),
+            starts_at=s.starts_at,
+            ends_at=s.ends_at,
         )
         for s in rows
     ]
@@ -426,7 +421,7 @@ def due_escalations(
         if policy is None or not policy.renotify_s:
             alert.next_renotify_at = None
             continue
-        due = _utc(alert.next_renotify_at or now)
+        due = alert.next_renotify_at or now
         alert.next_renotify_at = now + timedelta(seconds=policy.renotify_s)
         changed.append(alert)
         if _silenced(session, alert, now, maintenance(alert.device_id)) is None:
