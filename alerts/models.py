@@ -27,10 +27,17 @@ __all__ = ["Alert", "ApiKey", "Base", "ContactGroup", "History", "Outbox", "Poli
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """A timestamp that always comes back timezone-aware in UTC (SQLite hands back naive ones)."""
+    """A timestamp stored as its UTC instant and always read back timezone-aware in UTC
+    (SQLite would keep a +08:00 time's digits as if UTC, and hands back naive values)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        # SQLite stores the wall-clock digits and drops the offset: store the UTC instant
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -317,3 +317,28 @@ def test_an_alert_of_a_device_back_from_maintenance_is_routed(sessions: sessionm
         # a resolved silenced alert is left alone
         apply_event(s, event(AlertState.CLEARED, seq=2), now=T0, console_url=CONSOLE)
         s.commit()
+
+
+def test_a_time_with_a_utc_offset_keeps_its_instant(sessions: sessionmaker[Session]) -> None:
+    """A silence entered in China time (+08:00) covers the right hours on every backend."""
+    from datetime import timezone
+
+    cst = timezone(timedelta(hours=8))
+    with sessions() as s:
+        row = Silence(
+            station_id="gauge-1",
+            starts_at=T0.astimezone(cst),
+            ends_at=(T0 + timedelta(hours=1)).astimezone(cst),
+            reason="works",
+            created_by="ops",
+        )
+        s.add(row)
+        s.commit()
+        silence_id = row.id
+    with sessions() as s:
+        stored = s.get(Silence, silence_id)
+        assert stored is not None and stored.starts_at == T0 and stored.starts_at.utcoffset() == timedelta(0)
+        add_routing(s)
+        apply_event(s, event(at=timedelta(minutes=30)), now=T0 + timedelta(minutes=30), console_url=CONSOLE)
+        s.commit()
+        assert _outbox(s) == []  # silenced: the silence is in force at T0 + 30 min
