@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from stationflow.bench.receiver import WebhookReceiver
+from stationflow.contracts import AlertState
 from stationflow.stack.components import Component
 from stationflow.stack.pipeline import Pipeline
 from stationflow.stack.ports import free_port
@@ -112,7 +113,7 @@ def test_escalation_fires_when_nobody_acknowledges_and_acknowledgement_stops_it(
     # a second acknowledgement is a conflict, not a silent success
     assert api.post(f"/alerts/{alert['id']}/acknowledge", json={}).status_code == 409
     # the condition clears: both groups that were told get the resolution notice
-    produce(pipeline, [alert_event("esc-1", state=_cleared(), seq=2, raised_at=_raised(alert))])
+    produce(pipeline, [alert_event("esc-1", state=AlertState.CLEARED, seq=2, raised_at=_raised(alert))])
     assert wait_for(lambda: len(receiver.snapshot()) == 4, timeout=20)
     kinds = sorted((str(p["kind"]), str(p["group"])) for p in signed_payloads(receiver.snapshot())[2:])
     assert kinds == [("resolved", "chief"), ("resolved", "duty")]
@@ -138,12 +139,6 @@ def test_a_silence_suppresses_notifications_but_the_alert_is_recorded(
     silenced = api.get("/alerts", params={"station_id": "gauge-quiet"}).json()
     assert len(silenced) == 1 and silenced[0]["silenced_by"].startswith("silence:")
     assert silenced[0]["status"] == "open"
-
-
-def _cleared():  # type: ignore[no-untyped-def]
-    from stationflow.contracts import AlertState
-
-    return AlertState.CLEARED
 
 
 def _raised(alert: dict[str, object]) -> datetime:

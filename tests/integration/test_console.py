@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from stationflow.contracts import Severity
 from stationflow.stack.components import Component
 from stationflow.stack.pipeline import Pipeline
 from tests.integration.alerts_utils import ALERTS_ENV, alert_event, alerts_api, produce
@@ -72,7 +73,7 @@ def test_an_alert_appears_live_and_acknowledge_and_resolve_reach_the_api(pipelin
             expect(row.get_by_role("button", name="解除")).to_be_enabled()
 
             # a second alert arrives while the first is acknowledged; resolve the first by hand
-            produce(pipeline, [alert_event("lvl-live-2", station="gauge-live-2", severity=_critical())])
+            produce(pipeline, [alert_event("lvl-live-2", station="gauge-live-2", severity=Severity.CRITICAL)])
             expect(page.locator("tr[data-alert-id]")).to_have_count(2, timeout=20_000)
             first = page.locator("tr[data-alert-id]").first  # most severe first
             expect(first).to_contain_text("gauge-live-2")
@@ -108,9 +109,3 @@ def test_a_read_only_key_sees_alerts_but_cannot_act(pipeline: Pipeline) -> None:
     alert_id = api.get("/alerts").json()[0]["id"]
     r = api.post(f"/alerts/{alert_id}/acknowledge", json={}, headers={"X-API-Key": token})
     assert r.status_code == 403
-
-
-def _critical():  # type: ignore[no-untyped-def]
-    from stationflow.contracts import Severity
-
-    return Severity.CRITICAL
