@@ -8,6 +8,7 @@ or not at all. Re-applying an event that was already applied (same ``alert_id``,
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 TREND_POINTS = 60
+
+logger = logging.getLogger(__name__)
 
 
 class LifecycleError(Exception):
@@ -181,6 +184,8 @@ def apply_event(
         select(Alert).where(Alert.alert_id == event.alert_id, Alert.raised_at == event.raised_at)
     )
     if alert is None:
+        alert = _adopt_open(session, event)
+    if alert is None:
         if event.state is AlertState.CLEARED:
             # the occurrence was never seen open (e.g. raised before this service existed):
             # nothing to resolve, but keep the record
@@ -224,6 +229,45 @@ def apply_event(
             level=alert.escalation_level,
         )
     return Applied(alert, False, added)
+
+
+def _adopt_open(session: Session, event: AlertEvent) -> Alert | None:
+    """The still-open alert of ``event.alert_id`` when the event names another occurrence.
+
+    The analytics lost the rule's state (a crash of the whole stack: the archived state is
+    a few seconds old, or gone) and announce the condition as a new occurrence. The open
+    alert is that same condition: it takes over the new occurrence (``raised_at`` and
+    ``seq``), so its later events update it and its clearing resolves it; no second alert.
+    """
+    alert = session.scalar(
+        select(Alert)
+        .where(Alert.alert_id == event.alert_id, Alert.status != "resolved")
+        .order_by(Alert.id.desc())
+        .limit(1)
+    )
+    if alert is None:
+        return None
+    previous = alert.raised_at
+    _history(
+        session,
+        alert,
+        "occurrence_adopted",
+        "pipeline",
+        {"previous_raised_at": previous.isoformat(), "raised_at": event.raised_at.isoformat()},
+    )
+    alert.raised_at = event.raised_at
+    alert.last_seq = 0  # the new occurrence's events all count, from its seq 1
+    logger.warning(
+        "open alert takes over a new occurrence alert_id=%s station=%s device=%s state=%s "
+        "previous_raised_at=%s raised_at=%s reason=analytics state lost",
+        event.alert_id,
+        event.station_id,
+        event.device_id,
+        event.state.value,
+        previous.isoformat(),
+        event.raised_at.isoformat(),
+    )
+    return alert
 
 
 def _event_detail(event: AlertEvent) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerts.lifecycle import LifecycleError, acknowledge, apply_event, due_escalations, resolve
 from alerts.models import Alert, History, Outbox, Silence
-from stationflow.contracts import AlertState, Severity
+from stationflow.contracts import AlertEvent, AlertState, Severity
 from tests.unit.alerts.conftest import CONSOLE, T0, add_routing, event
 
 
@@ -342,3 +342,60 @@ def test_a_time_with_a_utc_offset_keeps_its_instant(sessions: sessionmaker[Sessi
         apply_event(s, event(at=timedelta(minutes=30)), now=T0 + timedelta(minutes=30), console_url=CONSOLE)
         s.commit()
         assert _outbox(s) == []  # silenced: the silence is in force at T0 + 30 min
+
+
+def _reraised(
+    hours: int,
+    state: AlertState = AlertState.RAISED,
+    seq: int = 1,
+    severity: Severity = Severity.MODERATE,
+    value: float = 12.0,
+) -> AlertEvent:
+    """An event of a new occurrence ``hours`` after T0 (the analytics lost the first one)."""
+    later = T0 + timedelta(hours=hours)
+    first = event(state, seq=seq, severity=severity, value=value)
+    return first.model_copy(update={"raised_at": later, "observed_at": later})
+
+
+def test_a_raise_for_an_alert_still_open_updates_it_instead_of_opening_a_second(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as s:
+        add_routing(s)
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        # the analytics lost their state (whole stack killed) and see the condition anew
+        again = _reraised(2, value=12.5)
+        apply_event(s, again, now=T0, console_url=CONSOLE)
+        apply_event(
+            s,
+            _reraised(2, AlertState.UPDATED, seq=2, severity=Severity.MAJOR, value=13.0),
+            now=T0,
+            console_url=CONSOLE,
+        )
+        s.commit()
+        alert = s.scalars(select(Alert)).one()
+        assert (alert.status, alert.severity, alert.value, alert.last_seq) == ("open", "major", 13.0, 2)
+        assert alert.raised_at == again.raised_at
+        adopted = s.scalars(select(History).where(History.what == "occurrence_adopted")).one()
+        assert adopted.detail["previous_raised_at"] == T0.isoformat()
+        # notified once when raised, once for the severity change; never a second "raised"
+        assert _outbox(s) == [("raised", "duty-1"), ("updated", "duty-1")]
+        # re-delivery of the adopting event is a duplicate
+        assert apply_event(s, again, now=T0, console_url=CONSOLE).duplicate
+
+
+def test_a_clear_of_an_unseen_occurrence_resolves_the_open_alert_of_that_condition(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as s:
+        add_routing(s)
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        apply_event(s, _reraised(1, AlertState.CLEARED, seq=3), now=T0, console_url=CONSOLE)
+        s.commit()
+        alert = s.scalars(select(Alert)).one()
+        assert (alert.status, alert.resolved_by) == ("resolved", "condition cleared")
+        assert [k for k, _ in _outbox(s)] == ["raised", "resolved"]
+        # a later occurrence after the resolution is a new alert again
+        apply_event(s, _reraised(5), now=T0, console_url=CONSOLE)
+        s.commit()
+        assert [a.status for a in s.scalars(select(Alert).order_by(Alert.id))] == ["resolved", "open"]
