@@ -11,6 +11,14 @@ object and a ``Condition`` per PUBACK, and with its own in-flight limit a scan o
 in-flight message per PUBACK); this costs about 5 us, which leaves the cores to the pipeline
 being measured. The broker's Receive Maximum caps the window, and a PUBACK with a failure
 reason code (e.g. 0x87 not authorized) stops the run with that reason.
+
+Publishers behave like real devices when the broker goes away (``DeviceLink``): a message
+counts as published only once PUBACKed; the unacknowledged ones are kept, and after a
+reconnect (backoff with jitter, bounded by ``RECONNECT_GIVE_UP_S`` and the run's deadline)
+they are sent again with the DUP flag and their original packet ids, then the schedule
+continues. The broker may have stored some of them before it died, so a resend can make a
+duplicate downstream (the InfluxDB sink is idempotent by series and timestamp); what it
+never acknowledged is never lost.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import math
 import multiprocessing
 import os
 import queue
+import random
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -29,11 +38,12 @@ from multiprocessing.context import SpawnContext, SpawnProcess
 from multiprocessing.queues import Queue
 from typing import Any, NamedTuple, Protocol
 
-from stationflow.bench.mqttwire import Connection, LoadError, encode_publish
+from stationflow.bench.mqttwire import Connection, ConnectionLost, LoadError, encode_publish, mark_dup
 
 __all__ = [
     "PROBE_DEVICE",
     "PROBE_METRIC",
+    "DeviceLink",
     "LoadError",
     "LoadPlan",
     "LoadResult",
@@ -54,6 +64,12 @@ DRAIN_TIMEOUT_S = 10.0
 JOIN_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 0.2
 _CHUNK = 64  # messages per send(): fewer syscalls, still a smooth stream
+# Reconnect backoff of a publisher that lost the broker: doubling from the first delay to the
+# cap, each wait drawn between half and all of it (jitter, so a fleet does not reconnect in
+# lockstep); a broker away longer than the give-up time fails the run.
+RECONNECT_FIRST_S = 0.05
+RECONNECT_MAX_S = 1.0
+RECONNECT_GIVE_UP_S = 60.0
 _MAX_DEVICES = 9999
 
 _Report = tuple[str, int, Any]  # (kind, worker, value) from a child process to the parent
@@ -153,6 +169,8 @@ class WorkerResult:
     readings: int
     seconds: float
     cpu_seconds: float  # CPU this process spent publishing (not rendering)
+    resent: int = 0  # messages sent again (DUP) after a reconnect
+    reconnects: int = 0
 
 
 class _Progress:
@@ -175,22 +193,100 @@ class _Progress:
             self.out.put(("progress", self.worker_id, self.cumulative[acked - 1] if acked else 0))
 
 
-def _pump(
-    conn: Connection, packets: Sequence[bytes], window: int, deadline: float, progress: _Progress
-) -> None:
-    """Send with at most ``window`` unacknowledged messages; return when all are acknowledged."""
-    sent = acked = 0
-    total = len(packets)
-    while acked < total:
+class DeviceLink:
+    """QoS 1 publishing as a device does it: in order, windowed, resent after a reconnect.
+
+    ``packets`` (PUBLISH packets, packet id ``i % 65535 + 1`` for message ``i``) may grow while
+    the link is used. Messages ``[acked, sent)`` are on the wire unacknowledged, at most
+    ``window`` of them; MQTT requires PUBACKs in the order of the PUBLISHes (MQTT 5.0, 4.6), so
+    counting PUBACKs tells which messages they acknowledge. When the connection breaks, the
+    link reconnects with backoff and rewinds ``sent`` to ``acked``: every message sent before
+    (below ``high``) goes out again with the DUP flag and is counted in ``resent``.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Connection],
+        packets: list[bytes],
+        *,
+        max_inflight: int,
+        deadline: float,
+        give_up_s: float = RECONNECT_GIVE_UP_S,
+    ) -> None:
+        if max_inflight < 1:
+            raise ValueError("max_inflight must be positive")
+        self.connect, self.packets = connect, packets
+        self.max_inflight, self.deadline, self.give_up_s = max_inflight, deadline, give_up_s
+        self.sent = self.acked = self.high = 0
+        self.resent = self.reconnects = 0
+        self.conn = connect()
+        self.window = min(max_inflight, self.conn.receive_maximum, 65535)
+
+    @property
+    def done(self) -> bool:
+        """Every packet so far is acknowledged."""
+        return self.acked >= len(self.packets)
+
+    def pump(self, wait_s: float, *, wait_when_all_sent: bool = True) -> None:
+        """Send what the window allows (one chunk), then read PUBACKs; reconnect if the broker went.
+
+        Waits up to ``wait_s`` for PUBACKs when the window is full (or when everything is sent
+        and ``wait_when_all_sent``); otherwise only takes the PUBACKs already there.
+        """
+        try:
+            end = min(len(self.packets), self.acked + self.window, self.sent + _CHUNK)
+            if end > self.sent:
+                self.conn.send(self._chunk(self.sent, end))
+                self.sent = end
+            full = self.sent - self.acked >= self.window
+            idle = self.sent >= len(self.packets) and wait_when_all_sent
+            self.acked += self.conn.read_acks(wait_s if full or idle else 0.0)
+        except ConnectionLost as exc:
+            self._reconnect(exc)
+
+    def _chunk(self, start: int, end: int) -> bytes:
+        if start >= self.high:
+            return b"".join(self.packets[start:end])
+        again = min(end, self.high)
+        self.resent += again - start
+        return b"".join([*map(mark_dup, self.packets[start:again]), *self.packets[again:end]])
+
+    def _reconnect(self, lost: ConnectionLost) -> None:
+        """Connect again (bounded backoff); the unacknowledged messages will be resent."""
+        self.conn.abort()
+        self.high = max(self.high, self.sent)
+        self.sent = self.acked
+        give_up = min(self.deadline, time.monotonic() + self.give_up_s)
+        delay, reason = RECONNECT_FIRST_S, lost
+        while True:
+            pause = delay * random.uniform(0.5, 1.0)
+            if time.monotonic() + pause > give_up:
+                raise LoadError(
+                    f"broker unreachable, gave up with {self.high - self.acked} messages "
+                    f"unacknowledged: {reason}"
+                ) from reason
+            time.sleep(pause)
+            try:
+                self.conn = self.connect()
+            except ConnectionLost as exc:
+                reason, delay = exc, min(delay * 2, RECONNECT_MAX_S)
+                continue
+            break
+        self.reconnects += 1
+        self.window = min(self.max_inflight, self.conn.receive_maximum, 65535)
+
+    def close(self) -> None:
+        """DISCONNECT (normal) and close."""
+        self.conn.close()
+
+
+def _pump(link: DeviceLink, deadline: float, progress: _Progress) -> None:
+    """Publish every packet of ``link``; return when all are acknowledged."""
+    while not link.done:
         if time.monotonic() > deadline:
-            raise LoadError(f"timed out with {acked} of {total} messages acknowledged")
-        end = min(total, acked + window, sent + _CHUNK)
-        if end > sent:
-            conn.send(b"".join(packets[sent:end]))
-            sent = end
-        blocked = sent >= total or sent - acked >= window
-        acked += conn.read_acks(0.5 if blocked else 0.0)
-        progress.update(acked)
+            raise LoadError(f"timed out with {link.acked} of {len(link.packets)} messages acknowledged")
+        link.pump(0.5)
+        progress.update(link.acked)
 
 
 def _blast(conn: Connection, packets: Sequence[bytes]) -> None:
@@ -223,31 +319,36 @@ def publish_worker(
     if start_event is not None and not start_event.wait(READY_TIMEOUT_S):
         raise LoadError(f"no start signal within {READY_TIMEOUT_S:.0f} s")
     started, cpu = time.monotonic(), time.process_time()
-    conn = Connection(host, port, f"stationflow-bench-{os.getpid()}-{worker_id}", (username, password))
-    try:
-        if qos:
-            window = min(max_inflight, conn.receive_maximum)
-            _pump(conn, packets, window, started + timeout_s, progress)
-        else:
+    client_id = f"stationflow-bench-{os.getpid()}-{worker_id}"
+
+    def connect() -> Connection:
+        return Connection(host, port, client_id, (username, password))
+
+    resent = reconnects = 0
+    if qos:
+        link = DeviceLink(connect, packets, max_inflight=max_inflight, deadline=started + timeout_s)
+        try:
+            _pump(link, started + timeout_s, progress)
+        finally:
+            link.close()
+        resent, reconnects = link.resent, link.reconnects
+    else:
+        conn = connect()
+        try:
             _blast(conn, packets)
-    finally:
-        conn.close()
+        finally:
+            conn.close()
     progress.update(len(packets), force=True)
     total = progress.cumulative[-1] if packets else 0
-    return WorkerResult(len(packets), total, time.monotonic() - started, time.process_time() - cpu)
+    return WorkerResult(
+        len(packets), total, time.monotonic() - started, time.process_time() - cpu, resent, reconnects
+    )
 
 
 def probe_payload(seq: int, ts_ms: int) -> bytes:
     """One probe reading whose ``ts`` is its publish time (ms)."""
     ts = format_ts_ms(datetime.fromtimestamp(ts_ms / 1000, UTC)).encode()
     return b'{"readings":[{"metric":"%s","value":%d.0,"ts":"%s"}]}' % (PROBE_METRIC.encode(), seq, ts)
-
-
-def _drain(conn: Connection, pending: int, timeout: float) -> None:
-    """Wait (bounded) for ``pending`` PUBACKs."""
-    deadline = time.monotonic() + timeout
-    while pending > 0 and time.monotonic() < deadline:
-        pending -= conn.read_acks(deadline - time.monotonic())
 
 
 def probe_worker(
@@ -260,22 +361,35 @@ def probe_worker(
     username: str | None = None,
     password: str | None = None,
 ) -> int:
-    """Publish a probe every ``interval_s`` until ``stop_event``; return how many were sent."""
-    conn = Connection(host, port, f"stationflow-probe-{os.getpid()}", (username, password))
+    """Publish a probe every ``interval_s`` until ``stop_event``; return how many were acknowledged.
+
+    Like the publishers, it reconnects and resends if the broker goes away; after the stop
+    signal it waits (bounded) for the last PUBACKs.
+    """
+    client_id = f"stationflow-probe-{os.getpid()}"
     topic = f"devices/{PROBE_DEVICE}/readings"
-    sent = acked = last_ms = 0
+    packets: list[bytes] = []
     started = time.monotonic()
+    link = DeviceLink(
+        lambda: Connection(host, port, client_id, (username, password)),
+        packets,
+        max_inflight=65535,
+        deadline=started + max_seconds + DRAIN_TIMEOUT_S,
+    )
+    last_ms = 0
     try:
-        while sent < max_seconds / interval_s and not stop_event.is_set():
+        while len(packets) < max_seconds / interval_s and not stop_event.is_set():
             last_ms = max(time.time_ns() // 1_000_000, last_ms + 1)  # unique, increasing
-            conn.send(encode_publish(topic, probe_payload(sent, last_ms), sent % 65535 + 1))
-            sent += 1
-            acked += conn.read_acks(0.5 if sent - acked >= conn.receive_maximum else 0.0)
-            stop_event.wait(max(0.0, started + sent * interval_s - time.monotonic()))
-        _drain(conn, sent - acked, DRAIN_TIMEOUT_S)
+            seq = len(packets)
+            packets.append(encode_publish(topic, probe_payload(seq, last_ms), seq % 65535 + 1))
+            link.pump(0.5, wait_when_all_sent=False)
+            stop_event.wait(max(0.0, started + len(packets) * interval_s - time.monotonic()))
+        drain_until = time.monotonic() + DRAIN_TIMEOUT_S
+        while not link.done and time.monotonic() < drain_until:
+            link.pump(min(0.5, max(0.0, drain_until - time.monotonic())))
     finally:
-        conn.close()
-    return sent
+        link.close()
+    return link.acked
 
 
 # ------------------------------------------------------------------------- orchestration
@@ -291,6 +405,8 @@ class LoadResult:
     probes: int
     start: datetime  # ts of the first scheduled message
     cpu_seconds: float  # CPU the publisher processes spent publishing
+    resent: int = 0  # messages sent again (DUP) after the broker went away
+    reconnects: int = 0
 
     @property
     def readings_per_s(self) -> float:
@@ -463,4 +579,6 @@ def run_load(
         probes=int(probes[0]),
         start=schedule.start,
         cpu_seconds=sum(r.cpu_seconds for r in results),
+        resent=sum(r.resent for r in results),
+        reconnects=sum(r.reconnects for r in results),
     )

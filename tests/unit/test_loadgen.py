@@ -6,6 +6,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -202,12 +203,29 @@ def test_receive_maximum_from_connack_properties(props: bytes, expected: int) ->
 
 
 class FakeBroker:
-    """A tiny MQTT v5 broker that records PUBLISH packets and checks the in-flight window."""
+    """A tiny MQTT v5 broker that records PUBLISH packets and checks the in-flight window.
 
-    def __init__(self, receive_maximum: int | None = None, refuse_topic: str | None = None) -> None:
+    ``crash_after``: after that many PUBLISHes it drops the connection without acking what
+    it holds (a SIGKILLed broker), then hangs up on the next ``refuse`` connection attempts
+    before CONNACK (a broker still starting).
+    """
+
+    def __init__(
+        self,
+        receive_maximum: int | None = None,
+        refuse_topic: str | None = None,
+        *,
+        crash_after: int | None = None,
+        refuse: int = 0,
+    ) -> None:
         self.receive_maximum = receive_maximum
         self.refuse_topic = refuse_topic
+        self.crash_after, self.refuse = crash_after, refuse
         self.published: list[tuple[str, int, bytes]] = []
+        self.dup_flags: list[bool] = []
+        self.acks_sent = 0
+        self.unacked_at_crash: list[int] = []  # packet ids held unacked when it crashed
+        self.connections = 0
         self.max_unacked = 0
         self.lock = threading.Lock()
         self.server = socket.create_server(("127.0.0.1", 0))
@@ -230,6 +248,10 @@ class FakeBroker:
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
+            self.connections += 1
+            if self.unacked_at_crash and self.refuse > 0:
+                self.refuse -= 1
+                return  # hang up before CONNACK
             conn.settimeout(0.05)
             buf, unacked = b"", []
             for _ in range(20_000):  # bounded: about 1000 s of idle polls at most
@@ -246,6 +268,11 @@ class FakeBroker:
                         conn.sendall(self._connack())
                     elif first >> 4 == 3:
                         unacked.extend(self._record(first, body))
+                        if self.crash_after is not None and len(self.published) >= self.crash_after:
+                            self.crash_after = None
+                            self.unacked_at_crash = [struct.unpack_from("!H", a, 2)[0] for a in unacked]
+                            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                            return  # RST, like a killed process with unread input
                     elif first == 0xC0:
                         conn.sendall(b"\xd0\x00")  # PINGRESP
                     elif first == 0xE0:
@@ -254,6 +281,7 @@ class FakeBroker:
                 # Ack once the window is full or the client went quiet (it waits for acks).
                 if unacked and (data is None or len(unacked) >= (self.receive_maximum or 1 << 16)):
                     conn.sendall(b"".join(unacked))
+                    self.acks_sent += len(unacked)
                     unacked = []
 
     def _connack(self) -> bytes:
@@ -266,6 +294,7 @@ class FakeBroker:
         qos, topic, pid, payload = _parse_publish(bytes([first]) + mqttwire._varint(len(body)) + body)
         with self.lock:
             self.published.append((topic, pid, payload))
+            self.dup_flags.append(bool(first & 0x08))
         reason = b"\x87" if topic == self.refuse_topic else b""
         return [b"\x40" + bytes([2 + len(reason)]) + struct.pack("!H", pid) + reason] if qos else []
 
@@ -352,3 +381,80 @@ def test_run_load_publishes_everything_from_processes(broker: FakeBroker) -> Non
     probes = [body for topic, _, body in broker.published if "bench-probe" in topic]
     assert sum(len(orjson.loads(body)["readings"]) for body in bench) == 2003
     assert len(probes) == result.probes
+
+
+# ----------------------------------------------------------------------------- broker restarts
+
+
+def test_mark_dup_sets_only_the_dup_flag() -> None:
+    packet = encode_publish("devices/a/readings", b"{}", 77)
+    again = mqttwire.mark_dup(packet)
+    assert again[0] == packet[0] | 0x08 and again[1:] == packet[1:]
+    assert _parse_publish(again) == _parse_publish(packet)
+
+
+def test_broker_going_away_is_retryable_and_refusals_are_not() -> None:
+    with pytest.raises(mqttwire.ConnectionLost, match="0x8b server shutting down"):
+        count_acks(b"\xe0\x01\x8b")
+    with pytest.raises(LoadError) as refused:
+        count_acks(b"\xe0\x01\x87")
+    assert not isinstance(refused.value, mqttwire.ConnectionLost)
+
+
+def test_publisher_resends_unacknowledged_messages_after_a_broker_crash() -> None:
+    fake = FakeBroker(receive_maximum=50, crash_after=137, refuse=2)
+    try:
+        messages = plan(1500, devices=7, per_message=5, start=START).render_shard()
+        result = publish_worker("127.0.0.1", fake.port, messages, max_inflight=1000, timeout_s=30)
+    finally:
+        fake.close()
+    assert (result.messages, result.readings) == (300, 1500)
+    assert result.reconnects == 1
+    assert fake.connections == 4  # the first, two hung up before CONNACK, the one that finished
+    # Everything the broker held unacknowledged came again, flagged DUP, with its packet id.
+    dups = [(pid, body) for (_, pid, body), dup in zip(fake.published, fake.dup_flags, strict=True) if dup]
+    assert result.resent == len(dups) >= len(fake.unacked_at_crash) > 0
+    assert set(fake.unacked_at_crash) <= {pid for pid, _ in dups}
+    assert all(body == messages[pid - 1].payload for pid, body in dups)
+    # Every message reached the broker, first seen in schedule order, the last one last.
+    bodies = [body for _, _, body in fake.published]
+    assert list(dict.fromkeys(bodies)) == [m.payload for m in messages]
+    assert bodies[-1] == messages[-1].payload
+
+
+def test_publisher_counts_only_acknowledged_messages_when_it_gives_up() -> None:
+    fake = FakeBroker(receive_maximum=20, crash_after=45, refuse=1_000_000)
+    packets = [encode_publish("devices/a/readings", b"%d" % i, i % 65535 + 1) for i in range(200)]
+    try:
+        link = loadgen.DeviceLink(
+            lambda: mqttwire.Connection("127.0.0.1", fake.port, "dev", (None, None)),
+            packets,
+            max_inflight=1000,
+            deadline=time.monotonic() + 30,
+            give_up_s=1.0,
+        )
+        started = time.monotonic()
+        with pytest.raises(LoadError, match="broker unreachable, gave up with"):
+            while not link.done:
+                link.pump(0.5)
+        assert time.monotonic() - started < 10
+    finally:
+        fake.close()
+    assert link.acked == fake.acks_sent < 45
+    assert link.reconnects == 0
+
+
+def test_probe_worker_resends_after_a_broker_crash() -> None:
+    fake = FakeBroker(crash_after=10, refuse=1)
+    stop = threading.Event()
+    timer = threading.Timer(0.6, stop.set)
+    timer.start()
+    try:
+        acked = probe_worker("127.0.0.1", fake.port, stop, 0.01, max_seconds=5)
+    finally:
+        timer.cancel()
+        fake.close()
+    stamps = {orjson.loads(body)["readings"][0]["ts"] for _, _, body in fake.published}
+    assert acked == len(stamps) > 10
+    resent = {pid for (_, pid, _), dup in zip(fake.published, fake.dup_flags, strict=True) if dup}
+    assert fake.unacked_at_crash and set(fake.unacked_at_crash) <= resent
