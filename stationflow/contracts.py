@@ -264,7 +264,10 @@ class HourlyValues(BaseModel):
     """A device's closed hour: the valid hourly means of its metrics (key: station id).
 
     ``means`` holds only metrics whose hour met the validity rule (GB 3095 Table 4: at least
-    45 minutes of data); ``counts`` the number of valid samples behind each of them.
+    45 minutes of data); ``counts`` the number of valid samples behind each of them; ``sums``
+    the exact decimal sum of those samples (each at its shortest repr), so a consumer gets the
+    exact mean ``sums[m] / counts[m]`` (a float mean cannot carry 1/3, and exact-half rounding
+    must not depend on float error). ``means[m]`` is that exact mean correctly rounded.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -276,6 +279,7 @@ class HourlyValues(BaseModel):
     hour: UtcDatetime = Field(description="start of the hour (UTC)")
     means: dict[str, float]
     counts: dict[str, int] = Field(default_factory=dict)
+    sums: dict[str, str] = Field(default_factory=dict, description="exact decimal sums behind means")
 
     def key(self) -> bytes:
         """Kafka record key."""

@@ -96,4 +96,11 @@ def _reading(index: int, reading: Reading, record: DeviceRecord) -> Reading | Re
             quality = Quality.MAINTENANCE
         elif (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
             quality = Quality.OVER_RANGE
-    return Reading(metric=reading.metric, value=value, unit=spec.unit, ts=reading.ts, quality=quality)
+    return Reading(
+        metric=reading.metric,
+        value=value,
+        unit=spec.unit,
+        ts=reading.ts,
+        quality=quality,
+        shipment=reading.shipment,
+    )

@@ -32,6 +32,10 @@ __all__ = [
     "excursions",
     "interval_weights",
     "mkt",
+    "mkt_add",
+    "mkt_from_sums",
+    "mkt_series",
+    "mkt_weights",
 ]
 
 KELVIN_OFFSET = 273.15
@@ -99,7 +103,7 @@ FloatArray = npt.NDArray[np.float64]
 
 def mkt(
     temps_c: Sequence[float],
-    weights: Sequence[float] | None = None,
+    weights: Sequence[float] | FloatArray | None = None,
     *,
     delta_h_j_per_mol: float = DELTA_H_J_PER_MOL,
     gas_constant: float = GAS_CONSTANT,
@@ -125,6 +129,58 @@ def mkt(
     top = float(x[w > 0].max())
     log_mean = top + math.log(float(np.sum(w * np.exp(x - top))) / float(w.sum()))
     return -ratio / log_mean - KELVIN_OFFSET
+
+
+def mkt_weights(times_s: Sequence[float] | FloatArray, max_gap_s: float | None = None) -> FloatArray:
+    """Seconds each sample stands for in the MKT mean (the one MKT of the whole service).
+
+    Each sample stands for the interval since the previous one, capped at ``max_gap_s`` (None =
+    2x the median interval), and the first sample for the first interval, so equally spaced
+    samples get equal weights and the MKT is the spec's ``(1/n)·Σ`` formula (§4.3) including
+    the newest reading; unequal spacing gives the time-weighted mean of §4.3. A single sample
+    gets weight 1. Times must be strictly increasing. The weights are fixed as soon as a sample
+    arrives, which is what lets the worker keep the sum incrementally (:func:`mkt_add`).
+    """
+    t = np.asarray(times_s, dtype=np.float64)
+    if t.size <= 1:
+        return np.ones_like(t)
+    dt = np.diff(t)
+    if np.any(dt <= 0):
+        raise ValueError("sample times must be strictly increasing")
+    cap = _default_gap(dt) if max_gap_s is None else max_gap_s
+    w = np.minimum(dt, cap)
+    return np.concatenate((w[:1], w))
+
+
+def mkt_series(times_s: Sequence[float], temps_c: Sequence[float], max_gap_s: float | None = None) -> float:
+    """MKT (°C) of a logged series: :func:`mkt` with :func:`mkt_weights`."""
+    return mkt(temps_c, mkt_weights(times_s, max_gap_s))
+
+
+def _mkt_term(temp_c: float) -> float:
+    return math.exp(-DELTA_H_J_PER_MOL / GAS_CONSTANT / (temp_c + KELVIN_OFFSET))
+
+
+def mkt_add(sum_wx: float, sum_w: float, prev_c: float, temp_c: float, dt_s: float) -> tuple[float, float]:
+    """Fold the next sample into running MKT sums, exactly as :func:`mkt_weights` weighs it.
+
+    ``sum_wx`` = Σ wᵢ·exp(-ΔH/(R·Tᵢ)), ``sum_w`` = Σ wᵢ; ``prev_c`` is the previous sample,
+    ``dt_s`` the (already capped) seconds since it. The first interval also weighs the first
+    sample (``sum_w`` still 0). The caller moves forward in event time only, so a replayed
+    reading (not newer than the last one) never reaches this and cannot inflate the sums.
+    """
+    if sum_w <= 0:
+        sum_wx, sum_w = dt_s * _mkt_term(prev_c), dt_s
+    return sum_wx + dt_s * _mkt_term(temp_c), sum_w + dt_s
+
+
+def mkt_from_sums(sum_wx: float, sum_w: float, last_c: float) -> float | None:
+    """MKT (°C) from :func:`mkt_add` sums; a single sample so far is its own MKT."""
+    if sum_w <= 0:
+        return last_c
+    if sum_wx <= 0:
+        return None
+    return DELTA_H_J_PER_MOL / GAS_CONSTANT / -math.log(sum_wx / sum_w) - KELVIN_OFFSET
 
 
 def interval_weights(times_s: Sequence[float] | FloatArray, max_gap_s: float | None = None) -> FloatArray:

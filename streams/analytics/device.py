@@ -23,6 +23,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -37,9 +38,11 @@ from stationflow.contracts import (
     Reading,
     Severity,
 )
-from streams.analytics import coldchain, flood, rain
+from streams.analytics import coldchain, flood, rain, validity
 from streams.analytics.packs import NODATA_RULE, rules_for_device
 from streams.analytics.rules import ResolvedLevel, Rule, RuleState, Subject, evaluate, resolve_levels
+from streams.lineprotocol import escape_string
+from streams.lineprotocol import escape_tag as _esc
 
 __all__ = [
     "SUM_METRICS",
@@ -57,7 +60,6 @@ SUM_METRICS = frozenset({"rain"})  # accumulating metrics: windows are sums, not
 FLAT_EXEMPT = SUM_METRICS | {"door"}
 HOURLY_MIN_COVERAGE_S = 45 * 60  # GB 3095 Table 4: ≥ 45 min of data for an hourly value
 KEEP_HOURS = 48
-MKT_DH_OVER_R = coldchain.DELTA_H_J_PER_MOL / coldchain.GAS_CONSTANT  # ΔH/R in K (standards.md §4)
 COLDCHAIN_MAX_GAP_S = 3600.0
 MKT_MIN_C, MKT_MAX_C = -100.0, 200.0
 
@@ -183,16 +185,12 @@ def _tags(subject: Subject) -> str:
     return tags
 
 
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
-
-
 def _fields(values: Mapping[str, float | int | str]) -> str:
     """Line-protocol fields; non-finite floats are left out (InfluxDB would refuse the batch)."""
     parts = []
     for k, v in values.items():
         if isinstance(v, str):
-            parts.append(f'{k}="{v}"')
+            parts.append(f"{k}={escape_string(v)}")
         elif isinstance(v, int) and not isinstance(v, bool):
             parts.append(f"{k}={v}i")
         elif math.isfinite(v):
@@ -375,16 +373,19 @@ def _close_hours(
     while hour < upto:
         means: dict[str, float] = {}
         counts: dict[str, int] = {}
+        sums: dict[str, str] = {}
         for name, m in state.metrics.items():
-            agg = _aggregate(m, name, hour)
-            if agg is None:
+            aggregated = _aggregate(m, name, hour)
+            if aggregated is None:
                 continue
+            agg, exact_sum = aggregated
             m.hours[hour] = agg
             if agg[1] > 0 and (
                 name in SUM_METRICS or agg[1] * max(SLOT, interval_s) >= HOURLY_MIN_COVERAGE_S
             ):
                 means[name] = agg[0]
                 counts[name] = int(agg[1])
+                sums[name] = str(exact_sum)
             stats = {
                 "value": agg[0],
                 "n": int(agg[1]),
@@ -402,6 +403,7 @@ def _close_hours(
                     hour=datetime.fromtimestamp(hour, UTC),
                     means=means,
                     counts=counts,
+                    sums=sums,
                 )
             )
         hour += HOUR
@@ -418,22 +420,25 @@ def _close_hours(
     return results
 
 
-def _aggregate(m: MetricState, name: str, hour: int) -> list[float] | None:
+def _aggregate(m: MetricState, name: str, hour: int) -> tuple[list[float], Fraction] | None:
+    """``[mean-or-sum, n, min, max]`` of an hour and the exact sum of its values.
+
+    The sum is exact (each value at its shortest repr, summed as a Fraction) and the mean is
+    that sum / n correctly rounded, so an hourly mean of exactly 80.5 is 80.5 in any order.
+    """
     values = [v[1] for v in m.raw.values() if hour <= v[0] < hour + HOUR]
     if not values:
         return None
-    arr = np.asarray(values, dtype=float)
-    agg = float(arr.sum()) if name in SUM_METRICS else float(arr.mean())
-    return [agg, float(arr.size), float(arr.min()), float(arr.max())]
+    total = sum((Fraction(repr(v)) for v in values), Fraction(0))
+    agg = float(total) if name in SUM_METRICS else float(total / len(values))
+    return [agg, float(len(values)), min(values), max(values)], total
 
 
 def _window_mean(m: MetricState, end: float, hours: int, min_valid: int) -> float | None:
     """Mean of the valid closed hourly means in the ``hours`` before ``end``."""
     start = end - hours * HOUR
     vals = [v[0] for h, v in m.hours.items() if start <= h < end and v[1] > 0]
-    if len(vals) < min_valid:
-        return None
-    return float(np.mean(vals))
+    return validity.mean_if_valid(vals, max(min_valid, 1))
 
 
 def _signals(
@@ -531,19 +536,27 @@ def _coldchain(
             ship[_ABOVE] += dt
         elif prev < ship[_LOW]:
             ship[_BELOW] += dt
-        if MKT_MIN_C <= prev <= MKT_MAX_C:  # outside, exp() over/underflows: not a temperature
-            ship[_MKT_SUM] += dt * math.exp(-MKT_DH_OVER_R / (prev + 273.15))
-            ship[_WEIGHT] += dt
-        outside = not ship[_LOW] <= r.value <= ship[_HIGH]
-        if outside and ship[_EXC_START] < 0:
-            ship[_EXC] += 1
-            ship[_EXC_START] = ts
-        elif not outside and ship[_EXC_START] >= 0:
-            ship[_LONGEST] = max(ship[_LONGEST], ts - ship[_EXC_START])
-            ship[_EXC_START] = -1.0
+        if MKT_MIN_C <= r.value <= MKT_MAX_C:  # outside, exp() over/underflows: not a temperature
+            first = prev if MKT_MIN_C <= prev <= MKT_MAX_C else r.value
+            ship[_MKT_SUM], ship[_WEIGHT] = coldchain.mkt_add(
+                ship[_MKT_SUM], ship[_WEIGHT], first, r.value, dt
+            )
+        side = _side(r.value, ship)
+        if side != _side(prev, ship):  # a run outside ends (back inside, or straight to the other side)
+            if ship[_EXC_START] >= 0:
+                ship[_LONGEST] = max(ship[_LONGEST], ts - ship[_EXC_START])
+                ship[_EXC_START] = -1.0
+            if side:
+                ship[_EXC] += 1
+                ship[_EXC_START] = ts
         if ship[_EXC_START] >= 0:
             ship[_LONGEST] = max(ship[_LONGEST], ts - ship[_EXC_START])
         ship[_LAST_TS], ship[_LAST_T] = ts, r.value
+
+
+def _side(temp: float, ship: list[float]) -> int:
+    """+1 above the shipment's range, -1 below, 0 inside (a limit value is inside)."""
+    return 1 if temp > ship[_HIGH] else -1 if temp < ship[_LOW] else 0
 
 
 def _excursion_now(ship: list[float]) -> float:
@@ -551,10 +564,12 @@ def _excursion_now(ship: list[float]) -> float:
 
 
 def mkt_c(ship: list[float]) -> float | None:
-    """Mean kinetic temperature (°C) of a shipment so far (time-weighted)."""
-    if ship[_WEIGHT] <= 0 or ship[_MKT_SUM] <= 0:
+    """Mean kinetic temperature (°C) of a shipment so far: ``coldchain.mkt_series`` of its
+    readings (each weighted by the interval since the previous one, capped at 1 h), kept as
+    running sums that move forward in event time only (a replay cannot inflate them)."""
+    if ship[_WEIGHT] <= 0 and not MKT_MIN_C <= ship[_LAST_T] <= MKT_MAX_C:
         return None
-    return MKT_DH_OVER_R / -math.log(ship[_MKT_SUM] / ship[_WEIGHT]) - 273.15
+    return coldchain.mkt_from_sums(ship[_MKT_SUM], ship[_WEIGHT], ship[_LAST_T])
 
 
 def _derived_lines(state: DeviceState, subject: Subject, signals: Mapping[str, float]) -> list[str]:

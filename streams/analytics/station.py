@@ -13,6 +13,15 @@ per station, the last 48 hourly means of every metric. Each new hour yields:
 
 All of it is recomputed from stored hourly values, so a device-hour that arrives twice
 (replay) or late (a second device at the same station) rewrites the same InfluxDB points.
+
+Hourly values are kept **exact** (``Fraction``: the device's exact sum / count, see
+``HourlyValues.sums``), and so are the 8-h and 24-h means built from them, so the GB/T 8170
+rounding and the IAQI ceiling depend only on the data, never on float summation order.
+
+The daily O3 value is the maximum 8-h average of HJ 663-2013: the largest 8-h moving average
+ending 08:00…24:00 of the natural day in China time (17 windows, each inside the day), each
+window valid with >= 6 hourly values (GB 3095 Table 4), the daily value valid with >= 14 valid
+windows (HJ 663-2013 practice, spec §2.3); see ``validity.daily_max_8h``.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
+from fractions import Fraction
 from typing import Any
 
 from stationflow.contracts import AlertEvent, HourlyValues
@@ -28,6 +38,8 @@ from streams.analytics import validity
 from streams.analytics import water as water_mod
 from streams.analytics.packs import rules_for_station
 from streams.analytics.rules import RuleState, Subject, evaluate, resolve_levels
+from streams.lineprotocol import escape_string
+from streams.lineprotocol import escape_tag as _esc
 
 __all__ = ["AQI_METRICS", "StationOutput", "StationState", "update_station"]
 
@@ -51,21 +63,38 @@ WATER_METRICS = {
 
 @dataclass(slots=True)
 class StationState:
-    """A station's hourly means (per hour start, per metric) and its rules' state."""
+    """A station's exact hourly means (per hour start, per metric) and its rules' state."""
 
-    hours: dict[int, dict[str, float]] = field(default_factory=dict)
+    hours: dict[int, dict[str, Fraction]] = field(default_factory=dict)
     rules: dict[str, list[Any]] = field(default_factory=dict)
 
     def dump(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {"hours": {str(h): v for h, v in self.hours.items()}, "rules": self.rules}
+        """JSON-able form (hourly means as exact ``"p/q"`` strings)."""
+        return {
+            "hours": {str(h): {m: str(x) for m, x in v.items()} for h, v in self.hours.items()},
+            "rules": self.rules,
+        }
 
     @classmethod
     def load(cls, doc: Mapping[str, Any] | None) -> StationState:
-        """Inverse of :meth:`dump`."""
+        """Inverse of :meth:`dump` (a float from an older state is taken at its repr)."""
         if not doc:
             return cls()
-        return cls(hours={int(h): dict(v) for h, v in doc["hours"].items()}, rules=dict(doc.get("rules", {})))
+        hours = {int(h): {m: _fraction(x) for m, x in v.items()} for h, v in doc["hours"].items()}
+        return cls(hours=hours, rules=dict(doc.get("rules", {})))
+
+
+def _fraction(value: str | float) -> Fraction:
+    return Fraction(value) if isinstance(value, str) else Fraction(repr(float(value)))
+
+
+def exact_means(hv: HourlyValues) -> dict[str, Fraction]:
+    """The device-hour's exact means: ``sums / counts`` where given, else the float's repr."""
+    out: dict[str, Fraction] = {}
+    for metric, mean in hv.means.items():
+        total, count = hv.sums.get(metric), hv.counts.get(metric)
+        out[metric] = Fraction(total) / count if total is not None and count else _fraction(mean)
+    return out
 
 
 @dataclass(slots=True)
@@ -79,16 +108,12 @@ class StationOutput:
     water: water_mod.WaterClassResult | None = None
 
 
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
-
-
 def _ns(ts: float) -> int:
     return int(ts) * 1_000_000_000
 
 
-def _mean(values: list[float], need: int) -> float | None:
-    return validity.mean_if_valid(values, need)
+def _mean(values: list[Fraction], need: int) -> Fraction | None:
+    return validity.exact_mean(values, need)
 
 
 def update_station(
@@ -102,7 +127,7 @@ def update_station(
     """Merge one device-hour into the station and compute the hour's indices."""
     hour = int(hv.hour.timestamp())
     merged = state.hours.setdefault(hour, {})
-    merged.update(hv.means)
+    merged.update(exact_means(hv))
     oldest = max(state.hours) - KEEP_HOURS * HOUR
     state.hours = {h: v for h, v in state.hours.items() if h >= oldest}
     out = StationOutput()
@@ -122,7 +147,7 @@ def update_station(
                 out.daily_aqi = daily
                 start = datetime(day.year, day.month, day.day, tzinfo=CHINA).timestamp()
                 out.lines.append(f"aqi,{tags},report=daily {_aqi_fields(daily)} {_ns(start)}")
-    water_values = {WATER_METRICS[m]: v for m, v in merged.items() if m in WATER_METRICS}
+    water_values = {WATER_METRICS[m]: float(v) for m, v in merged.items() if m in WATER_METRICS}
     wc: water_mod.WaterClassResult | None = None
     if water_values:
         lake = str(attributes.get("water_body", "")).lower() in ("lake", "reservoir")
@@ -133,10 +158,9 @@ def update_station(
     if water_values and wc is not None:
         out.water = wc
         signals["water.class"] = float(wc.klass)
-        deciding = ",".join(wc.deciding)
-        out.lines.append(
-            f'water_quality,{tags} class={wc.klass}i,label="{wc.label}",deciding="{deciding}" {_ns(hour)}'
-        )
+        label, deciding = escape_string(wc.label), escape_string(",".join(wc.deciding))
+        fields = f"class={wc.klass}i,label={label},deciding={deciding}"
+        out.lines.append(f"water_quality,{tags} {fields} {_ns(hour)}")
     for rule in rules_for_station(hv.domain):
         value = signals.get(rule.signal)
         if value is None:
@@ -149,18 +173,22 @@ def update_station(
     return out
 
 
-def _series(state: StationState, metric: str, hours: range) -> list[float]:
+def _series(state: StationState, metric: str, hours: range) -> list[Fraction]:
     return [v[metric] for h in hours if (v := state.hours.get(h)) is not None and metric in v]
 
 
-def _o3_8h(state: StationState, end_hour: int) -> float | None:
+def _slots(state: StationState, metric: str, hours: range) -> list[Fraction | None]:
+    return [state.hours.get(h, {}).get(metric) for h in hours]
+
+
+def _o3_8h(state: StationState, end_hour: int) -> Fraction | None:
     """O3 8 h moving mean ending with ``end_hour`` (≥ 6 valid hours of 8)."""
     return _mean(_series(state, "o3", range(end_hour - 7 * HOUR, end_hour + 1, HOUR)), 6)
 
 
 def _hourly_aqi(state: StationState, hour: int) -> aqi_mod.AqiResult | None:
     now = state.hours.get(hour, {})
-    conc: dict[str, float | None] = {}
+    conc: dict[str, Fraction | None] = {}
     for metric, key in AQI_METRICS.items():
         if metric in now:
             conc[f"{key}_1h"] = now[metric]
@@ -175,13 +203,14 @@ def _hourly_aqi(state: StationState, hour: int) -> aqi_mod.AqiResult | None:
 def _daily_aqi(state: StationState, day: date) -> aqi_mod.AqiResult | None:
     start = int(datetime(day.year, day.month, day.day, tzinfo=CHINA).timestamp())
     hours = range(start, start + 24 * HOUR, HOUR)
-    conc: dict[str, float | None] = {}
+    conc: dict[str, Fraction | None] = {}
     for metric, key in AQI_METRICS.items():
         if metric == "o3":
             continue
-        conc[f"{key}_24h"] = _mean(_series(state, metric, hours), 20)
-    o3_8h = [v for h in hours if (v := _o3_8h(state, h)) is not None]
-    conc["o3_8h"] = max(o3_8h) if len(o3_8h) >= 14 else None
+        conc[f"{key}_24h"] = validity.daily_mean(_slots(state, metric, hours))
+    # HJ 663-2013: the 17 windows ending 08:00…24:00 of the day (not reaching into the previous
+    # evening), >= 6 valid hours each, >= 14 valid windows for a daily value
+    conc["o3_8h"] = validity.daily_max_8h(_slots(state, "o3", hours))
     o3_1h = _series(state, "o3", hours)
     conc["o3_1h"] = max(o3_1h) if len(o3_1h) >= 20 else None
     if not any(v is not None for v in conc.values()):
@@ -194,9 +223,9 @@ def _aqi_fields(result: aqi_mod.AqiResult) -> str:
     category = result.category
     if category is not None:
         parts.append(f"level={category.level}i")
-        parts.append(f'category="{category.name_en}"')
-        parts.append(f'category_zh="{category.name_cn}"')
-    parts.append(f'primary="{",".join(result.primary_pollutants)}"')
-    parts.append(f'standard="{result.standard.value}"')
+        parts.append(f"category={escape_string(category.name_en)}")
+        parts.append(f"category_zh={escape_string(category.name_cn)}")
+    parts.append(f"primary={escape_string(','.join(result.primary_pollutants))}")
+    parts.append(f"standard={escape_string(result.standard.value)}")
     parts += [f"iaqi_{k}={v}i" for k, v in result.iaqi.items()]
     return ",".join(parts)

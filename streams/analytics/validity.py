@@ -6,12 +6,20 @@ high (GB 3095-2026 §6.4). Only data flagged N (and S once audited) count as val
 
 Hourly series are lists of 1-h averages in time order, ``None`` (or NaN) where an hour is missing
 or invalid; a window is labelled by its last hour (the 8-h value at hour t covers t-7…t).
+
+Averages are **exact**: every value is taken at its decimal representation (a float at its
+shortest ``repr``, so 80.1 means 801/10) and summed as a ``fractions.Fraction``, so an average
+that is exactly 80.5 is 80.5 whatever the order of the values, and the GB/T 8170 rounding and
+the IAQI ceiling that follow depend only on the data (issue 9 item 3). ``exact_mean`` and the
+window functions return a ``Fraction``; ``mean_if_valid`` the same value as a float.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from fractions import Fraction
 from typing import Final
 
 __all__ = [
@@ -28,13 +36,17 @@ __all__ = [
     "MIN_O3_8H_VALUES_PER_DAY",
     "MIN_SAMPLING_HOURS_PER_DAY_TSP_BAP_PB",
     "MIN_SAMPLING_MINUTES_PER_HOUR",
+    "O3_8H_DAY_WINDOWS",
     "VALID_FLAGS",
+    "ExactValue",
     "annual_mean_valid",
     "annual_mean_valid_tsp_bap_pb",
     "daily_max_8h",
     "daily_mean",
     "daily_mean_valid",
     "daily_mean_valid_tsp_bap_pb",
+    "exact",
+    "exact_mean",
     "flag_is_valid",
     "hourly_mean_valid",
     "mean_if_valid",
@@ -59,8 +71,13 @@ MIN_SAMPLING_HOURS_PER_DAY_TSP_BAP_PB: Final = 24  # daily: TSP, BaP, Pb need 24
 
 HOURS_PER_O3_8H_WINDOW: Final = 8
 HOURS_PER_24H_WINDOW: Final = 24
-# Not in GB 3095: HJ 663 practice as cited in spec §2.3 (medium confidence), hence a parameter.
+# HJ 663-2013: the daily maximum 8-h average is the largest 8-h moving average ending 08:00…24:00
+# of the natural day (China time), i.e. the 17 windows that lie inside the day.
+O3_8H_DAY_WINDOWS: Final = HOURS_PER_24H_WINDOW - HOURS_PER_O3_8H_WINDOW + 1
+# Not in GB 3095: HJ 663-2013 practice as cited in spec §2.3 (medium confidence), hence a parameter.
 MIN_O3_8H_VALUES_PER_DAY: Final = 14  # of the 17 windows ending 08:00…24:00
+
+ExactValue = float | int | Decimal | Fraction
 
 VALID_FLAGS: Final = frozenset({"N"})  # HJ 212-2017 flags whose data count (§6.2)
 
@@ -126,42 +143,67 @@ def quarterly_mean_valid_pb(days_per_month: Sequence[int]) -> bool:
     )
 
 
-def mean_if_valid(values: Iterable[float | None], min_count: int) -> float | None:
-    """Arithmetic mean of the valid values (not None, not NaN), or None if fewer than ``min_count``."""
-    valid = [v for v in values if v is not None and not math.isnan(v)]
+def exact(value: ExactValue) -> Fraction | None:
+    """The exact value of a number (a float at its shortest ``repr``); None if NaN or infinite."""
+    if isinstance(value, bool):
+        raise TypeError("a concentration cannot be a bool")
+    if isinstance(value, Fraction):
+        return value
+    if isinstance(value, int):
+        return Fraction(value)
+    if isinstance(value, Decimal):
+        return Fraction(value) if value.is_finite() else None
+    if not math.isfinite(value):
+        return None
+    return Fraction(repr(float(value)))
+
+
+def exact_mean(values: Iterable[ExactValue | None], min_count: int) -> Fraction | None:
+    """Exact arithmetic mean of the valid values (not None, not NaN), or None if fewer than
+    ``min_count`` (or none at all). Independent of the order of the values."""
+    valid = [e for v in values if v is not None and (e := exact(v)) is not None]
     if not valid or len(valid) < min_count:
         return None
-    return math.fsum(valid) / len(valid)
+    return sum(valid, Fraction(0)) / len(valid)
 
 
-def o3_8h_moving(hourly: Sequence[float | None]) -> float | None:
+def mean_if_valid(values: Iterable[ExactValue | None], min_count: int) -> float | None:
+    """:func:`exact_mean` as a float (correctly rounded from the exact mean)."""
+    mean = exact_mean(values, min_count)
+    return None if mean is None else float(mean)
+
+
+def o3_8h_moving(hourly: Sequence[ExactValue | None]) -> Fraction | None:
     """O3 8-h moving average ending at the last hour: mean of the last 8 slots, >= 6 valid.
 
     A series shorter than 8 counts the absent hours as missing.
     """
-    return mean_if_valid(hourly[-HOURS_PER_O3_8H_WINDOW:], MIN_HOURLY_VALUES_PER_O3_8H)
+    return exact_mean(hourly[-HOURS_PER_O3_8H_WINDOW:], MIN_HOURLY_VALUES_PER_O3_8H)
 
 
-def pm_24h_moving(hourly: Sequence[float | None]) -> float | None:
+def pm_24h_moving(hourly: Sequence[ExactValue | None]) -> Fraction | None:
     """PM10/PM2.5 24-h moving average ending at the last hour (2012 real-time report), >= 20 valid."""
-    return mean_if_valid(hourly[-HOURS_PER_24H_WINDOW:], MIN_HOURLY_VALUES_PER_DAY)
+    return exact_mean(hourly[-HOURS_PER_24H_WINDOW:], MIN_HOURLY_VALUES_PER_DAY)
 
 
-def daily_mean(hourly: Sequence[float | None]) -> float | None:
+def daily_mean(hourly: Sequence[ExactValue | None]) -> Fraction | None:
     """24-h average of one natural day (China time): the day's 24 hourly values, >= 20 valid."""
     if len(hourly) > HOURS_PER_24H_WINDOW:
         raise ValueError(f"a day has {HOURS_PER_24H_WINDOW} hourly values, got {len(hourly)}")
-    return mean_if_valid(hourly, MIN_HOURLY_VALUES_PER_DAY)
+    return exact_mean(hourly, MIN_HOURLY_VALUES_PER_DAY)
 
 
 def daily_max_8h(
-    hourly: Sequence[float | None], *, min_windows: int = MIN_O3_8H_VALUES_PER_DAY
-) -> float | None:
+    hourly: Sequence[ExactValue | None], *, min_windows: int = MIN_O3_8H_VALUES_PER_DAY
+) -> Fraction | None:
     """O3 daily max 8-h average (MDA8): the largest valid 8-h mean over every full window.
 
-    Pass the day's 24 hourly values for the 17 windows ending 08:00…24:00 (HJ 663 practice), or
-    the previous day's last 7 hours followed by the day's 24 for all 24 windows ending in the
-    day. The MDA8 is None unless at least ``min_windows`` windows are valid (each >= 6 of 8 hours).
+    HJ 663-2013: pass the day's 24 hourly values (China time, hour 00:00-01:00 first) for the
+    17 windows ending 08:00…24:00, each inside the day; this is what the station stage does.
+    (The previous day's last 7 hours followed by the day's 24 give the 24 windows ending in the
+    day, a convention some platforms use.) Each window needs >= 6 valid hours of 8 (GB 3095
+    Table 4), and the MDA8 is None unless at least ``min_windows`` windows are valid (HJ 663-2013
+    practice: 14 of the 17, spec §2.3).
     """
     span = HOURS_PER_O3_8H_WINDOW
     means = (o3_8h_moving(hourly[end - span : end]) for end in range(span, len(hourly) + 1))
