@@ -6,16 +6,17 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from stationflow.contracts import DeviceRecord
 
 from .catalog import BUILTIN_TYPES
 from .convert import device_record, metrics_from_json, metrics_to_json
-from .models import ApiKey, Device, DeviceType, Station, utcnow
+from .models import ApiKey, Device, DeviceType, OutboxEntry, Station, utcnow
 from .schemas import DeviceBase, DeviceTypeCreate, DeviceTypeUpdate, Role, StationBase
 
 __all__ = [
@@ -27,6 +28,10 @@ __all__ = [
     "get_api_key_by_token",
     "hash_token",
     "list_rows",
+    "outbox_batch",
+    "outbox_delete",
+    "outbox_depth",
+    "queue_changes",
     "seed_builtin_types",
     "upsert_device",
     "upsert_station",
@@ -210,3 +215,38 @@ def calibration_outside(session: Session, *, device_id: str, metrics: set[str]) 
     if not extra:
         return None
     return f"device '{device_id}' has calibration for {', '.join(extra)}, which the new metrics drop"
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def queue_changes(session: Session, *, device_ids: Sequence[str]) -> None:
+    """Queue the devices whose record changed (or which were deleted) for publication.
+
+    Call before the commit of the change, so the change and its outbox rows commit together.
+    """
+    session.add_all(OutboxEntry(device_id=d) for d in dict.fromkeys(device_ids))
+
+
+def outbox_batch(session: Session, *, limit: int) -> list[tuple[int, str]]:
+    """The oldest ``limit`` outbox rows as ``(row id, device id)``."""
+    rows = session.execute(
+        select(OutboxEntry.id, OutboxEntry.device_id).order_by(OutboxEntry.id).limit(limit)
+    )
+    return [(row_id, device_id) for row_id, device_id in rows]
+
+
+def outbox_delete(session: Session, *, row_ids: Sequence[int]) -> None:
+    """Forget published rows (exactly these: a row committed meanwhile stays)."""
+    session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(row_ids)))
+    session.commit()
+
+
+def outbox_depth(session: Session) -> tuple[int, datetime | None]:
+    """How many rows wait, and when the oldest was written."""
+    count, oldest = session.execute(select(func.count(), func.min(OutboxEntry.created_at))).one()
+    if isinstance(oldest, str):  # SQLite returns the aggregate as stored text
+        oldest = datetime.fromisoformat(oldest)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return int(count or 0), oldest

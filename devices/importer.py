@@ -151,6 +151,7 @@ def _store(session: Session, number: int, body: BaseModel, result: ImportResult)
 def import_stations(session: Session, *, text: str) -> ImportResult:
     """Upsert the stations of a CSV document and commit the good rows."""
     result = _run(session, text, "stations", ImportResult())
+    crud.queue_changes(session, device_ids=result.changed_ids)  # published with the commit (outbox)
     session.commit()
     return result
 
@@ -158,5 +159,6 @@ def import_stations(session: Session, *, text: str) -> ImportResult:
 def import_devices(session: Session, *, text: str) -> ImportResult:
     """Upsert the devices of a CSV document and commit the good rows."""
     result = _run(session, text, "devices", ImportResult())
+    crud.queue_changes(session, device_ids=result.changed_ids)  # published with the commit (outbox)
     session.commit()
     return result

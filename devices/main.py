@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import asdict
 
 from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,15 +24,31 @@ from .broker import BrokerAccounts, open_broker_accounts
 from .consumer import StatusConsumer
 from .db import make_engine, upgrade_head
 from .provisioning import Provisioner
-from .publisher import KafkaRegistryPublisher, MemoryRegistryPublisher
-from .schemas import Message
+from .publisher import KafkaRegistryPublisher, MemoryRegistryPublisher, RegistryPublisher
+from .relay import OutboxRelay
 from .settings import RegistrySettings
 from .status import StatusTracker
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
-SNAPSHOT_CHUNK = 1000  # devices per snapshot batch: bounds memory on a large registry
+
+
+class OutboxPublic(BaseModel):
+    """The registry outbox: changes committed but not yet acknowledged by Kafka."""
+
+    depth: int
+    oldest_age_s: float | None
+    kafka: str
+    last_error: str | None
+    failed_attempts: int
+
+
+class HealthPublic(BaseModel):
+    """Liveness, and whether registry changes reach Kafka."""
+
+    detail: str
+    outbox: OutboxPublic
 
 
 def _prepare_database(settings: RegistrySettings, sessions: sessionmaker[Session]) -> None:
@@ -49,14 +69,32 @@ async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-async def _publish_snapshot(runtime: Runtime) -> None:
-    with runtime.sessions() as session:
-        ids = crud.all_device_ids(session)
-        for start in range(0, len(ids), SNAPSHOT_CHUNK):
-            await runtime.publisher.publish(
-                crud.device_records(session, ids=ids[start : start + SNAPSHOT_CHUNK])
-            )
-    logger.info("published registry snapshot devices=%d", len(ids))
+def _relay(
+    settings: RegistrySettings, sessions: sessionmaker[Session], sink: RegistryPublisher
+) -> OutboxRelay:
+    return OutboxRelay(
+        sessions,
+        sink,
+        batch=settings.registry_outbox_batch,
+        retry_base_s=settings.registry_outbox_retry_base_s,
+        retry_max_s=settings.registry_outbox_retry_max_s,
+        check_s=settings.registry_topic_check_s,
+        settle_s=settings.registry_reset_settle_s,
+    )
+
+
+async def _run_relay(stack: AsyncExitStack, relay: OutboxRelay, first_wait_s: float) -> None:
+    """Start the relay task (cancelled on shutdown) and wait a little for the start snapshot."""
+    task = asyncio.create_task(relay.run(), name="registry-outbox-relay")
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(stop)
+    # Services started after the registry find every device on the topic, as before the outbox.
+    if not await relay.wait_published(first_wait_s):
+        logger.warning("registry snapshot not yet acknowledged by kafka; the outbox relay keeps trying")
 
 
 async def _open_broker(
@@ -86,29 +124,34 @@ def create_app(
             _prepare_database(settings, sessions)
             tracker = StatusTracker()
             provisioner = await _open_broker(settings, stack, broker)
+            sink: RegistryPublisher
             if publisher is None:
                 await topics.ensure_topics(settings)
-                kafka = KafkaRegistryPublisher(
-                    bootstrap=settings.kafka_bootstrap, topic=settings.topic(topics.REGISTRY)
-                )
-                runtime = Runtime(
-                    engine, sessions, await stack.enter_async_context(kafka), tracker, provisioner
-                )
+                kafka = KafkaRegistryPublisher(settings, timeout_s=settings.registry_kafka_timeout_s)
+                sink = await stack.enter_async_context(kafka)
                 consumer = StatusConsumer(settings, group_id=settings.registry_group_id, tracker=tracker)
                 await stack.enter_async_context(consumer)
             else:
-                runtime = Runtime(engine, sessions, publisher, tracker, provisioner)
-            app.state.runtime = runtime
-            await _publish_snapshot(runtime)
+                sink = publisher
+            relay = _relay(settings, sessions, sink)
+            app.state.runtime = Runtime(engine, sessions, relay, tracker, provisioner, settings)
+            await _run_relay(stack, relay, settings.registry_publish_wait_s)
             yield
 
     app = FastAPI(title="stationflow device registry", version="1", lifespan=lifespan)
     app.add_exception_handler(DataError, _data_error)
 
     @app.get("/health", tags=["health"])
-    async def health() -> Message:
-        """Liveness (no key needed)."""
-        return Message(detail="ok")
+    async def health(request: Request) -> HealthPublic:
+        """Liveness, and the outbox: changes not yet acknowledged by Kafka (no key needed)."""
+        runtime: Runtime = request.app.state.runtime
+        outbox = await runtime.relay.status()
+        return HealthPublic(detail="ok", outbox=OutboxPublic(**asdict(outbox)))
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        """Prometheus metrics (no key needed, as scrapers expect)."""
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for module in (device_types, stations, devices, imports, api_keys):
         app.include_router(module.router)

@@ -9,7 +9,7 @@ from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, TypeD
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["ApiKey", "Base", "Device", "DeviceType", "Station", "UtcDateTime", "utcnow"]
+__all__ = ["ApiKey", "Base", "Device", "DeviceType", "OutboxEntry", "Station", "UtcDateTime", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -105,4 +105,19 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxEntry(Base):
+    """A device whose registry record must be (re)published: written in the transaction of the change.
+
+    Only the key is kept: the relay (``devices.relay``) publishes the device's record as it is
+    when it sends (a tombstone if the device is gone), so rows may be sent in any order and the
+    topic still ends with the latest state of every device.
+    """
+
+    __tablename__ = "registry_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

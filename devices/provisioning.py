@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from stationflow.contracts import DeviceStatus
 
+from . import crud
 from .broker import BrokerAccounts, BrokerError
 from .credentials import hash_password
 from .importer import ImportResult
@@ -119,6 +120,8 @@ class Provisioner:
         row = session.get(Device, device_id)
         if row is not None:
             session.delete(row)
+            # The relay may already have published the registration: follow it with a tombstone.
+            crud.queue_changes(session, device_ids=[device_id])
             session.commit()
         try:
             await self.broker.delete(device_id)

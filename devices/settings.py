@@ -22,6 +22,22 @@ class RegistrySettings(CommonSettings):
     # credentials on registration; when not, none are issued.
     registry_dynsec_username: str | None = None
     registry_dynsec_password: SecretStr | None = None
+    # Outbox relay (devices.relay): registry changes are committed with an outbox row and
+    # published from there. While Kafka is down it retries after base × 2ⁿ seconds (at most max).
+    registry_outbox_retry_base_s: float = 0.5
+    registry_outbox_retry_max_s: float = 15.0
+    registry_outbox_batch: int = 500  # outbox rows per Kafka round trip
+    # How long one publish attempt may take before it counts as failed (producer request timeout).
+    registry_kafka_timeout_s: float = 10.0
+    # How often the relay compares the topic's end offsets with what it published, to notice a
+    # broker that lost the topic (Tansu keeps topics in memory) and republish the full registry.
+    registry_topic_check_s: float = 5.0
+    # Pause between noticing a reset topic and republishing, so that registry followers (which
+    # check every second) see the emptied topic and rewind before it fills again.
+    registry_reset_settle_s: float = 3.0
+    # A change request waits at most this long for Kafka's acknowledgement before it answers
+    # (it does not wait while the relay is known to be failing); the change is committed either way.
+    registry_publish_wait_s: float = 5.0
 
     @field_validator("registry_dynsec_username", "registry_dynsec_password", mode="before")
     @classmethod

@@ -27,6 +27,12 @@ __all__ = ["RegistryFollower", "RegistryView"]
 logger = logging.getLogger(__name__)
 
 POLL_MS = 500
+# How often the follower compares the topic's end offsets with its positions. A broker that lost
+# the topic (a restarted in-memory Tansu) answers a fetch past the new end with nothing, not with
+# OFFSET_OUT_OF_RANGE as Kafka does, so without this the view would stay at its old positions and
+# miss the records the registry republishes (devices/relay.py waits longer than this to refill it).
+RESET_CHECK_S = 1.0
+RESET_CHECK_TIMEOUT_S = 2.0
 
 
 class RegistryView:
@@ -100,12 +106,17 @@ class RegistryFollower:
             self.consumer.assign(partitions)
             await self.consumer.seek_to_beginning(*partitions)
             end = await self.consumer.end_offsets(partitions)
+            loop = asyncio.get_running_loop()
+            next_check = loop.time() + RESET_CHECK_S
             while True:
                 fetched = await self.consumer.getmany(timeout_ms=POLL_MS)
                 for records in fetched.values():
                     for record in records:
                         self.view.apply(record.key, record.value)
                 self._progress.set()
+                if loop.time() >= next_check:
+                    await self._rewind_if_reset()
+                    next_check = loop.time() + RESET_CHECK_S
                 if not self.view.ready.is_set() and await self._caught_up(end):
                     logger.info("registry loaded devices=%d", len(self.view))
                     self.view.ready.set()
@@ -113,6 +124,36 @@ class RegistryFollower:
             await self.consumer.stop()
             if self._offsets_started:
                 await self._offsets.stop()
+
+    async def _rewind_if_reset(self) -> None:
+        """Read the topic again from the start if its end is below our position (the broker lost it).
+
+        The view keeps its records meanwhile (every device stays known); the republished
+        records overwrite them, and tombstones the registry sends afterwards remove devices.
+        """
+        try:
+            if not self._offsets_started:
+                await asyncio.wait_for(self._offsets.start(), RESET_CHECK_TIMEOUT_S)
+                self._offsets_started = True
+            end = await asyncio.wait_for(
+                self._offsets.end_offsets(self._partitions_list), RESET_CHECK_TIMEOUT_S
+            )
+        except (TimeoutError, KafkaError, OSError):
+            return  # broker unreachable: check again later
+        behind = {}
+        for tp in self._partitions_list:
+            position = await self.consumer.position(tp)
+            if tp in end and position > end[tp]:
+                behind[tp.partition] = (position, end[tp])
+        if behind:
+            logger.warning(
+                "registry topic reset by the broker, reading it again from the start topic=%s "
+                "partitions_position_end=%s devices_kept=%d",
+                self.topic,
+                behind,
+                len(self.view),
+            )
+            await self.consumer.seek_to_beginning(*self._partitions_list)
 
     async def _partitions(self) -> list[TopicPartition]:
         for _ in range(60):

@@ -1,4 +1,4 @@
-"""Dependencies: database session, API key with role checks, publisher, status tracker, provisioner."""
+"""Dependencies: database session, API key with role checks, outbox, status tracker, provisioner."""
 
 from __future__ import annotations
 
@@ -16,15 +16,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from devices import crud
 from devices.models import ApiKey
 from devices.provisioning import Provisioner
-from devices.publisher import RegistryPublisher
+from devices.relay import OutboxRelay
 from devices.schemas import Role
+from devices.settings import RegistrySettings
 from devices.status import StatusTracker
 
 __all__ = [
     "AdminKey",
     "IntegratorKey",
+    "Outbox",
+    "OutboxDep",
     "ProvisionerDep",
-    "PublisherDep",
     "ReaderKey",
     "Runtime",
     "SessionDep",
@@ -43,9 +45,10 @@ class Runtime:
 
     engine: Engine
     sessions: sessionmaker[Session]
-    publisher: RegistryPublisher
+    relay: OutboxRelay
     tracker: StatusTracker
     provisioner: Provisioner
+    settings: RegistrySettings
 
 
 def _runtime(request: Request) -> Runtime:
@@ -62,9 +65,30 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_publisher(request: Request) -> RegistryPublisher:
-    """Where device changes are published."""
-    return _runtime(request).publisher
+@dataclass(frozen=True, slots=True)
+class Outbox:
+    """Registry changes: queued in the request's transaction, then published by the relay."""
+
+    relay: OutboxRelay
+    wait_s: float
+
+    def queue(self, session: Session, device_ids: list[str]) -> None:
+        """Queue these devices' records (call before the commit of the change)."""
+        crud.queue_changes(session, device_ids=device_ids)
+
+    async def published(self) -> bool:
+        """After the commit: wait (bounded, not while Kafka is down) for Kafka's acknowledgement.
+
+        Answering only then keeps "2xx = the worker can know it" while Kafka is up; when it is
+        not, the change is committed and stays in the outbox until the relay gets it through.
+        """
+        return await self.relay.wait_published(self.wait_s)
+
+
+def get_outbox(request: Request) -> Outbox:
+    """Where device changes are queued for publication."""
+    runtime = _runtime(request)
+    return Outbox(runtime.relay, runtime.settings.registry_publish_wait_s)
 
 
 def get_tracker(request: Request) -> StatusTracker:
@@ -77,7 +101,7 @@ def get_provisioner(request: Request) -> Provisioner:
     return _runtime(request).provisioner
 
 
-PublisherDep = Annotated[RegistryPublisher, Depends(get_publisher)]
+OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 ProvisionerDep = Annotated[Provisioner, Depends(get_provisioner)]
 TrackerDep = Annotated[StatusTracker, Depends(get_tracker)]
 

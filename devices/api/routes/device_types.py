@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy.exc import IntegrityError
 
 from devices import crud
-from devices.api.deps import AdminKey, PublisherDep, ReaderKey, SessionDep
+from devices.api.deps import AdminKey, OutboxDep, ReaderKey, SessionDep
 from devices.convert import type_public
 from devices.models import DeviceType
 from devices.schemas import (
@@ -63,7 +63,7 @@ async def create_type(body: DeviceTypeCreate, session: SessionDep, _key: AdminKe
 
 @router.patch("/{name}", responses=NOT_FOUND)
 async def update_type(
-    name: str, body: DeviceTypeUpdate, session: SessionDep, publisher: PublisherDep, _key: AdminKey
+    name: str, body: DeviceTypeUpdate, session: SessionDep, outbox: OutboxDep, _key: AdminKey
 ) -> DeviceTypePublic:
     """Change a device type; every device of the type is republished."""
     _get(session, name)
@@ -73,9 +73,10 @@ async def update_type(
             problem = crud.calibration_outside(session, device_id=device_id, metrics=kept)
             if problem:
                 raise HTTPException(status.HTTP_409_CONFLICT, problem)
-    crud.upsert_type(session, name=name, body=body)
-    session.commit()
-    await publisher.publish(crud.device_records(session, ids=crud.device_ids(session, type_name=name)))
+    if crud.upsert_type(session, name=name, body=body) != "unchanged":
+        outbox.queue(session, crud.device_ids(session, type_name=name))
+        session.commit()
+        await outbox.published()
     return type_public(_get(session, name))
 
 

@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from devices import crud
 from devices.api.deps import (
     IntegratorKey,
+    OutboxDep,
     ProvisionerDep,
-    PublisherDep,
     ReaderKey,
     SessionDep,
     TrackerDep,
@@ -125,7 +125,7 @@ async def get_device(device_id: str, session: SessionDep, _key: ReaderKey) -> De
 async def create_device(
     body: DeviceCreate,
     session: SessionDep,
-    publisher: PublisherDep,
+    outbox: OutboxDep,
     provisioner: ProvisionerDep,
     _key: IntegratorKey,
 ) -> DeviceCreated:
@@ -134,6 +134,7 @@ async def create_device(
         raise HTTPException(409, f"device '{body.id}' already exists")
     _check(session, body)
     crud.upsert_device(session, device_id=body.id, data=body)
+    outbox.queue(session, [body.id])
     try:
         session.commit()
     except IntegrityError as exc:  # registered concurrently
@@ -144,7 +145,7 @@ async def create_device(
     except BrokerError as exc:
         await provisioner.discard(session, body.id)
         raise _broker_failed(body.id, exc, "the device was not registered") from exc
-    await publisher.publish(crud.device_records(session, ids=[body.id]))
+    await outbox.published()
     return DeviceCreated(**device_public(_get(session, body.id)).model_dump(), mqtt=mqtt)
 
 
@@ -170,7 +171,7 @@ async def update_device(
     device_id: str,
     body: DeviceUpdate,
     session: SessionDep,
-    publisher: PublisherDep,
+    outbox: OutboxDep,
     provisioner: ProvisionerDep,
     _key: IntegratorKey,
 ) -> DevicePublic:
@@ -183,8 +184,9 @@ async def update_device(
     except BrokerError as exc:
         raise _broker_failed(device_id, exc, "the device was not changed") from exc
     if crud.upsert_device(session, device_id=device_id, data=data) != "unchanged":
+        outbox.queue(session, [device_id])
         session.commit()
-        await publisher.publish(crud.device_records(session, ids=[device_id]))
+        await outbox.published()
     return device_public(_get(session, device_id))
 
 
@@ -192,7 +194,7 @@ async def update_device(
 async def delete_device(
     device_id: str,
     session: SessionDep,
-    publisher: PublisherDep,
+    outbox: OutboxDep,
     provisioner: ProvisionerDep,
     _key: IntegratorKey,
 ) -> Message:
@@ -203,8 +205,9 @@ async def delete_device(
     except BrokerError as exc:
         raise _broker_failed(device_id, exc, "the device was not deleted") from exc
     session.delete(row)
+    outbox.queue(session, [device_id])
     session.commit()
-    await publisher.delete([device_id])
+    await outbox.published()
     return Message(detail=f"device '{device_id}' deleted")
 
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from devices import crud, importer
-from devices.api.deps import IntegratorKey, ProvisionerDep, PublisherDep, SessionDep
+from devices import importer
+from devices.api.deps import IntegratorKey, OutboxDep, ProvisionerDep, SessionDep
 from devices.provisioning import IssuedPassword
 from devices.schemas import ERRORS, Message, Responses
 
@@ -93,11 +93,11 @@ def _report(result: importer.ImportResult, issued: list[IssuedPassword] | None =
 
 @router.post("/stations", openapi_extra=CSV_BODY, responses=BAD_BODY)
 async def import_stations(
-    request: Request, session: SessionDep, publisher: PublisherDep, _key: IntegratorKey
+    request: Request, session: SessionDep, outbox: OutboxDep, _key: IntegratorKey
 ) -> ImportReport:
     """Upsert stations from CSV (columns: see ``devices.importer.STATION_COLUMNS``)."""
     result = importer.import_stations(session, text=await _csv_text(request))
-    await publisher.publish(crud.device_records(session, ids=sorted(set(result.changed_ids))))
+    await outbox.published()
     return _report(result)
 
 
@@ -105,12 +105,12 @@ async def import_stations(
 async def import_devices(
     request: Request,
     session: SessionDep,
-    publisher: PublisherDep,
+    outbox: OutboxDep,
     provisioner: ProvisionerDep,
     _key: IntegratorKey,
 ) -> ImportReport:
     """Upsert devices from CSV (columns: ``importer.DEVICE_COLUMNS``); new ones get MQTT credentials."""
     result = importer.import_devices(session, text=await _csv_text(request))
     issued = await provisioner.follow_import(session, result)
-    await publisher.publish(crud.device_records(session, ids=sorted(set(result.changed_ids))))
+    await outbox.published()
     return _report(result, issued)

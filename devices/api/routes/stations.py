@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy.exc import IntegrityError
 
 from devices import crud
-from devices.api.deps import IntegratorKey, PublisherDep, ReaderKey, SessionDep, merged
+from devices.api.deps import IntegratorKey, OutboxDep, ReaderKey, SessionDep, merged
 from devices.convert import station_public
 from devices.models import Station
 from devices.schemas import (
@@ -73,16 +73,15 @@ async def create_station(body: StationCreate, session: SessionDep, _key: Integra
 
 @router.patch("/{station_id}", responses=NOT_FOUND)
 async def update_station(
-    station_id: str, body: StationUpdate, session: SessionDep, publisher: PublisherDep, _key: IntegratorKey
+    station_id: str, body: StationUpdate, session: SessionDep, outbox: OutboxDep, _key: IntegratorKey
 ) -> StationPublic:
     """Change a station (the result is validated whole); its devices are republished."""
     current = station_public(_get(session, station_id))
     data = merged(StationBase, current, body)
     if crud.upsert_station(session, station_id=station_id, data=data) != "unchanged":
+        outbox.queue(session, crud.device_ids(session, station_id=station_id))
         session.commit()
-        await publisher.publish(
-            crud.device_records(session, ids=crud.device_ids(session, station_id=station_id))
-        )
+        await outbox.published()
     return station_public(_get(session, station_id))
 
 
