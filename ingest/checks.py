@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from ingest.errors import RejectedMessage
 from stationflow.contracts import Reading
 
-__all__ = ["Limits", "check_readings", "check_size"]
+__all__ = ["Limits", "check_not_empty", "check_readings", "check_size"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,17 @@ def check_size(payload: bytes, limits: Limits, device_id: str | None) -> None:
             "oversized",
             f"payload is {len(payload)} bytes, the limit is {limits.max_payload_bytes}; "
             "split the readings over several messages",
+            device_id=device_id,
+        )
+
+
+def check_not_empty(payload: bytes, device_id: str | None) -> None:
+    """Refuse a zero-length payload with its own code (MQTT clients send one to clear a retained message)."""
+    if not payload:
+        raise RejectedMessage(
+            "empty_payload",
+            "the payload is empty (0 bytes), which is how an MQTT client clears a retained "
+            "message; publish readings as a JSON object, without the retain flag",
             device_id=device_id,
         )
 

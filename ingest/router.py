@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from ingest.checks import Limits, check_readings, check_size
+from ingest.checks import Limits, check_not_empty, check_readings, check_size
 from ingest.decoders import Decoder
 from ingest.errors import RejectedMessage
 from ingest.topics import device_id_from_topic
@@ -49,6 +49,7 @@ def route(
     try:
         device_id = device_id_from_topic(mqtt_topic)
         check_size(payload, limits, device_id)
+        check_not_empty(payload, device_id)
         readings = decode(payload, device_id=device_id, received_at=received_at)
         check_readings(readings, received_at=received_at, limits=limits, device_id=device_id)
     except RejectedMessage as exc:

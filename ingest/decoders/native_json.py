@@ -18,11 +18,19 @@ Topic ``devices/<device_id>/readings``, payload (UTF-8 JSON object)::
 Timestamps without a UTC offset are refused: a device's local clock is ambiguous.
 Readings are validated straight into the ``Reading`` contract by pydantic-core; only
 messages that rely on the top-level ``ts`` take a slower second pass.
+
+A key repeated in one object (``{"value": 1, "value": 2}``) is refused as ``invalid_json``:
+pydantic-core, like orjson, would silently keep the last value. Finding that costs about
+1.5 µs on the hot path (measured on a 5-reading message whose decode takes about 6 µs; a
+full second parse that tracks keys costs about 6 µs): see ``_may_repeat_a_key``.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -35,6 +43,10 @@ __all__ = ["decode"]
 
 _MAX_ERRORS_SHOWN = 3
 _ZERO = timedelta(0)
+_MAX_KEY_SHOWN = 64
+# A double quote followed by whitespace: a key may end like that (`"value" :`), see below.
+_QUOTE_THEN_SPACE = re.compile(rb'"[ \t\n\r]')
+_FIELDS_SET = attrgetter("__pydantic_fields_set__")  # model_fields_set without the property call
 
 
 class _WirePayload(BaseModel):
@@ -59,7 +71,11 @@ def decode(payload: bytes, *, device_id: str, received_at: datetime) -> list[Rea
     try:
         wire = _WirePayload.model_validate_json(payload)
     except ValidationError as exc:
+        _refuse_duplicate_keys(payload, device_id)  # off the hot path: the exact check
         wire = _with_default_ts(payload, exc, device_id)
+    else:
+        if _may_repeat_a_key(payload, wire):
+            _refuse_duplicate_keys(payload, device_id)
     if wire.device_id is not None and wire.device_id != device_id:
         raise RejectedMessage(
             "topic_mismatch",
@@ -70,6 +86,61 @@ def decode(payload: bytes, *, device_id: str, received_at: datetime) -> list[Rea
     if not wire.readings:
         raise RejectedMessage("empty_batch", "'readings' is empty", device_id=device_id)
     return [r if r.ts.utcoffset() == _ZERO else _as_utc(r) for r in wire.readings]
+
+
+def _may_repeat_a_key(payload: bytes, wire: _WirePayload) -> bool:
+    """Cheap test of a valid message: False only if no object in it repeats a key.
+
+    Every key of a valid message is a model field (unknown keys are refused), so the keys
+    the device sent are the fields pydantic set, unless one was repeated. If no double quote
+    is followed by whitespace, every key ends in ``":``, so the count of ``":`` is at least the
+    number of keys sent (``\\":`` inside a string can only add to it). Equal to the fields
+    set, it proves there was no repeat; anything else goes to the exact check.
+    """
+    fields = len(wire.model_fields_set) + sum(map(len, map(_FIELDS_SET, wire.readings)))
+    return payload.count(b'":') != fields or _QUOTE_THEN_SPACE.search(payload) is not None
+
+
+class _Object(list[tuple[str, Any]]):
+    """A JSON object as its key/value pairs, in order, repeats included."""
+
+
+def _refuse_duplicate_keys(payload: bytes, device_id: str) -> None:
+    """Raise ``invalid_json`` naming the first repeated key and its object; else return."""
+    try:
+        doc = json.loads(payload.decode("utf-8"), object_pairs_hook=_Object)
+    except (ValueError, RecursionError):
+        return  # not JSON at all: pydantic's error says where
+    found = _first_duplicate(doc)
+    if found is not None:
+        where, key = found
+        raise RejectedMessage(
+            "invalid_json",
+            f"{where}: duplicate key {json.dumps(key[:_MAX_KEY_SHOWN])}; "
+            "a key may appear only once in a JSON object",
+            device_id=device_id,
+        )
+
+
+def _first_duplicate(doc: Any) -> tuple[str, str] | None:
+    """(path, key) of the first object that repeats a key, depth first in document order."""
+    stack: list[tuple[Any, str]] = [(doc, "")]
+    while stack:
+        node, path = stack.pop()
+        children: list[tuple[Any, str]]
+        if isinstance(node, _Object):
+            seen: set[str] = set()
+            for key, _ in node:
+                if key in seen:
+                    return path or "payload", key
+                seen.add(key)
+            children = [(value, f"{path}.{key}" if path else key) for key, value in node]
+        elif isinstance(node, list):
+            children = [(value, f"{path}[{i}]") for i, value in enumerate(node)]
+        else:
+            continue
+        stack.extend(reversed(children))
+    return None
 
 
 def _as_utc(reading: Reading) -> Reading:
