@@ -6,6 +6,7 @@ exactly the same processes the same way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import sys
@@ -13,7 +14,21 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from aiokafka import TopicPartition
+
+from stationflow import topics
+from stationflow.settings import CommonSettings
+from stationflow.stack.archive import (
+    ArchiveSettings,
+    ArchiveSpec,
+    ArchiveStore,
+    Mirror,
+    archive_tails,
+    group_lag,
+    restore,
+)
 from stationflow.stack.auth import ServiceAccounts, provision_service_accounts
 from stationflow.stack.components import (
     Component,
@@ -39,6 +54,10 @@ REGISTRY_READY_LINE = "Application startup complete"
 REGISTRY_READY_S = 60.0
 ALERTS_READY_LINE = "alert service ready"
 ALERTS_READY_S = 60.0
+# A draining stop polls the consumer groups' lag; two zero readings a poll apart mean done
+# (Faust commits every second; a worker that just consumed may still be producing downstream).
+DRAIN_POLL_S = 1.0
+DRAIN_CONFIRMATIONS = 2
 
 
 def service_name(kind: str, instance: int = 1) -> str:
@@ -125,6 +144,10 @@ class Pipeline:
     metrics_ports: dict[str, int] = field(default_factory=dict)
     auth: bool = False  # Mosquitto with dynamic security; services get their own accounts
     accounts: ServiceAccounts | None = None
+    # `stationflow up`: Mosquitto persistence, Kafka state archived under state_dir/kafka-archive
+    # and restored at start, a draining stop (see stationflow.stack.archive)
+    durable: bool = False
+    mirror: Mirror | None = None
 
     def start_infra(self, on_step: Callable[[str], None] = lambda _: None) -> Endpoints:
         """Start Tansu, Mosquitto and InfluxDB; create the database."""
@@ -133,7 +156,9 @@ class Pipeline:
         tansu = start_tansu(self.state_dir / "tansu", self.ports.get("kafka"))
         self.components.append(tansu)
         on_step("mosquitto (MQTT)")
-        mosquitto = start_mosquitto(self.state_dir / "mosquitto", self.ports.get("mqtt"), dynsec=self.auth)
+        mosquitto = start_mosquitto(
+            self.state_dir / "mosquitto", self.ports.get("mqtt"), dynsec=self.auth, persistence=self.durable
+        )
         self.components.append(mosquitto)
         if self.auth:
             on_step("broker accounts (dynamic security)")
@@ -145,7 +170,77 @@ class Pipeline:
             kafka=tansu.url, mqtt_host=mosquitto.host, mqtt_port=mosquitto.port, influx_url=influx.url
         )
         influx_create_db(influx.url, self.endpoints.influx_db)
+        if self.durable:
+            on_step("kafka state from the archive")
+            self.restore_state()
         return self.endpoints
+
+    def archive_spec(self) -> ArchiveSpec:
+        """The state topics of this pipeline's services and the groups that consume what."""
+        from alerts.settings import AlertsSettings  # the stack starts services; services never import it
+        from streams.analyticsworker import changelog_topics
+        from streams.settings import StreamsSettings
+
+        streams = StreamsSettings(**self._settings_of("streams"))
+        alerts = AlertsSettings(**self._settings_of("alerts"))
+        app = streams.streams_app_id
+        return ArchiveSpec(
+            changelogs=changelog_topics(streams),
+            logs=(streams.topic(topics.DEADLETTER),),
+            groups={
+                f"{app}.raw": (streams.topic(topics.RAW),),
+                app: (streams.topic(topics.CLEAN), streams.topic(topics.HOURLY)),
+                alerts.alerts_group_id: (alerts.topic(topics.ALERTS),),
+            },
+        )
+
+    def _settings_of(self, kind: str) -> dict[str, Any]:
+        """A service's STATIONFLOW_* environment as settings field values (over the inherited env)."""
+        env = self.env(kind)
+        return {
+            k.removeprefix("STATIONFLOW_").lower(): v for k, v in env.items() if k.startswith("STATIONFLOW_")
+        }
+
+    @property
+    def archive(self) -> ArchiveStore:
+        """The Kafka state archive of this state dir."""
+        return ArchiveStore(self.state_dir / "kafka-archive")
+
+    def restore_state(self) -> None:
+        """Create the topics, write the archive back, start mirroring (before any service starts)."""
+        from streams.settings import StreamsSettings
+
+        assert self.endpoints is not None  # noqa: S101 - start_infra() ran
+        spec = self.archive_spec()
+        settings = StreamsSettings(**self._settings_of("streams"))
+        bootstrap = self.endpoints.kafka
+        ends = asyncio.run(self._restore(settings, spec))
+        self.mirror = Mirror(bootstrap, self.archive, spec, ArchiveSettings(), ends)
+        self.mirror.start()
+
+    async def _restore(self, settings: CommonSettings, spec: ArchiveSpec) -> dict[TopicPartition, int]:
+        await topics.ensure_topics(settings, changelogs=spec.changelogs)
+        return await restore(settings.kafka_bootstrap, self.archive)
+
+    def drain(self, on_progress: Callable[[Mapping[str, int]], None] = lambda _: None) -> bool:
+        """Wait (bounded) until every consumer group has committed the end of its topics.
+
+        Lag must read 0 twice in a row (a worker that just consumed may still produce
+        downstream). Returns False when the deadline passed first.
+        """
+        assert self.endpoints is not None  # noqa: S101 - start_infra() ran
+        groups = self.archive_spec().groups
+        deadline = time.monotonic() + ArchiveSettings().drain_timeout_s
+        zero = 0
+        while time.monotonic() < deadline:
+            lag = asyncio.run(group_lag(self.endpoints.kafka, groups))
+            on_progress(lag)
+            zero = zero + 1 if not any(lag.values()) else 0
+            if zero >= DRAIN_CONFIRMATIONS:
+                return True
+            time.sleep(DRAIN_POLL_S)
+        logger.warning("drain deadline passed; unconsumed records go to the archive lag=%s", lag)
+        return False
 
     def env(self, kind: str, instance: int = 1) -> dict[str, str]:
         """Environment of one of our services (instance N > 1: a further collector / worker)."""
@@ -241,17 +336,47 @@ class Pipeline:
                 return comp
         raise KeyError(name)
 
-    def stop(self) -> None:
-        """Stop services first (collectors before workers, so they drain), then the infrastructure."""
+    def stop(self, on_drain: Callable[[Mapping[str, int]], None] | None = None) -> None:
+        """Stop services first (collectors before workers, so they drain), then the infrastructure.
+
+        Durable: after the collectors, wait until every consumer group is at the end of its
+        topics (``on_drain`` sees the lag), stop the other services, finish the archive
+        (mirror caught up, anything still unconsumed kept), and only then stop the brokers.
+        """
         # collectors drain first, then the worker; the alert service delivers what it has; registry last
         order = ("ingest", "streams", "alerts", "devices")
+        if self.durable and self.endpoints is not None and self.mirror is not None:
+            for name in [n for n in self.services if n.split("-")[0] == "ingest"]:
+                self._stop_service(name)
+            try:
+                self.drain(on_drain or (lambda _: None))
+            except Exception:  # a broker that is gone cannot be drained: stop the rest anyway
+                logger.exception("drain failed")
         for name in sorted(self.services, key=lambda n: order.index(n.split("-")[0])):
-            proc = self.services.pop(name)
-            started = time.monotonic()
-            proc.stop(timeout=20.0)
-            logger.info("stopped %s in %.1fs", name, time.monotonic() - started)
+            self._stop_service(name)
+        if self.mirror is not None:
+            self._finish_archive()
         while self.components:
             self.components.pop().stop()
+
+    def _finish_archive(self) -> None:
+        assert self.mirror is not None and self.endpoints is not None  # noqa: S101 - durable stop
+        mirror, self.mirror = self.mirror, None
+        mirror.stop()
+        try:
+            kept = asyncio.run(archive_tails(self.endpoints.kafka, self.archive, self.archive_spec().groups))
+        except Exception:
+            logger.exception("unconsumed records could not be archived")
+            return
+        logger.info(
+            "kafka state archived records=%d flushes=%d unconsumed=%d", mirror.records, mirror.flushes, kept
+        )
+
+    def _stop_service(self, name: str) -> None:
+        proc = self.services.pop(name)
+        started = time.monotonic()
+        proc.stop(timeout=20.0)
+        logger.info("stopped %s in %.1fs", name, time.monotonic() - started)
 
     def __enter__(self) -> Pipeline:
         return self
