@@ -37,7 +37,7 @@ from streams.analytics.device import AnalyticsConfig, DeviceState, check_silence
 from streams.analytics.rules import Subject
 from streams.analytics.station import StationState, update_station
 from streams.catalog import domain_of
-from streams.lineprotocol import encode
+from streams.lineprotocol import FieldValue, encode, line
 from streams.settings import StreamsSettings
 
 __all__ = ["DEVICE_TABLE", "STATION_TABLE", "changelog_topics", "install_analytics"]
@@ -263,23 +263,25 @@ def _station_subject(hv: HourlyValues, record: DeviceRecord | None) -> Subject:
     )
 
 
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
-
-
 def _alert_line(event: AlertEvent) -> str:
     """An ``alerts`` point for Grafana annotations."""
-    tags = f"alerts,rule={_esc(event.rule)},severity={event.severity.value}"
-    if event.station_id:
-        tags += f",station={_esc(event.station_id)}"
-    if event.device_id:
-        tags += f",device={_esc(event.device_id)}"
-    text = event.explanation.replace("\\", "\\\\").replace('"', '\\"')
-    alert_id = event.alert_id.replace("\\", "\\\\").replace('"', '\\"')
-    fields = f'state="{event.state.value}",alert_id="{alert_id}",seq={event.seq}i,text="{text}"'
+    tags = {
+        "rule": event.rule,
+        "severity": event.severity.value,
+        "station": event.station_id,
+        "device": event.device_id,
+    }
+    fields: dict[str, FieldValue] = {
+        "state": event.state.value,
+        "alert_id": event.alert_id,
+        "seq": event.seq,
+        "text": event.explanation,
+    }
     if event.value is not None:
-        fields += f",value={event.value!r}"
+        fields["value"] = float(event.value)
     if event.threshold is not None:
-        fields += f",threshold={event.threshold!r}"
+        fields["threshold"] = float(event.threshold)
     ts = int(event.observed_at.timestamp() * 1000) * 1_000_000
-    return f"{tags} {fields} {ts}"
+    written = line("alerts", tags, fields, ts)
+    assert written is not None  # noqa: S101  (state, alert_id, seq and text are always written)
+    return written

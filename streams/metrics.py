@@ -37,3 +37,9 @@ ANALYTICS_ERRORS = Counter(
     "stationflow_analytics_errors_total",
     "Device batches or station hours the analytics could not process (logged)",
 )
+LINEPROTOCOL_REPLACED = Counter(
+    "stationflow_lineprotocol_replaced_total",
+    "Line-protocol names or values with characters InfluxDB cannot store, replaced by U+FFFD "
+    "(logged with the device), by position",
+    ["position"],
+)
