@@ -6,9 +6,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stationflow.contracts import DEVICE_ID_PATTERN, METRIC_PATTERN, Calibration, DeviceStatus, MetricSpec
+from stationflow.tagtext import TagText
 
 __all__ = [
     "ERRORS",
@@ -82,8 +83,16 @@ _Strict = ConfigDict(extra="forbid")
 class MetricDef(MetricSpec):
     """A metric of a device type; ``min`` must not exceed ``max``."""
 
+    unit: TagText = Field(max_length=32, description="canonical unit, e.g. 'ug/m3', 'degC', 'm'")
     min: Finite | None = None
     max: Finite | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _not_reserved(cls, metric: str) -> str:
+        if metric == "time":
+            raise ValueError("'time' is reserved by InfluxDB and cannot name a metric")
+        return metric
 
     @model_validator(mode="after")
     def _range(self) -> Self:
@@ -161,12 +170,13 @@ class StationBase(BaseModel):
 
     model_config = _Strict
 
-    name: Text = Field(min_length=1, max_length=200)
+    # name, region and basin become InfluxDB tags (or may): no control characters (TagText)
+    name: TagText = Field(min_length=1, max_length=200)
     kind: StationKind = StationKind.OTHER
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
-    region: Text | None = Field(default=None, max_length=100)
-    basin: Text | None = Field(default=None, max_length=100)
+    region: TagText | None = Field(default=None, max_length=100)
+    basin: TagText | None = Field(default=None, max_length=100)
     warning_level: Finite | None = Field(default=None, description="m, gauges only (警戒水位)")
     guaranteed_level: Finite | None = Field(default=None, description="m, gauges only (保证水位)")
     target_class: WaterClass | None = Field(default=None, description="GB 3838 class, water only")
@@ -196,12 +206,12 @@ class StationUpdate(BaseModel):
 
     model_config = _Strict
 
-    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    name: TagText | None = Field(default=None, min_length=1, max_length=200)
     kind: StationKind | None = None
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
-    region: Text | None = Field(default=None, max_length=100)
-    basin: Text | None = Field(default=None, max_length=100)
+    region: TagText | None = Field(default=None, max_length=100)
+    basin: TagText | None = Field(default=None, max_length=100)
     warning_level: Finite | None = None
     guaranteed_level: Finite | None = None
     target_class: WaterClass | None = None

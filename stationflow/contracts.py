@@ -27,6 +27,8 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 from typing_extensions import TypedDict
 
+from stationflow.tagtext import TAG_TEXT_PATTERN
+
 __all__ = [
     "SCHEMA_VERSION",
     "AlertEvent",
@@ -91,7 +93,10 @@ class Reading(BaseModel):
     ts: UtcDatetime
     quality: Quality = Quality.NORMAL
     shipment: str | None = Field(
-        default=None, max_length=64, description="cold chain: the shipment a logger reading belongs to"
+        default=None,
+        max_length=64,
+        pattern=TAG_TEXT_PATTERN,  # an InfluxDB tag: no control characters (stationflow.tagtext)
+        description="cold chain: the shipment a logger reading belongs to",
     )
 
 
