@@ -189,6 +189,28 @@ def deadletters(
     show_deadletters(device=device, limit=limit, follow=follow)
 
 
+@app.command()
+def rejected(
+    device: Annotated[str | None, typer.Option(help="Only this device's refused points.")] = None,
+    limit: Annotated[int, typer.Option(help="Show the last N.")] = 50,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per point instead of a table.")
+    ] = False,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="State directory of the workers (default: STATIONFLOW_STATE_DIR or .state)."),
+    ] = None,
+) -> None:
+    """Show points InfluxDB refused, with the device and InfluxDB's reason.
+
+    The worker stores every other point of such a batch and keeps exactly the refused ones
+    under <state dir>/streams/<n>/spool/rejected/ (bounded, oldest discarded first).
+    """
+    from stationflow.rejectedpoints import show_rejected
+
+    show_rejected(state_dir=state_dir, device=device, limit=limit, as_json=as_json)
+
+
 def main() -> None:
     """Console entry point."""
     app()

@@ -17,6 +17,8 @@ from streams.analyticsworker import install_analytics
 from streams.rawconsumer import RawConsumer
 from streams.settings import StreamsSettings
 from streams.sink import BufferedSink, DiskSpool, make_writer
+from streams.sink.rejected import RejectedStore
+from streams.sink.spool import REJECTED_DIR
 
 __all__ = ["create_app"]
 
@@ -71,4 +73,5 @@ def create_app(settings: StreamsSettings) -> faust.App:
 
 def _open_sink(settings: StreamsSettings, spool_dir: str = "spool") -> BufferedSink:
     spool = DiskSpool(settings.local_dir / spool_dir, settings.streams_spool_max_mb << 20)
-    return BufferedSink(make_writer(settings), spool)
+    rejected = RejectedStore(spool.directory / REJECTED_DIR, settings.streams_rejected_max_mb << 20)
+    return BufferedSink(make_writer(settings), spool, rejected=rejected)

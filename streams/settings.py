@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from stationflow.settings import CommonSettings
 
 __all__ = ["StreamsSettings"]
@@ -29,6 +31,9 @@ class StreamsSettings(CommonSettings):
     streams_web_enabled: bool = False
     # On-disk buffer for InfluxDB outages (bounded; the overflow is counted and logged).
     streams_spool_max_mb: int = 1024
+    # Points InfluxDB refused, kept per sink under <spool>/rejected/ (oldest discarded first,
+    # counted and logged) and listed by `stationflow rejected`.
+    streams_rejected_max_mb: int = Field(default=64, gt=0)
     streams_dedupe_per_device: int = 64
     # Enrich readings from the device registry (units, calibration, range flags, station
     # tags; unknown / retired devices dead-lettered). Set false only to run the worker

@@ -2,8 +2,17 @@
 
 Contract with the caller (who commits Kafka offsets after :meth:`BufferedSink.write`
 returns): when ``write`` returns, the batch is in InfluxDB, or durably on disk, or was
-counted and logged as dropped (spool full) or rejected (bad data). ``write`` raises only
-:class:`SpoolFailure` (the disk itself failed), and then the worker must exit uncommitted.
+counted and logged as dropped (spool full), or InfluxDB refused some of its points: then the
+others are stored and exactly the refused ones are kept in the rejected store
+(``<spool>/rejected/points.jsonl``) with their device and InfluxDB's reason. ``write`` raises
+only :class:`SpoolFailure` (the disk itself failed), and then the worker must exit uncommitted.
+
+Finding the refused points: InfluxDB 1.x answers a batch with some bad points with 400
+``partial write: …`` and stores the rest, but its message names only some of the bad points
+(the first type conflict; parse errors but no dropped fields), so the message cannot say
+which were refused. The sink splits a refused batch in halves and writes each again (writes
+are idempotent: same series + timestamp overwrite) until each refused point stands alone:
+``2·k·log2(n)`` requests for ``k`` bad points in ``n``, in the batch's order.
 """
 
 from __future__ import annotations
@@ -16,7 +25,8 @@ from enum import Enum
 from stationflow.lifetime import AsyncLifetime
 from streams.sink import metrics
 from streams.sink.errors import SinkError, SinkRejected, SinkUnavailable, SpoolFailure
-from streams.sink.spool import DiskSpool, SpoolEntry
+from streams.sink.rejected import RejectedStore, rejected_point
+from streams.sink.spool import REJECTED_DIR, DiskSpool
 from streams.sink.writers import Writer
 
 __all__ = ["RETRY_INITIAL", "RETRY_MAX", "STOP_DRAIN_SECONDS", "BufferedSink"]
@@ -31,6 +41,11 @@ RETRY_MAX = 10.0
 # SIGTERM grace periods are 10-30 s (systemd, Kubernetes); spend a few seconds on a last
 # drain and leave the rest on disk for the next start.
 STOP_DRAIN_SECONDS = 5.0
+# Refusals worth splitting a batch for: bad data (400) and too large (413). Others (401, 403,
+# 404) refuse every point alike, so all are kept at once.
+SPLIT_STATUSES = frozenset({400, 413})
+# Refused points of one batch logged one by one (all are counted and kept).
+LOG_POINTS = 5
 
 
 class _State(Enum):
@@ -69,12 +84,14 @@ class BufferedSink(AsyncLifetime):
         retry_initial: float = RETRY_INITIAL,
         retry_max: float = RETRY_MAX,
         stop_drain_seconds: float = STOP_DRAIN_SECONDS,
+        rejected: RejectedStore | None = None,
     ) -> None:
         """Wire a writer to a spool; call :meth:`start` (or ``async with``) before writing.
 
         :param retry_initial: first drain retry delay in seconds while InfluxDB is down.
         :param retry_max: longest drain retry delay in seconds.
         :param stop_drain_seconds: deadline for the last drain attempt in :meth:`stop`.
+        :param rejected: where refused points are kept (default: ``<spool>/rejected/``).
         """
         if not 0 < retry_initial <= retry_max:
             raise ValueError("need 0 < retry_initial <= retry_max")
@@ -83,6 +100,7 @@ class BufferedSink(AsyncLifetime):
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._stop_drain_seconds = stop_drain_seconds
+        self._rejected = rejected or RejectedStore(spool.directory / REJECTED_DIR)
         self._state = _State.NEW
         self._wake = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
@@ -98,6 +116,11 @@ class BufferedSink(AsyncLifetime):
     def spool(self) -> DiskSpool:
         """The disk spool (for status: ``batches``, ``points``, ``bytes_used``)."""
         return self._spool
+
+    @property
+    def rejected(self) -> RejectedStore:
+        """Where refused points are kept."""
+        return self._rejected
 
     async def start(self) -> None:
         """Start the writer and the background drainer (which drains any leftover spool)."""
@@ -136,8 +159,16 @@ class BufferedSink(AsyncLifetime):
             except SinkUnavailable as exc:
                 self._begin_outage(exc)
             except SinkRejected as exc:
-                self._count_rejected(exc, points)
-                return
+                try:
+                    await self._salvage(body, points, exc)
+                except SinkUnavailable as down:  # went down while splitting: spool it all
+                    self._begin_outage(down)
+                except OSError as disk:
+                    raise SpoolFailure(
+                        f"cannot keep refused points dir={self._rejected.path}: {disk}"
+                    ) from disk
+                else:
+                    return
             else:
                 self._end_outage_if_drained()
                 return
@@ -207,7 +238,8 @@ class BufferedSink(AsyncLifetime):
         try:
             await self._send(entry.body, entry.points)
         except SinkRejected as exc:
-            self._quarantine(entry, exc)
+            await self._salvage(entry.body, entry.points, exc)  # SinkUnavailable: entry stays
+            self._spool.remove(entry)
         else:
             self._spool.remove(entry)
             metrics.DRAINED_POINTS.inc(entry.points)
@@ -238,23 +270,57 @@ class BufferedSink(AsyncLifetime):
                 reason,
             )
 
-    def _quarantine(self, entry: SpoolEntry, exc: SinkRejected) -> None:
-        """Count a refused spooled batch and move it to ``rejected/`` for a person."""
-        kept = self._spool.quarantine(entry)
-        self._count_rejected(exc, entry.points, kept_at=str(kept))
+    async def _salvage(self, body: bytes, points: int, exc: SinkRejected) -> None:
+        """Store what InfluxDB takes of a refused batch; keep, count and log exactly the rest.
 
-    def _count_rejected(self, exc: SinkRejected, points: int, *, kept_at: str = "-") -> None:
-        """Count and log a batch the server refused, with its own words."""
-        metrics.REJECTED_POINTS.labels(reason=exc.reason).inc(points)
+        Raises SinkUnavailable if InfluxDB becomes unreachable meanwhile; nothing is kept then
+        and the whole batch is written again later (idempotent), so nothing is kept twice.
+        """
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        refused: list[tuple[bytes, SinkRejected]] = []
+        if exc.status in SPLIT_STATUSES and len(lines) > 1:
+            await self._isolate(lines, refused)
+        else:
+            refused = [(line, exc) for line in lines]
+        records = [rejected_point(line, status=e.status, reason=e.message) for line, e in refused]
+        self._rejected.keep(records)
+        metrics.REJECTED_KEPT.inc(len(records))
+        for _, e in refused:
+            metrics.REJECTED_POINTS.labels(reason=e.reason).inc()
+        stored = len(lines) - len(refused)
+        if stored:  # ``points`` counts readings (a line may carry several): what is left of them
+            metrics.POINTS_WRITTEN.inc(max(points - len(refused), stored))
         logger.error(
-            "influx rejected batch points=%d status=%d reason=%s url=%s kept_at=%s message=%s",
-            points,
+            "influx refused points refused=%d stored=%d status=%d reason=%s url=%s kept_at=%s message=%s",
+            len(refused),
+            stored,
             exc.status,
             exc.reason,
             self._writer.url,
-            kept_at,
+            self._rejected.path,
             exc.message,
         )
+        for record in records[:LOG_POINTS]:
+            logger.error(
+                "influx refused point device=%s measurement=%s status=%d reason=%s line=%r",
+                record.device or "-",
+                record.measurement,
+                record.status,
+                record.reason,
+                record.line[:200],
+            )
+
+    async def _isolate(self, lines: list[bytes], refused: list[tuple[bytes, SinkRejected]]) -> None:
+        """Write the halves of a refused chunk in order, splitting refused halves further."""
+        mid = len(lines) // 2
+        for half in (lines[:mid], lines[mid:]):
+            try:
+                await self._writer.write(b"\n".join(half))
+            except SinkRejected as exc:
+                if len(half) == 1 or exc.status not in SPLIT_STATUSES:
+                    refused.extend((line, exc) for line in half)
+                else:
+                    await self._isolate(half, refused)
 
     def _begin_outage(self, exc: SinkUnavailable) -> None:
         """Mark the outage; log once when it starts, not per batch."""

@@ -9,6 +9,8 @@ __all__ = [
     "DROPPED_POINTS",
     "OUTAGE",
     "POINTS_WRITTEN",
+    "REJECTED_DISCARDED",
+    "REJECTED_KEPT",
     "REJECTED_POINTS",
     "SPOOLED_POINTS",
     "SPOOL_BATCHES",
@@ -48,5 +50,14 @@ REJECTED_POINTS = Counter(
     "stationflow_sink_rejected_points_total",
     "Points in batches InfluxDB refused (bad line protocol, auth, missing database), by reason.",
     ["reason"],
+)
+REJECTED_KEPT = Counter(
+    "stationflow_sink_rejected_kept_total",
+    "Refused points kept with their device and InfluxDB's reason in <spool>/rejected/ "
+    "(see `stationflow rejected`).",
+)
+REJECTED_DISCARDED = Counter(
+    "stationflow_sink_rejected_discarded_total",
+    "Kept refused points discarded, oldest first, to keep the rejected store within its bound.",
 )
 OUTAGE = Gauge("stationflow_sink_outage", "1 while InfluxDB is unreachable or the spool drains.")

@@ -16,8 +16,9 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+from stationflow.rejectedpoints import read_rejected, rejected_files
 from stationflow.settings import CommonSettings, InfluxDialect
-from stationflow.stack import Component, free_port, influx_query, victoria_force_flush
+from stationflow.stack import Component, free_port, influx_query, influx_write, victoria_force_flush
 from streams.sink import (
     BufferedSink,
     DiskSpool,
@@ -291,8 +292,41 @@ async def test_sink_drains_batches_left_by_a_previous_process(
         await eventually(lambda: sink.spool.batches == 0, "the leftover spool to drain")
     assert influx_count(influxd.url, influx_db, run) == 600
     assert sample("stationflow_sink_rejected_points_total", reason="bad_data") - rejected == 1
-    kept = list((tmp_path / "rejected").iterdir())
-    assert [path.read_bytes() for path in kept] == [b"air,station=s1 pm25= 1\n"]
+    (kept,) = read_rejected([tmp_path / "rejected" / "points.jsonl"])
+    assert (kept.line, kept.measurement, kept.device) == ("air,station=s1 pm25= 1", "air", "s1")
+    assert "unable to parse" in kept.reason and kept.status == 400
+    assert sink.spool.batches == 0
+
+
+async def test_partial_write_keeps_exactly_the_refused_points(
+    influxd: Component, influx_db: str, unique_name: NameFactory, tmp_path: Path
+) -> None:
+    """InfluxDB 1.x stores the good points of a batch and answers 400 ``partial write``; its
+    message names only the first type conflict, yet exactly the refused points are kept."""
+    run = unique_name("run")
+    conflict = f"c{run}"
+    influx_write(influxd.url, influx_db, f'{conflict},device=seed v="text" {T0}')  # v is a string now
+    good = lines(run, 100).decode().splitlines()
+    bad = [
+        f"{conflict},device=dev-a v=1.5 {T0 + 1}",  # field type conflict
+        "air,device=dev-b,run=x pm25= 1",  # unparsable
+        f"{conflict},device=dev-c v=2.5 {T0 + 2}",  # another conflict, not in InfluxDB's message
+        f"air,device=dev-d,run=x time=3 {T0 + 3}",  # a field InfluxDB refuses by name
+    ]
+    body = "\n".join(good[:10] + bad[:2] + good[10:70] + bad[2:] + good[70:]).encode()
+    rejected = sample("stationflow_sink_rejected_kept_total")
+    async with BufferedSink(V1Writer(influxd.url, influx_db), DiskSpool(tmp_path, SPOOL_BYTES)) as sink:
+        await sink.write(body, len(good) + len(bad))
+        assert sink.spool.batches == 0 and not sink.outage
+    assert influx_count(influxd.url, influx_db, run) == 100
+    kept = list(read_rejected(rejected_files(tmp_path)))
+    assert [k.line for k in kept] == bad
+    assert [k.device for k in kept] == ["dev-a", "dev-b", "dev-c", "dev-d"]
+    assert all(k.status == 400 for k in kept)
+    assert "field type conflict" in kept[0].reason and "field type conflict" in kept[2].reason
+    assert "unable to parse" in kept[1].reason and '"time"' in kept[3].reason
+    assert sample("stationflow_sink_rejected_kept_total") - rejected == 4
+    assert list(read_rejected(rejected_files(tmp_path), device="dev-c")) == [kept[2]]
 
 
 async def test_stop_during_outage_leaves_batches_on_disk(tmp_path: Path) -> None:
