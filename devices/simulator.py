@@ -138,6 +138,15 @@ async def _drain(session: _Session, published: int) -> None:
         logger.warning("stopping with unacknowledged messages count=%d", published - session.acked)
 
 
+async def _stopped(stop: asyncio.Event, within_s: float) -> bool:
+    """Wait up to ``within_s`` for ``stop``; whether it was set."""
+    try:
+        await asyncio.wait_for(stop.wait(), max(0.0, within_s))
+    except TimeoutError:
+        return False
+    return True
+
+
 def _model_fleet(fleet: Sequence[DeviceSpec], step_s: float) -> list[DeviceSpec]:
     """The fleet with rain gauges integrating over one model-clock step."""
     return [
@@ -188,8 +197,13 @@ async def run_simulator(
     duration_s: float | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     seed: int | None = None,
+    stop: asyncio.Event | None = None,
 ) -> SimStats:
-    """Publish the fleet's readings every ``interval_s`` until ``duration_s`` or cancelled."""
+    """Publish the fleet's readings every ``interval_s`` until ``duration_s``, ``stop`` or cancelled.
+
+    ``stop`` ends the run cleanly: no further tick, and the broker acknowledges what was
+    published before the session closes (cancelling may drop unacknowledged messages).
+    """
     if interval_s <= 0 or speedup <= 0:
         raise ValueError("interval_s and speedup must be positive")
     devices = _model_fleet(fleet if fleet is not None else default_fleet(), interval_s * speedup)
@@ -209,7 +223,10 @@ async def run_simulator(
             if max_ticks is not None and counts.ticks >= max_ticks:
                 break
             next_at = max(next_at + interval_s, time.monotonic())  # never burst to catch up
-            await asyncio.sleep(next_at - time.monotonic())
+            if stop is None:
+                await asyncio.sleep(next_at - time.monotonic())
+            elif await _stopped(stop, next_at - time.monotonic()):
+                break
         await _drain(session, counts.messages)
     finally:
         session.client.disconnect()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import SecretStr
@@ -23,11 +24,15 @@ from stationflow.stack.monitor import count_points, scrape_counter
 from stationflow.stack.pipeline import Pipeline
 from stationflow.stack.procs import StackError
 
+if TYPE_CHECKING:
+    from devices.simulator import SimStats
+
 __all__ = ["run_simulate", "run_up"]
 
 logger = logging.getLogger(__name__)
 
 REFRESH_S = 2.0  # status refresh; each refresh runs one InfluxDB count query
+SIM_STOP_S = 15.0  # the simulator's own wait for outstanding acknowledgements is 10 s
 SERVICES = ("devices", "ingest", "streams", "alerts")
 
 
@@ -55,7 +60,11 @@ def run_up(
     signal.signal(signal.SIGTERM, _terminate)  # a supervisor's stop: same clean shutdown as Ctrl-C
     console = Console()
     pipeline = Pipeline(
-        state_dir.resolve(), ports=ports, auth=True, extra_env={"STATIONFLOW_STREAMS_REGISTRY": "true"}
+        state_dir.resolve(),
+        ports=ports,
+        auth=True,
+        extra_env={"STATIONFLOW_STREAMS_REGISTRY": "true"},
+        durable=True,
     )
     try:
         with console.status("starting…") as status:
@@ -79,13 +88,35 @@ def run_up(
         console.print(f"[red]could not start the stack:[/red] {exc}")
         return 1
     finally:
-        pipeline.stop()
+        _stop(console, pipeline)
         console.print("all processes stopped; state kept in " + str(state_dir))
     return 0
 
 
 def _terminate(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _stop(console: Console, pipeline: Pipeline) -> None:
+    """Drain, stop the services, archive the Kafka state, stop the brokers; ignore further signals."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _s, _f: console.print("still stopping (draining the topics)…"))
+    drained: list[str] = []
+
+    def progress(lag: Mapping[str, int]) -> None:
+        line = " ".join(f"{group}={n:,}" for group, n in lag.items())
+        if line != (drained[-1] if drained else None):
+            console.print(f"draining: records not yet consumed {line}")
+            drained.append(line)
+
+    pipeline.stop(on_drain=progress)
+    if pipeline.durable:
+        c = pipeline.archive.counts()
+        console.print(
+            f"kafka state archived in {pipeline.archive.path}: {c['changelog']:,} table entries, "
+            f"{c['log']:,} dead letters ({c['log_cut']:,} cut by the bound), "
+            f"{c['tail']:,} unconsumed records"
+        )
 
 
 async def _register(p: Pipeline, interval_s: float) -> None:
@@ -149,7 +180,11 @@ async def _live(
     def progress(msgs: int, readings: int) -> None:
         st.published_msgs, st.published_readings = msgs, readings
 
-    sim: asyncio.Task[object] | None = None
+    sim: asyncio.Task[SimStats] | None = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop the loop cleanly: the simulator finishes first
+        loop.add_signal_handler(sig, stop.set)
     if simulate:
         user, password = p.accounts.simulator if p.accounts else (None, None)
         settings = CommonSettings(
@@ -165,22 +200,40 @@ async def _live(
                 interval_s=interval_s,
                 duration_s=duration_s,
                 on_progress=progress,
+                stop=stop,
             )
         )
     deadline = None if duration_s is None else time.monotonic() + duration_s
     try:
         with Live(_table(p, st), console=console, refresh_per_second=1) as live:
-            while deadline is None or time.monotonic() < deadline:
-                await asyncio.sleep(REFRESH_S)
+            while (deadline is None or time.monotonic() < deadline) and not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), REFRESH_S)
+                if stop.is_set():
+                    break
                 await asyncio.to_thread(_refresh, p, st)
                 live.update(_table(p, st))
                 if sim is not None and sim.done() and sim.exception() is not None:
                     raise StackError(f"simulator failed: {sim.exception()!r}")
     finally:
+        console.print("\nstopping…")
+        stop.set()
         if sim is not None:
-            sim.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sim
+            await _finish_simulator(console, sim)
+
+
+async def _finish_simulator(console: Console, sim: asyncio.Task[SimStats]) -> None:
+    """Let the simulator get its last messages acknowledged, and say what it published."""
+    try:
+        stats = await asyncio.wait_for(asyncio.shield(sim), SIM_STOP_S)
+    except Exception as exc:  # noqa: BLE001 - timeout or a failed simulator: the shutdown goes on
+        sim.cancel()
+        logger.warning("simulator did not stop cleanly reason=%r", exc)
+        return
+    console.print(
+        f"simulator stopped: published={stats.messages:,} messages readings={stats.readings:,} "
+        f"acknowledged={stats.acked:,} refused={stats.rejected:,}"
+    )
 
 
 def _refresh(p: Pipeline, st: _Status) -> None:

@@ -15,6 +15,7 @@ from stationflow.stack.archive import (
     ArchiveStore,
     Mirror,
     archive_tails,
+    end_offsets,
     group_lag,
     restore,
 )
@@ -169,3 +170,30 @@ def test_a_mirror_follows_a_broker_started_with_components(tansu: Component) -> 
     assert asyncio.run(group_lag(tansu.url, {"never-committed": (raw,)})) == {"never-committed": 2}
     asyncio.run(_commit(tansu.url, "never-committed", {TopicPartition(raw, 1): 2}))
     assert asyncio.run(group_lag(tansu.url, {"never-committed": (raw,)})) == {"never-committed": 0}
+
+
+def test_end_offsets_count_every_record_of_a_batch(tansu: Component) -> None:
+    """Tansu lists the end of a partition as its last batch's base offset + 1; the fetch is right."""
+    topic = "batched-" + RAW
+
+    async def scenario() -> tuple[dict[TopicPartition, int], dict[str, int]]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=tansu.url)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, 2, 1)])
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(bootstrap_servers=tansu.url, acks="all", linger_ms=50)
+        await producer.start()
+        try:
+            for size in (10, 5):  # two batches
+                await asyncio.gather(*[await producer.send(topic, b"v", partition=0) for _ in range(size)])
+        finally:
+            await producer.stop()
+        tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+        await _commit(tansu.url, "batched", {tps[0]: 15})
+        return await end_offsets(tansu.url, tps), await group_lag(tansu.url, {"batched": (topic,)})
+
+    ends, lag = asyncio.run(scenario())
+    assert ends == {TopicPartition(topic, 0): 15, TopicPartition(topic, 1): 0}
+    assert lag == {"batched": 0}
