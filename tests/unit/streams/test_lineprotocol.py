@@ -3,10 +3,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from stationflow.contracts import Quality, Reading, ReadingBatch
 from streams.catalog import GENERIC_DOMAIN, domain_of
-from streams.lineprotocol import batch_lines, escape_tag
+from streams.lineprotocol import (
+    batch_lines,
+    escape_key,
+    escape_measurement,
+    escape_string,
+    escape_tag,
+    line,
+    parse_series,
+)
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 NS = 1_795_248_000_000_000_000
@@ -64,3 +75,87 @@ def test_domain_of(metrics: list[str], domain: str) -> None:
 
 def test_escape_tag() -> None:
     assert escape_tag("a b,c=d") == r"a\ b\,c\=d"
+
+
+# --- escaping: one implementation for every line builder (InfluxDB 1.x rules) -----------------
+
+R = "\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("a b,c=d", r"a\ b\,c\=d"),
+        ('say "hi"', r'say\ "hi"'),  # quotes are literal in tags
+        ("深圳 南山", r"深圳\ 南山"),
+        (r"C:\gauges", r"C:\gauges"),  # a backslash is stored literally ...
+        ("end\\", "end" + R),  # ... but not at the end (it would escape the separator)
+        ("a\\,b", "a" + R + r"\,b"),  # ... nor before an escaped character
+        ("440300\nX", "440300" + R + "X"),
+        ("a\rb\tc\x00d\x85e\u2028f", "a" + R + "b" + R + "c" + R + "d" + R + "e" + R + "f"),
+        ("", R),
+    ],
+)
+def test_escape_tag_rules(value: str, written: str) -> None:
+    assert escape_tag(value) == written
+
+
+def test_measurement_and_key_rules() -> None:
+    assert escape_measurement("air quality,x") == r"air\ quality\,x"
+    assert escape_measurement("#air") == R + "air"  # a line starting with # is a comment
+    assert escape_measurement("a\\b") == "a" + R + "b"  # 1.x unescapes measurements twice
+    assert escape_key("time") == "time_"  # 1.x refuses a field or tag named time
+    assert escape_key("pm2.5 (1h)") == r"pm2.5\ (1h)"
+    assert escape_string('a "b" \\ c\nd') == '"a \\"b\\" \\\\ c' + R + 'd"'
+
+
+def test_line_drops_empty_tags_sorts_and_leaves_out_non_finite_fields() -> None:
+    written = line(
+        "water",
+        {"station": "st 1", "region": "", "basin": None, "device": "d1"},
+        {"ph": 7.1, "n": 3, "ok": True, "label": "II", "bad": float("nan")},
+        5,
+    )
+    assert written == r'water,device=d1,station=st\ 1 ph=7.1,n=3i,ok=true,label="II" 5'
+    assert line("water", {"device": "d1"}, {"x": float("inf")}, 5) is None
+
+
+def test_no_input_makes_a_second_line_and_replacements_are_counted() -> None:
+    before = (
+        REGISTRY.get_sample_value("stationflow_lineprotocol_replaced_total", {"position": "tag_value"}) or 0
+    )
+    written = line("air\n", {"region": "440300\nX,station=s", "device": "d\n"}, {"t\n": "x\ny"}, 1)
+    assert written is not None and "\n" not in written
+    assert written.startswith("air" + R + ",device=d" + R + ",region=440300" + R + r"X\,station\=s ")
+    after = (
+        REGISTRY.get_sample_value("stationflow_lineprotocol_replaced_total", {"position": "tag_value"}) or 0
+    )
+    assert after - before == 2
+
+
+def test_batch_lines_replace_hostile_station_tags_and_count_each_line() -> None:
+    before = REGISTRY.get_sample_value("stationflow_lineprotocol_replaced_total", {"position": "series"}) or 0
+    lines = batch_lines(
+        _batch(Reading(metric="pm25", value=1.0, ts=T0), device="air-inj"),
+        {"station": "st", "region": "440300\nX-unique"},
+    )
+    assert lines == [f"air,device=air-inj,region=440300{R}X-unique,station=st pm25=1.0 {NS}"]
+    after = REGISTRY.get_sample_value("stationflow_lineprotocol_replaced_total", {"position": "series"}) or 0
+    assert after - before == 1
+
+
+@given(
+    st.text(max_size=10),
+    st.dictionaries(st.sampled_from(["device", "station", "region", "a b", "k=v"]), st.text(max_size=10)),
+)
+def test_parse_series_reads_back_what_line_wrote(measurement: str, tags: dict[str, str]) -> None:
+    written = line(measurement, tags, {"v": 1.0}, 1)
+    assert written is not None
+    name, parsed = parse_series(written)
+    assert name == escape_measurement(measurement).replace("\\,", ",").replace("\\ ", " ")
+    expected = {
+        k: escape_tag(v).replace("\\,", ",").replace("\\ ", " ").replace("\\=", "=")
+        for k, v in tags.items()
+        if v
+    }
+    assert parsed == expected
