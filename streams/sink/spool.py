@@ -4,7 +4,7 @@ Layout of the spool directory (owned by exactly one worker process)::
 
     00000000000000000042-5000.batch   one batch: <sequence, 20 digits>-<points>.batch, raw body
     00000000000000000043-4999.tmp     a write in progress; removed on start (never renamed)
-    rejected/                          batches InfluxDB refused, kept for a person to inspect
+    rejected/                          points InfluxDB refused (points.jsonl, streams.sink.rejected)
 
 File names sort in FIFO order. A batch is written to ``.tmp``, fsynced, renamed and the
 directory fsynced, so after a crash every ``.batch`` file is complete and nothing half-written
