@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, RecordMetadata
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -217,16 +217,23 @@ class ArchiveStore:
 
     def records(self) -> list[Record]:
         """Everything to restore, in order: changelogs, then logs, then tails (each by arrival)."""
+        return self.table_records() + self.stream_records()
+
+    def table_records(self) -> list[Record]:
+        """The changelogs' entries (one per key and partition)."""
+        return self._select(
+            "SELECT topic, partition, key, value, ts, headers FROM changelog ORDER BY topic, partition"
+        )
+
+    def stream_records(self) -> list[Record]:
+        """The logs' records, then the tails, each in arrival order."""
+        return self._select(
+            "SELECT topic, partition, key, value, ts, headers FROM log ORDER BY seq"
+        ) + self._select("SELECT topic, partition, key, value, ts, headers FROM tail ORDER BY seq")
+
+    def _select(self, query: str) -> list[Record]:
         with self._connect() as db:
-            rows = db.execute(
-                "SELECT topic, partition, key, value, ts, headers FROM changelog ORDER BY topic, partition"
-            ).fetchall()
-            rows += db.execute(
-                "SELECT topic, partition, key, value, ts, headers FROM log ORDER BY seq"
-            ).fetchall()
-            rows += db.execute(
-                "SELECT topic, partition, key, value, ts, headers FROM tail ORDER BY seq"
-            ).fetchall()
+            rows = db.execute(query).fetchall()
         return [Record(t, p, k, v, ts, _unpack_headers(h)) for t, p, k, v, ts, h in rows]
 
     def clear_tail(self) -> None:
@@ -302,8 +309,11 @@ async def restore(bootstrap: str, store: ArchiveStore) -> dict[TopicPartition, i
 
     Records go to their archived partition with their key, timestamp and headers. The tails
     are forgotten once Kafka acknowledged them (they are then ordinary unconsumed records).
+    Table entries are sent one record per batch: Faust's table recovery stops at the end
+    Tansu lists, which is the last batch's base offset + 1 (see :func:`end_offsets`).
     """
-    records = store.records()
+    tables, streams = store.table_records(), store.stream_records()
+    records = tables + streams
     ends: dict[TopicPartition, int] = {}
     if not records:
         return ends
@@ -314,13 +324,15 @@ async def restore(bootstrap: str, store: ArchiveStore) -> dict[TopicPartition, i
     skipped = 0
     try:
         known: dict[str, int] = {}
-        futures = []
-        for r in records:
+        futures: list[asyncio.Future[RecordMetadata]] = []
+        for i, r in enumerate(records):
             if r.topic not in known:
                 known[r.topic] = len(await producer.partitions_for(r.topic))
             if r.partition >= known[r.topic]:
                 skipped += 1  # the topic has fewer partitions than when it was archived
                 continue
+            if i < len(tables) and futures:
+                await asyncio.gather(*futures)  # the previous entry has its batch to itself
             futures.append(
                 await producer.send(
                     r.topic,
