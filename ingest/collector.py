@@ -26,12 +26,13 @@ from aiokafka import AIOKafkaProducer
 
 from ingest import metrics
 from ingest.decoders import DECODERS
-from ingest.errors import KafkaDeliveryError
+from ingest.errors import KafkaDeliveryError, RejectedMessage
+from ingest.qos0 import DeviceLabels, Qos0Gate
 from ingest.router import Accepted, route
 from ingest.settings import IngestSettings
-from ingest.topics import shared_filter
+from ingest.topics import device_id_from_topic, shared_filter
 from stationflow import topics
-from stationflow.contracts import utcnow
+from stationflow.contracts import DeadLetter, utcnow
 from stationflow.logs import LogThrottle
 
 __all__ = ["Collector"]
@@ -64,6 +65,10 @@ class Collector:
         self._stop = asyncio.Event()
         self._fatal: BaseException | None = None
         self._throttle = LogThrottle()
+        self._qos0 = Qos0Gate(settings.ingest_qos0_max_inflight, settings.ingest_qos0_max_inflight_per_device)
+        metrics.QOS0_INFLIGHT.set_function(lambda: self._qos0.inflight)
+        self._shed_throttle = LogThrottle()
+        self._shed_labels = DeviceLabels()
         self.client = self._make_client()
 
     def _make_client(self) -> gmqtt.Client:
@@ -114,7 +119,14 @@ class Collector:
             return PUBACK_SUCCESS
         metrics.MESSAGES.inc()
         started = time.monotonic()
-        kafka_topic, key, value = self.route(mqtt_topic, bytes(payload), utcnow())
+        admitted = qos == 0 and self._qos0.try_acquire(mqtt_topic)
+        if qos == 0 and not admitted:
+            report = self._shed(mqtt_topic, bytes(payload))
+            if report is None:
+                return PUBACK_SUCCESS
+            kafka_topic, key, value = report
+        else:
+            kafka_topic, key, value = self.route(mqtt_topic, bytes(payload), utcnow())
         self._inflight += 1
         self._idle.clear()
         try:
@@ -127,6 +139,8 @@ class Collector:
             self._inflight -= 1
             if not self._inflight:
                 self._idle.set()
+            if admitted:
+                self._qos0.release(mqtt_topic)
         metrics.ACK_SECONDS.observe(time.monotonic() - started)
         return PUBACK_SUCCESS
 
@@ -148,6 +162,45 @@ class Collector:
                 suppressed,
             )
         return self.dead_topic, result.key(), result.model_dump_json().encode()
+
+    def _shed(self, mqtt_topic: str, payload: bytes) -> tuple[str, bytes, bytes] | None:
+        """Count a QoS 0 message over the in-flight limits; at most every 10 s per device, log
+        it and return a ``qos0_shed`` dead letter (this message as the sample) to send."""
+        try:
+            device_id: str | None = device_id_from_topic(mqtt_topic)
+        except RejectedMessage:
+            device_id = None
+        metrics.QOS0_SHED.labels(self._shed_labels.label(device_id)).inc()
+        suppressed = self._shed_throttle.allow(mqtt_topic, time.monotonic())
+        if suppressed is None:
+            return None
+        shed, s = suppressed + 1, self.settings
+        logger.warning(
+            "qos0 messages shed device_id=%s topic=%s shed_since_last=%d device_inflight=%d "
+            "qos0_inflight=%d limit_per_device=%d limit=%d reason=collector at its QoS 0 in-flight limit",
+            device_id,
+            mqtt_topic[:200],
+            shed,
+            self._qos0.held(mqtt_topic),
+            self._qos0.inflight,
+            s.ingest_qos0_max_inflight_per_device,
+            s.ingest_qos0_max_inflight,
+        )
+        letter = DeadLetter.build(
+            payload=payload,
+            source=f"mqtt:{mqtt_topic[:1024]}",
+            code="qos0_shed",
+            reason=(
+                f"{shed} QoS 0 message(s) of this device shed since the previous report (this is one): "
+                f"the collector holds at most {s.ingest_qos0_max_inflight_per_device} QoS 0 messages per "
+                f"device and {s.ingest_qos0_max_inflight} in all while they wait for Kafka; publish "
+                "less often or with QoS 1, which is never shed"
+            ),
+            received_at=utcnow(),
+            device_id=device_id,
+            max_payload_bytes=self.limits.max_payload_bytes,
+        )
+        return self.dead_topic, letter.key(), letter.model_dump_json().encode()
 
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:

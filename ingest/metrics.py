@@ -7,6 +7,13 @@ from prometheus_client import Counter, Gauge, Histogram
 MESSAGES = Counter("stationflow_ingest_messages_total", "MQTT messages received")
 READINGS = Counter("stationflow_ingest_readings_total", "Readings accepted and sent to Kafka")
 REJECTED = Counter("stationflow_ingest_rejected_total", "Messages sent to the dead-letter topic", ["code"])
+QOS0_SHED = Counter(
+    "stationflow_ingest_qos0_shed_total",
+    "QoS 0 messages shed while the collector was at its QoS 0 in-flight limit (per device; "
+    "'_other' once 1000 devices are labelled)",
+    ["device"],
+)
+QOS0_INFLIGHT = Gauge("stationflow_ingest_qos0_inflight", "QoS 0 messages waiting for their Kafka ack")
 INFLIGHT = Gauge("stationflow_ingest_inflight", "MQTT messages waiting for their Kafka ack")
 CONNECTED = Gauge("stationflow_ingest_mqtt_connected", "1 while connected to the MQTT broker")
 BROKER_DROPPED = Gauge(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pydantic import Field
+
 from ingest.checks import Limits
 from stationflow.settings import CommonSettings
 
@@ -24,6 +26,13 @@ class IngestSettings(CommonSettings):
     # (2000 capped the bench at ~19k readings/s, 20000 gave ~24k); it also bounds the
     # collector's memory at about this many messages (typically ~0.5 KB each).
     ingest_receive_maximum: int = 20_000
+    # QoS 0 has no Receive Maximum: at most this many QoS 0 messages wait for Kafka at once,
+    # overall and per device; past either limit a QoS 0 message is shed (QoS 0 promises no
+    # delivery), counted per device (stationflow_ingest_qos0_shed_total{device}), logged at
+    # most once per device every 10 s with the count, and reported in a qos0_shed dead letter.
+    # About 2 KB each while in flight (payload, decoded readings, task): 2000 is ~4 MB.
+    ingest_qos0_max_inflight: int = Field(default=2_000, ge=1)
+    ingest_qos0_max_inflight_per_device: int = Field(default=200, ge=1)
     ingest_max_payload_bytes: int = 256 * 1024
     ingest_max_readings: int = 10_000
     ingest_max_future_s: float = 300.0
