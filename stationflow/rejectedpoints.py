@@ -65,7 +65,9 @@ def show_rejected(
     """Print the last ``limit`` refused points (all, or one device's); returns how many matched."""
     root = state_dir if state_dir is not None else CommonSettings().state_dir
     out = console or Console()
-    points = sorted(read_rejected(rejected_files(root), device=device), key=lambda p: p.time)
+    # a point refused again after a replay (a worker killed before its Kafka commit) is one point
+    latest = {p.line: p for p in read_rejected(rejected_files(root), device=device)}
+    points = sorted(latest.values(), key=lambda p: p.time)
     shown = points[-limit:] if limit > 0 else points
     if as_json:
         for point in shown:

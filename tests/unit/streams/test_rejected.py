@@ -51,7 +51,10 @@ def _state(tmp_path: Path) -> Path:
         store = RejectedStore(tmp_path / "streams" / worker / "spool" / "rejected")
         store.keep(
             rejected_point(
-                _point(d, i), status=400, reason=f"reason {worker}-{d}", now=T0 + timedelta(minutes=i)
+                _point(d, 10 * int(worker) + i),
+                status=400,
+                reason=f"reason {worker}-{d}",
+                now=T0 + timedelta(minutes=i),
             )
             for i, d in enumerate(devices)
         )
@@ -85,3 +88,14 @@ def test_cli_table_and_help(tmp_path: Path) -> None:
     assert empty.exit_code == 0 and empty.output == ""
     helped = CliRunner().invoke(app, ["rejected", "--help"], env={"COLUMNS": "200"})
     assert helped.exit_code == 0 and "--device" in helped.output and "--json" in helped.output
+
+
+def test_cli_shows_a_point_refused_again_after_a_replay_once(tmp_path: Path) -> None:
+    store = RejectedStore(tmp_path / "streams" / "1" / "spool" / "rejected")
+    for minute in (0, 5):  # the worker was killed before its commit and refused it again
+        store.keep(
+            [rejected_point(_point("air-1", 1), status=400, reason="r", now=T0 + timedelta(minutes=minute))]
+        )
+    result = CliRunner().invoke(app, ["rejected", "--state-dir", str(tmp_path), "--json"])
+    (row,) = [json.loads(r) for r in result.output.splitlines()]
+    assert row["time"].startswith("2026-11-30T08:05")
