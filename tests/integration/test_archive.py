@@ -112,6 +112,7 @@ def test_state_topics_survive_into_a_new_broker_and_unconsumed_records_are_kept(
                 [
                     (CHANGELOG, 2, b"dev-a", b"1", 10),
                     (CHANGELOG, 3, b"dev-b", b"2", 11),
+                    (CHANGELOG, 2, b"dev-d", b"4", 11),
                     (CHANGELOG, 2, b"dev-a", b"3", 12),
                     (CHANGELOG, 1, b"dev-c", b"x", 13),
                     (CHANGELOG, 1, b"dev-c", None, 14),  # deleted from the table
