@@ -18,6 +18,9 @@ class IngestSettings(CommonSettings):
     # A stable client id plus a persistent session lets a restarted collector receive the
     # QoS 1 messages it had not acknowledged before it died.
     ingest_client_id: str = "stationflow-ingest-1"
+    # Collectors subscribe as $share/<group>/<filter> and split the load. "" = a plain
+    # subscription for a single collector: Mosquitto 2.0.11 persists it across a broker
+    # restart, but not a shared one (see README, "When the broker restarts").
     ingest_share_group: str = "stationflow-ingest"
     ingest_topic_filter: str = "devices/+/readings"
     ingest_session_expiry_s: int = 24 * 3600

@@ -30,5 +30,9 @@ def device_id_from_topic(topic: str) -> str:
 
 
 def shared_filter(group: str, topic_filter: str = READINGS_FILTER) -> str:
-    """MQTT v5 shared subscription filter, so several collectors split the load."""
-    return f"$share/{group}/{topic_filter}"
+    """MQTT v5 shared subscription filter, so several collectors split the load.
+
+    An empty ``group`` gives the plain filter: one collector, whose subscription Mosquitto
+    2.0.11 keeps across its own restart (it does not persist shared subscriptions).
+    """
+    return f"$share/{group}/{topic_filter}" if group else topic_filter

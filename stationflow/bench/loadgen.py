@@ -171,6 +171,7 @@ class WorkerResult:
     cpu_seconds: float  # CPU this process spent publishing (not rendering)
     resent: int = 0  # messages sent again (DUP) after a reconnect
     reconnects: int = 0
+    unrouted: int = 0  # acknowledged with 0x10 "no matching subscribers": dropped by the broker
 
 
 class _Progress:
@@ -218,28 +219,35 @@ class DeviceLink:
         self.connect, self.packets = connect, packets
         self.max_inflight, self.deadline, self.give_up_s = max_inflight, deadline, give_up_s
         self.sent = self.acked = self.high = 0
-        self.resent = self.reconnects = 0
+        self.resent = self.reconnects = self._unrouted_before = 0
         self.conn = connect()
         self.window = min(max_inflight, self.conn.receive_maximum, 65535)
+
+    @property
+    def unrouted(self) -> int:
+        """Messages the broker acknowledged with "no matching subscribers" (and dropped)."""
+        return self._unrouted_before + self.conn.unrouted
 
     @property
     def done(self) -> bool:
         """Every packet so far is acknowledged."""
         return self.acked >= len(self.packets)
 
-    def pump(self, wait_s: float, *, wait_when_all_sent: bool = True) -> None:
+    def pump(self, wait_s: float, *, wait_when_all_sent: bool = True, due: int | None = None) -> None:
         """Send what the window allows (one chunk), then read PUBACKs; reconnect if the broker went.
 
-        Waits up to ``wait_s`` for PUBACKs when the window is full (or when everything is sent
-        and ``wait_when_all_sent``); otherwise only takes the PUBACKs already there.
+        ``due``: send only messages below this index (pacing). Waits up to ``wait_s`` for
+        PUBACKs when the window is full (or when everything due is sent and
+        ``wait_when_all_sent``); otherwise only takes the PUBACKs already there.
         """
         try:
-            end = min(len(self.packets), self.acked + self.window, self.sent + _CHUNK)
+            limit = len(self.packets) if due is None else min(due, len(self.packets))
+            end = min(limit, self.acked + self.window, self.sent + _CHUNK)
             if end > self.sent:
                 self.conn.send(self._chunk(self.sent, end))
                 self.sent = end
             full = self.sent - self.acked >= self.window
-            idle = self.sent >= len(self.packets) and wait_when_all_sent
+            idle = self.sent >= limit and wait_when_all_sent
             self.acked += self.conn.read_acks(wait_s if full or idle else 0.0)
         except ConnectionLost as exc:
             self._reconnect(exc)
@@ -254,6 +262,7 @@ class DeviceLink:
     def _reconnect(self, lost: ConnectionLost) -> None:
         """Connect again (bounded backoff); the unacknowledged messages will be resent."""
         self.conn.abort()
+        self._unrouted_before += self.conn.unrouted
         self.high = max(self.high, self.sent)
         self.sent = self.acked
         give_up = min(self.deadline, time.monotonic() + self.give_up_s)
@@ -280,12 +289,18 @@ class DeviceLink:
         self.conn.close()
 
 
-def _pump(link: DeviceLink, deadline: float, progress: _Progress) -> None:
-    """Publish every packet of ``link``; return when all are acknowledged."""
+def _pump(link: DeviceLink, deadline: float, progress: _Progress, rate: float | None = None) -> None:
+    """Publish every packet of ``link`` (at most ``rate`` messages/s); return when all are acked."""
+    total, started = len(link.packets), time.monotonic()
     while not link.done:
-        if time.monotonic() > deadline:
-            raise LoadError(f"timed out with {link.acked} of {len(link.packets)} messages acknowledged")
-        link.pump(0.5)
+        now = time.monotonic()
+        if now > deadline:
+            raise LoadError(f"timed out with {link.acked} of {total} messages acknowledged")
+        if rate is None:
+            link.pump(0.5)
+        else:  # message k is due k / rate seconds after the start
+            due = min(total, int((now - started) * rate) + 1)
+            link.pump(0.5 if due >= total else min(0.5, due / rate - (now - started)), due=due)
         progress.update(link.acked)
 
 
@@ -309,10 +324,12 @@ def publish_worker(
     username: str | None = None,
     password: str | None = None,
     timeout_s: float = 600.0,
+    rate: float | None = None,
 ) -> WorkerResult:
-    """Publish ``messages`` in order; return once the broker acknowledged every one."""
-    if qos not in (0, 1) or max_inflight < 1:
-        raise ValueError("qos must be 0 or 1 and max_inflight positive")
+    """Publish ``messages`` in order (QoS 1: at most ``rate`` messages/s if given); return once
+    the broker acknowledged every one."""
+    if qos not in (0, 1) or max_inflight < 1 or (rate is not None and rate <= 0):
+        raise ValueError("qos must be 0 or 1, max_inflight positive and rate positive")
     packets = [encode_publish(m.topic, m.payload, i % 65535 + 1, qos) for i, m in enumerate(messages)]
     progress = _Progress(progress_queue, worker_id, [m.readings for m in messages])
     progress.ready()
@@ -324,14 +341,14 @@ def publish_worker(
     def connect() -> Connection:
         return Connection(host, port, client_id, (username, password))
 
-    resent = reconnects = 0
+    resent = reconnects = unrouted = 0
     if qos:
         link = DeviceLink(connect, packets, max_inflight=max_inflight, deadline=started + timeout_s)
         try:
-            _pump(link, started + timeout_s, progress)
+            _pump(link, started + timeout_s, progress, rate)
         finally:
             link.close()
-        resent, reconnects = link.resent, link.reconnects
+        resent, reconnects, unrouted = link.resent, link.reconnects, link.unrouted
     else:
         conn = connect()
         try:
@@ -340,9 +357,8 @@ def publish_worker(
             conn.close()
     progress.update(len(packets), force=True)
     total = progress.cumulative[-1] if packets else 0
-    return WorkerResult(
-        len(packets), total, time.monotonic() - started, time.process_time() - cpu, resent, reconnects
-    )
+    seconds, cpu = time.monotonic() - started, time.process_time() - cpu
+    return WorkerResult(len(packets), total, seconds, cpu, resent, reconnects, unrouted)
 
 
 def probe_payload(seq: int, ts_ms: int) -> bytes:
@@ -407,6 +423,7 @@ class LoadResult:
     cpu_seconds: float  # CPU the publisher processes spent publishing
     resent: int = 0  # messages sent again (DUP) after the broker went away
     reconnects: int = 0
+    unrouted: int = 0  # acknowledged with 0x10 "no matching subscribers": dropped by the broker
 
     @property
     def readings_per_s(self) -> float:
@@ -430,6 +447,7 @@ class _Job:
     username: str | None
     password: str | None
     timeout_s: float
+    rate: float | None = None  # messages/s of this publisher
 
 
 def _publisher_main(job: _Job, out: Queue[_Report], start_event: Signal) -> None:
@@ -446,6 +464,7 @@ def _publisher_main(job: _Job, out: Queue[_Report], start_event: Signal) -> None
             username=job.username,
             password=job.password,
             timeout_s=job.timeout_s,
+            rate=job.rate,
         )
         out.put(("done", job.shard, result))
     except Exception as exc:  # noqa: BLE001 - the parent raises it as LoadError
@@ -547,15 +566,26 @@ def run_load(
     password: str | None = None,
     timeout_s: float | None = None,
     start: datetime | None = None,
+    rate: float | None = None,
 ) -> LoadResult:
-    """Publish ``readings`` readings from ``processes`` processes plus latency probes."""
+    """Publish ``readings`` readings from ``processes`` processes plus latency probes.
+
+    ``rate``: readings/s of all publishers together, as a fleet would send them; None: as
+    fast as the broker acknowledges.
+    """
     schedule = plan(readings, devices=devices, per_message=per_message, start=start or datetime.now(UTC))
     budget = timeout_s if timeout_s is not None else 120.0 + readings / 5000.0
     shards = max(1, min(processes, devices))
     children = _Children(multiprocessing.get_context("spawn"))
     go, stop = children.ctx.Event(), children.ctx.Event()
+    if rate is not None and rate <= 0:
+        raise ValueError("rate must be positive")
+    if rate is not None and timeout_s is None:
+        budget += readings / rate
+    per_shard = None if rate is None else rate / per_message / shards
     jobs = [
-        _Job(host, port, schedule, i, shards, max_inflight, username, password, budget) for i in range(shards)
+        _Job(host, port, schedule, i, shards, max_inflight, username, password, budget, per_shard)
+        for i in range(shards)
     ]
     try:
         for job in jobs:
@@ -581,4 +611,5 @@ def run_load(
         cpu_seconds=sum(r.cpu_seconds for r in results),
         resent=sum(r.resent for r in results),
         reconnects=sum(r.reconnects for r in results),
+        unrouted=sum(r.unrouted for r in results),
     )

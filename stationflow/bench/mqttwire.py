@@ -51,6 +51,7 @@ _REASONS = {
 # server busy, 0x8B server shutting down).
 _TRANSIENT = frozenset({0x88, 0x89, 0x8B})
 _DUP = 0x08  # DUP flag in a PUBLISH's first byte (MQTT 5.0, 3.3.1.1)
+_NO_SUBSCRIBERS = 0x10  # PUBACK reason: accepted, but nothing subscribed to the topic
 
 
 class LoadError(RuntimeError):
@@ -132,12 +133,23 @@ def _reason(code: int) -> str:
 
 def count_acks(buf: bytes) -> tuple[int, bytes]:
     """(PUBACKs, unparsed rest) in bytes from the broker; a refused message raises."""
+    acks, _, rest = parse_acks(buf)
+    return acks, rest
+
+
+def parse_acks(buf: bytes) -> tuple[int, int, bytes]:
+    """(PUBACKs, of which "no matching subscribers", unparsed rest); a refused message raises.
+
+    A PUBACK with reason 0x10 means the broker accepted the message and dropped it because
+    nothing was subscribed (MQTT 5.0, 3.4.2.1): a success for the device, lost for the system.
+    """
     n = len(buf) // 4
     if n and buf[0 : 4 * n : 4] == b"\x40" * n and buf[1 : 4 * n : 4] == b"\x02" * n:
-        return n, buf[4 * n :]  # fast path: all "success, no properties" PUBACKs
-    acks = 0
+        return n, 0, buf[4 * n :]  # fast path: all "success, no properties" PUBACKs
+    acks = unrouted = 0
     packets, rest = _split(buf)
     for first, body in packets:
+        unrouted += first == _PUBACK and len(body) > 2 and body[2] == _NO_SUBSCRIBERS
         if first == _PUBACK and len(body) > 2 and body[2] >= 0x80:
             raise LoadError(f"broker refused a message: {_reason(body[2])}")
         if first == _DISCONNECT:
@@ -145,7 +157,7 @@ def count_acks(buf: bytes) -> tuple[int, bytes]:
             error = ConnectionLost if code in _TRANSIENT else LoadError
             raise error(f"broker disconnected us: {_reason(code)}")
         acks += first == _PUBACK
-    return acks, rest
+    return acks, unrouted, rest
 
 
 # Fixed-size MQTT 5 properties (id: bytes); the others carry 2-byte length prefixes.
@@ -182,6 +194,7 @@ class Connection:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(None)
         self.buf = b""
+        self.unrouted = 0  # PUBACKs with reason 0x10 "no matching subscribers"
         try:
             self.send(encode_connect(client_id, *auth))
             self.receive_maximum = self._connack()
@@ -230,7 +243,8 @@ class Connection:
         """PUBACKs that arrived, waiting up to ``timeout`` for the first bytes."""
         if not self._wait(timeout):
             return 0
-        acks, self.buf = count_acks(self.buf + self._recv())
+        acks, unrouted, self.buf = parse_acks(self.buf + self._recv())
+        self.unrouted += unrouted
         return acks
 
     def sync(self, timeout: float) -> None:

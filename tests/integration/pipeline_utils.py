@@ -23,11 +23,20 @@ DEADLINE_S = 60.0
 
 
 def make_pipeline(
-    tansu: Component, influxd: Component, tmp_path: Path, extra_env: dict[str, str] | None = None
+    tansu: Component,
+    influxd: Component,
+    tmp_path: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    mosquitto_persistence: bool = False,
 ) -> tuple[Pipeline, str]:
-    """A Pipeline on shared Tansu/InfluxDB (unique prefix and database) and a private Mosquitto."""
+    """A Pipeline on shared Tansu/InfluxDB (unique prefix and database) and a private Mosquitto.
+
+    ``mosquitto_persistence``: the broker keeps sessions and queued messages on disk across a
+    restart (``pipeline.component("mosquitto")`` can be killed and started again).
+    """
     tag = uuid.uuid4().hex[:8]
-    mosquitto = start_mosquitto(tmp_path / "mosquitto")
+    mosquitto = start_mosquitto(tmp_path / "mosquitto", persistence=mosquitto_persistence)
     db = f"db_{tag}"
     influx_create_db(influxd.url, db)
     pipeline = Pipeline(

@@ -180,6 +180,7 @@ def test_count_acks_reads_v5_reason_codes() -> None:
     no_subscribers = b"\x40\x03\x00\x01\x10"  # 0x10 is a success code
     with_props = b"\x40\x04\x00\x02\x00\x00"
     assert count_acks(no_subscribers + with_props + b"\x40\x02\x00\x03") == (3, b"")
+    assert mqttwire.parse_acks(no_subscribers + with_props + no_subscribers + b"\x40") == (3, 2, b"\x40")
     with pytest.raises(LoadError, match="0x87 not authorized"):
         count_acks(b"\x40\x02\x00\x01" + b"\x40\x03\x00\x02\x87")
     with pytest.raises(LoadError, match="disconnected us: 0x93"):
@@ -217,7 +218,9 @@ class FakeBroker:
         *,
         crash_after: int | None = None,
         refuse: int = 0,
+        unrouted_topic: str | None = None,
     ) -> None:
+        self.unrouted_topic = unrouted_topic
         self.receive_maximum = receive_maximum
         self.refuse_topic = refuse_topic
         self.crash_after, self.refuse = crash_after, refuse
@@ -295,7 +298,7 @@ class FakeBroker:
         with self.lock:
             self.published.append((topic, pid, payload))
             self.dup_flags.append(bool(first & 0x08))
-        reason = b"\x87" if topic == self.refuse_topic else b""
+        reason = b"\x87" if topic == self.refuse_topic else b"\x10" if topic == self.unrouted_topic else b""
         return [b"\x40" + bytes([2 + len(reason)]) + struct.pack("!H", pid) + reason] if qos else []
 
     def close(self) -> None:
@@ -458,3 +461,24 @@ def test_probe_worker_resends_after_a_broker_crash() -> None:
     assert acked == len(stamps) > 10
     resent = {pid for (_, pid, _), dup in zip(fake.published, fake.dup_flags, strict=True) if dup}
     assert fake.unacked_at_crash and set(fake.unacked_at_crash) <= resent
+
+
+def test_publish_worker_paces_to_the_rate(broker: FakeBroker) -> None:
+    messages = plan(200, devices=3, per_message=5, start=START).render_shard()
+    started = time.monotonic()
+    result = publish_worker("127.0.0.1", broker.port, messages, rate=200.0, timeout_s=30)
+    # message k is not sent before k / rate seconds: the last one after (40 - 1) / 200 s
+    assert time.monotonic() - started >= 39 / 200
+    assert result.messages == 40
+    assert [body for _, _, body in broker.published] == [m.payload for m in messages]
+
+
+def test_publish_worker_counts_messages_nobody_was_subscribed_to() -> None:
+    fake = FakeBroker(unrouted_topic="devices/bench-0002/readings")
+    try:
+        messages = plan(300, devices=3, per_message=5, start=START).render_shard()
+        result = publish_worker("127.0.0.1", fake.port, messages, timeout_s=10)
+    finally:
+        fake.close()
+    assert result.messages == 60
+    assert result.unrouted == sum(m.topic == "devices/bench-0002/readings" for m in messages) == 20

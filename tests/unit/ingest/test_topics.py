@@ -35,3 +35,8 @@ def test_bad_topics(topic: str) -> None:
 
 def test_shared_filter() -> None:
     assert shared_filter("g") == "$share/g/devices/+/readings"
+
+
+def test_empty_share_group_gives_a_plain_subscription() -> None:
+    assert shared_filter("") == "devices/+/readings"
+    assert shared_filter("", "devices/+/x") == "devices/+/x"
