@@ -189,7 +189,7 @@ class OutboxRelay:
         if self.failing:
             down = time.monotonic() - (self._down_since or time.monotonic())
             logger.info(
-                "registry publishing again after_s=%.1f failed_attempts=%d", down, self.failed_attempts
+                "registry reaches kafka again after_s=%.1f failed_attempts=%d", down, self.failed_attempts
             )
         self.failing = False
         self.failed_attempts = 0
@@ -199,6 +199,7 @@ class OutboxRelay:
 
     async def _check_topic(self) -> None:
         ends = await self.publisher.end_offsets()
+        self._recovered()
         self._next_check = time.monotonic() + self.check_s
         if ends is None:
             reason = "topic_missing"
@@ -257,6 +258,7 @@ class OutboxRelay:
         current = await asyncio.to_thread(self._read, lambda s: _records_by_id(s, device_ids))
         entries: list[Entry] = [(d, current.get(d)) for d in device_ids]
         self._record_acks(await self.publisher.send(entries))
+        self._recovered()
         await asyncio.to_thread(self._read, lambda s: crud.outbox_delete(s, row_ids=[r for r, _ in rows]))
         tombstones = sum(1 for _, record in entries if record is None)
         metrics.PUBLISHED.labels("record").inc(len(entries) - tombstones)

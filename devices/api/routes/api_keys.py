@@ -21,21 +21,21 @@ def _public(row: ApiKey) -> ApiKeyPublic:
 
 
 @router.get("")
-async def list_keys(session: SessionDep, _key: AdminKey) -> ApiKeysPublic:
+def list_keys(session: SessionDep, _key: AdminKey) -> ApiKeysPublic:
     """All keys (never their tokens)."""
     rows, total = crud.list_rows(session, model=ApiKey, limit=10_000)
     return ApiKeysPublic(data=[_public(r) for r in rows], count=total)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_key(body: ApiKeyCreate, session: SessionDep, _key: AdminKey) -> ApiKeyCreated:
+def create_key(body: ApiKeyCreate, session: SessionDep, _key: AdminKey) -> ApiKeyCreated:
     """Create a key; the answer holds the token, which is not stored and cannot be shown again."""
     row, token = crud.create_api_key(session, name=body.name, role=body.role)
     return ApiKeyCreated(**_public(row).model_dump(), token=token)
 
 
 @router.delete("/{key_id}", responses={404: {"model": Message, "description": "no such key"}})
-async def delete_key(
+def delete_key(
     key_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, _key: AdminKey
 ) -> Message:
     """Revoke a key."""

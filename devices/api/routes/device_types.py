@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 
 from devices import crud
-from devices.api.deps import AdminKey, OutboxDep, ReaderKey, SessionDep
+from devices.api.deps import AdminKey, Outbox, OutboxDep, ReaderKey, SessionDep
 from devices.convert import type_public
 from devices.models import DeviceType
 from devices.schemas import (
@@ -31,14 +32,14 @@ def _get(session: SessionDep, name: str) -> DeviceType:
 
 
 @router.get("")
-async def list_types(session: SessionDep, _key: ReaderKey) -> DeviceTypesPublic:
+def list_types(session: SessionDep, _key: ReaderKey) -> DeviceTypesPublic:
     """All device types."""
     rows, total = crud.list_rows(session, model=DeviceType, limit=10_000)
     return DeviceTypesPublic(data=[type_public(r) for r in rows], count=total)
 
 
 @router.get("/{name}", responses=NOT_FOUND)
-async def get_type(name: str, session: SessionDep, _key: ReaderKey) -> DeviceTypePublic:
+def get_type(name: str, session: SessionDep, _key: ReaderKey) -> DeviceTypePublic:
     """One device type."""
     return type_public(_get(session, name))
 
@@ -48,7 +49,7 @@ async def get_type(name: str, session: SessionDep, _key: ReaderKey) -> DeviceTyp
     status_code=status.HTTP_201_CREATED,
     responses={409: {"model": Message, "description": "name taken"}},
 )
-async def create_type(body: DeviceTypeCreate, session: SessionDep, _key: AdminKey) -> DeviceTypePublic:
+def create_type(body: DeviceTypeCreate, session: SessionDep, _key: AdminKey) -> DeviceTypePublic:
     """Create a custom device type."""
     if session.get(DeviceType, body.name) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"device type '{body.name}' already exists")
@@ -66,6 +67,16 @@ async def update_type(
     name: str, body: DeviceTypeUpdate, session: SessionDep, outbox: OutboxDep, _key: AdminKey
 ) -> DeviceTypePublic:
     """Change a device type; every device of the type is republished."""
+    public, changed = await run_in_threadpool(_update, session, outbox, name, body)
+    if changed:
+        await outbox.published()
+    return public
+
+
+def _update(
+    session: SessionDep, outbox: Outbox, name: str, body: DeviceTypeUpdate
+) -> tuple[DeviceTypePublic, bool]:
+    """Commit the change with an outbox row per device of the type; whether anything changed."""
     _get(session, name)
     if body.metrics is not None:
         kept = {m.metric for m in body.metrics}
@@ -73,18 +84,18 @@ async def update_type(
             problem = crud.calibration_outside(session, device_id=device_id, metrics=kept)
             if problem:
                 raise HTTPException(status.HTTP_409_CONFLICT, problem)
-    if crud.upsert_type(session, name=name, body=body) != "unchanged":
+    changed = crud.upsert_type(session, name=name, body=body) != "unchanged"
+    if changed:
         outbox.queue(session, crud.device_ids(session, type_name=name))
         session.commit()
-        await outbox.published()
-    return type_public(_get(session, name))
+    return type_public(_get(session, name)), changed
 
 
 @router.delete(
     "/{name}",
     responses={**NOT_FOUND, 409: {"model": Message, "description": "built-in or in use"}},
 )
-async def delete_type(name: str, session: SessionDep, _key: AdminKey) -> Message:
+def delete_type(name: str, session: SessionDep, _key: AdminKey) -> Message:
     """Delete a custom device type no device uses."""
     row = _get(session, name)
     if row.builtin:

@@ -7,12 +7,14 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
 from devices import crud
 from devices.api.deps import (
     IntegratorKey,
+    Outbox,
     OutboxDep,
     ProvisionerDep,
     ReaderKey,
@@ -89,7 +91,7 @@ def _check(session: SessionDep, data: DeviceBase) -> None:
 
 
 @router.get("")
-async def list_devices(
+def list_devices(
     session: SessionDep,
     _key: ReaderKey,
     station_id: str | None = None,
@@ -112,7 +114,7 @@ async def list_devices(
 
 
 @router.get("/{device_id}", responses=NOT_FOUND)
-async def get_device(device_id: str, session: SessionDep, _key: ReaderKey) -> DevicePublic:
+def get_device(device_id: str, session: SessionDep, _key: ReaderKey) -> DevicePublic:
     """One device."""
     return device_public(_get(session, device_id))
 
@@ -130,6 +132,19 @@ async def create_device(
     _key: IntegratorKey,
 ) -> DeviceCreated:
     """Register a device, issue its MQTT credentials (shown only here) and publish its record."""
+    await run_in_threadpool(_register, session, outbox, body)
+    try:
+        mqtt = await provisioner.issue(session, body.id)
+    except BrokerError as exc:
+        await provisioner.discard(session, body.id)
+        raise _broker_failed(body.id, exc, "the device was not registered") from exc
+    await outbox.published()
+    public = await run_in_threadpool(_public, session, body.id)
+    return DeviceCreated(**public.model_dump(), mqtt=mqtt)
+
+
+def _register(session: SessionDep, outbox: Outbox, body: DeviceCreate) -> None:
+    """Store a new device with its outbox row (one transaction); 409 if the id is taken."""
     if session.get(Device, body.id) is not None:
         raise HTTPException(409, f"device '{body.id}' already exists")
     _check(session, body)
@@ -140,13 +155,10 @@ async def create_device(
     except IntegrityError as exc:  # registered concurrently
         session.rollback()
         raise HTTPException(409, f"device '{body.id}' already exists") from exc
-    try:
-        mqtt = await provisioner.issue(session, body.id)
-    except BrokerError as exc:
-        await provisioner.discard(session, body.id)
-        raise _broker_failed(body.id, exc, "the device was not registered") from exc
-    await outbox.published()
-    return DeviceCreated(**device_public(_get(session, body.id)).model_dump(), mqtt=mqtt)
+
+
+def _public(session: SessionDep, device_id: str) -> DevicePublic:
+    return device_public(_get(session, device_id))
 
 
 @router.post("/{device_id}/credentials", responses={**NOT_FOUND, **BROKER_FAILED, **NO_BROKER})
@@ -176,18 +188,31 @@ async def update_device(
     _key: IntegratorKey,
 ) -> DevicePublic:
     """Change a device and publish its new record; retiring disables its MQTT login at once."""
-    row = _get(session, device_id)
-    data = merged(DeviceBase, device_public(row), body)
-    _check(session, data)
+    row, data = await run_in_threadpool(_updated, session, device_id, body)
     try:
         await provisioner.follow_status(row, row.status, data.status.value)
     except BrokerError as exc:
         raise _broker_failed(device_id, exc, "the device was not changed") from exc
-    if crud.upsert_device(session, device_id=device_id, data=data) != "unchanged":
-        outbox.queue(session, [device_id])
-        session.commit()
+    if await run_in_threadpool(_store_update, session, outbox, device_id, data):
         await outbox.published()
-    return device_public(_get(session, device_id))
+    return await run_in_threadpool(_public, session, device_id)
+
+
+def _updated(session: SessionDep, device_id: str, body: DeviceUpdate) -> tuple[Device, DeviceBase]:
+    """The device and its fields after the patch, checked (404 / 422 otherwise)."""
+    row = _get(session, device_id)
+    data = merged(DeviceBase, device_public(row), body)
+    _check(session, data)
+    return row, data
+
+
+def _store_update(session: SessionDep, outbox: Outbox, device_id: str, data: DeviceBase) -> bool:
+    """Commit the change with its outbox row; False if nothing changed."""
+    if crud.upsert_device(session, device_id=device_id, data=data) == "unchanged":
+        return False
+    outbox.queue(session, [device_id])
+    session.commit()
+    return True
 
 
 @router.delete("/{device_id}", responses={**NOT_FOUND, **BROKER_FAILED})
@@ -199,20 +224,24 @@ async def delete_device(
     _key: IntegratorKey,
 ) -> Message:
     """Delete a device and its MQTT account, and publish its tombstone."""
-    row = _get(session, device_id)
+    row = await run_in_threadpool(_get, session, device_id)
     try:
         await provisioner.remove(device_id)
     except BrokerError as exc:
         raise _broker_failed(device_id, exc, "the device was not deleted") from exc
-    session.delete(row)
-    outbox.queue(session, [device_id])
-    session.commit()
+    await run_in_threadpool(_delete, session, outbox, row)
     await outbox.published()
     return Message(detail=f"device '{device_id}' deleted")
 
 
+def _delete(session: SessionDep, outbox: Outbox, row: Device) -> None:
+    session.delete(row)
+    outbox.queue(session, [row.id])
+    session.commit()
+
+
 @router.get("/{device_id}/status", responses=NOT_FOUND)
-async def device_status(
+def device_status(
     device_id: str, session: SessionDep, tracker: TrackerDep, _key: ReaderKey
 ) -> DeviceStatusPublic:
     """Last seen, readings and rejections in the last hour, and the last rejection."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
@@ -96,7 +97,8 @@ async def import_stations(
     request: Request, session: SessionDep, outbox: OutboxDep, _key: IntegratorKey
 ) -> ImportReport:
     """Upsert stations from CSV (columns: see ``devices.importer.STATION_COLUMNS``)."""
-    result = importer.import_stations(session, text=await _csv_text(request))
+    text = await _csv_text(request)
+    result = await run_in_threadpool(lambda: importer.import_stations(session, text=text))
     await outbox.published()
     return _report(result)
 
@@ -110,7 +112,8 @@ async def import_devices(
     _key: IntegratorKey,
 ) -> ImportReport:
     """Upsert devices from CSV (columns: ``importer.DEVICE_COLUMNS``); new ones get MQTT credentials."""
-    result = importer.import_devices(session, text=await _csv_text(request))
+    text = await _csv_text(request)
+    result = await run_in_threadpool(lambda: importer.import_devices(session, text=text))
     issued = await provisioner.follow_import(session, result)
     await outbox.published()
     return _report(result, issued)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 
 from devices import crud
-from devices.api.deps import IntegratorKey, OutboxDep, ReaderKey, SessionDep, merged
+from devices.api.deps import IntegratorKey, Outbox, OutboxDep, ReaderKey, SessionDep, merged
 from devices.convert import station_public
 from devices.models import Station
 from devices.schemas import (
@@ -35,7 +36,7 @@ def _get(session: SessionDep, station_id: str) -> Station:
 
 
 @router.get("")
-async def list_stations(
+def list_stations(
     session: SessionDep,
     _key: ReaderKey,
     kind: StationKind | None = None,
@@ -48,7 +49,7 @@ async def list_stations(
 
 
 @router.get("/{station_id}", responses=NOT_FOUND)
-async def get_station(station_id: str, session: SessionDep, _key: ReaderKey) -> StationPublic:
+def get_station(station_id: str, session: SessionDep, _key: ReaderKey) -> StationPublic:
     """One station."""
     return station_public(_get(session, station_id))
 
@@ -58,7 +59,7 @@ async def get_station(station_id: str, session: SessionDep, _key: ReaderKey) -> 
     status_code=status.HTTP_201_CREATED,
     responses={409: {"model": Message, "description": "id taken"}},
 )
-async def create_station(body: StationCreate, session: SessionDep, _key: IntegratorKey) -> StationPublic:
+def create_station(body: StationCreate, session: SessionDep, _key: IntegratorKey) -> StationPublic:
     """Register a station."""
     if session.get(Station, body.id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"station '{body.id}' already exists")
@@ -76,20 +77,29 @@ async def update_station(
     station_id: str, body: StationUpdate, session: SessionDep, outbox: OutboxDep, _key: IntegratorKey
 ) -> StationPublic:
     """Change a station (the result is validated whole); its devices are republished."""
-    current = station_public(_get(session, station_id))
-    data = merged(StationBase, current, body)
-    if crud.upsert_station(session, station_id=station_id, data=data) != "unchanged":
+    public, changed = await run_in_threadpool(_update, session, outbox, station_id, body)
+    if changed:
+        await outbox.published()
+    return public
+
+
+def _update(
+    session: SessionDep, outbox: Outbox, station_id: str, body: StationUpdate
+) -> tuple[StationPublic, bool]:
+    """Commit the change with an outbox row per device there; whether anything changed."""
+    data = merged(StationBase, station_public(_get(session, station_id)), body)
+    changed = crud.upsert_station(session, station_id=station_id, data=data) != "unchanged"
+    if changed:
         outbox.queue(session, crud.device_ids(session, station_id=station_id))
         session.commit()
-        await outbox.published()
-    return station_public(_get(session, station_id))
+    return station_public(_get(session, station_id)), changed
 
 
 @router.delete(
     "/{station_id}",
     responses={**NOT_FOUND, 409: {"model": Message, "description": "devices are installed there"}},
 )
-async def delete_station(station_id: str, session: SessionDep, _key: IntegratorKey) -> Message:
+def delete_station(station_id: str, session: SessionDep, _key: IntegratorKey) -> Message:
     """Delete a station without devices."""
     row = _get(session, station_id)
     users = crud.device_ids(session, station_id=station_id)
