@@ -32,6 +32,10 @@ class Qos0Gate:
         self.inflight += 1
         return True
 
+    def would_admit(self, key: str) -> bool:
+        """Whether ``try_acquire(key)`` would succeed now (takes nothing)."""
+        return self.inflight < self.max_inflight and self._per_device.get(key, 0) < self.max_per_device
+
     def release(self, key: str) -> None:
         """Give back the slot of a message of ``key`` (acknowledged by Kafka, or failed)."""
         held = self._per_device[key] - 1

@@ -7,6 +7,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest.collector import _publish_payload
 from ingest.qos0 import DeviceLabels, Qos0Gate
 
 
@@ -35,6 +36,7 @@ def test_the_gate_matches_a_model_of_its_limits(
     for acquire, key in ops:
         if acquire:
             expected = sum(held.values()) < limit and held[key] < per_device
+            assert gate.would_admit(key) is expected
             assert gate.try_acquire(key) is expected
             held[key] += expected
         elif held[key]:
@@ -52,3 +54,14 @@ def test_the_gate_matches_a_model_of_its_limits(
 def test_device_labels_are_capped() -> None:
     labels = DeviceLabels(max_devices=2)
     assert [labels.label(d) for d in ("a", "b", "c", "a", None)] == ["a", "b", "_other", "a", "_invalid"]
+
+
+@given(
+    st.text(min_size=1, max_size=40), st.binary(max_size=300), st.sampled_from([b"\x00", b"\x03\x23\x00\x05"])
+)
+def test_the_payload_of_a_qos0_publish_is_found_after_its_properties(
+    topic: str, payload: bytes, properties: bytes
+) -> None:
+    encoded = topic.encode()
+    body = len(encoded).to_bytes(2) + encoded + properties + payload  # variable header + payload
+    assert _publish_payload(body, 2 + len(encoded)) == payload
