@@ -20,9 +20,11 @@ Readings are validated straight into the ``Reading`` contract by pydantic-core; 
 messages that rely on the top-level ``ts`` take a slower second pass.
 
 A key repeated in one object (``{"value": 1, "value": 2}``) is refused as ``invalid_json``:
-pydantic-core, like orjson, would silently keep the last value. Finding that costs about
-1.5 µs on the hot path (measured on a 5-reading message whose decode takes about 6 µs; a
-full second parse that tracks keys costs about 6 µs): see ``_may_repeat_a_key``.
+pydantic-core, like orjson, would silently keep the last value. The hot-path test
+(``_may_repeat_a_key``) costs about 1.5 µs on a 5-reading message whose decode takes 5.5 µs
+without it, and 20 µs on 100 readings (decode 80 µs); the exact check, a second parse that
+keeps every key, would cost 11 µs and 156 µs and runs only when the cheap test cannot rule a
+repeat out (``scripts/bench_json_decode.py``).
 """
 
 from __future__ import annotations
