@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from stationflow import topics
-from stationflow.contracts import DeadLetter
+from stationflow.contracts import DeadLetter, DeviceRecord
+from stationflow.registryview import RegistryFollower, RegistryView
 from stationflow.settings import CommonSettings
 from stationflow.stack.components import Component, influx_query, start_tansu
 from stationflow.stack.pipeline import Pipeline
@@ -167,3 +170,66 @@ def test_changes_made_while_kafka_is_down_reach_the_worker(pipeline: Pipeline, o
     pub.close()
     # Nothing was restarted on the registry side: the same process answered throughout.
     assert pipeline.services["devices"].running
+
+
+def _record(device_id: str, interval: int) -> DeviceRecord:
+    return DeviceRecord(
+        device_id=device_id,
+        device_type="rain-gauge",
+        domain="hydro",
+        expected_interval_s=interval,
+        updated_at=datetime.now(UTC),
+    )
+
+
+async def _produce(bootstrap: str, topic: str, records: list[DeviceRecord]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for record in records:
+            await producer.send_and_wait(
+                topic, record.model_dump_json().encode(), key=record.key(), partition=0
+            )
+    finally:
+        await producer.stop()
+
+
+async def _until_view(view: RegistryView, predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+def test_follower_rewinds_when_the_broker_lost_the_topic(own_tansu: Component, topic_prefix: str) -> None:
+    """Tansu answers a fetch past a refilled topic's end with nothing: the follower must rewind."""
+    settings = CommonSettings(kafka_bootstrap=own_tansu.url, topic_prefix=topic_prefix, topic_partitions=1)
+    topic = settings.topic(topics.REGISTRY)
+
+    async def scenario() -> None:
+        await topics.ensure_topics(settings, (topics.REGISTRY,))
+        await _produce(own_tansu.url, topic, [_record(f"dev-{i}", 60) for i in range(6)])
+        view = RegistryView()
+        follower = asyncio.create_task(RegistryFollower(settings, view).run())
+        try:
+            await asyncio.wait_for(view.ready.wait(), 60)
+            assert len(view) == 6
+            await asyncio.to_thread(own_tansu.stop)
+            await asyncio.to_thread(own_tansu.start)  # empty again
+            await topics.ensure_topics(settings, (topics.REGISTRY,))
+            # Two records: the topic's end (2) stays below the follower's position (6).
+            await _produce(own_tansu.url, topic, [_record("dev-0", 120), _record("dev-new", 60)])
+
+            def refilled() -> bool:
+                old = view.get("dev-0")
+                return view.get("dev-new") is not None and old is not None and old.expected_interval_s == 120
+
+            assert await _until_view(view, refilled, 30), {k: view.get(k) for k in ("dev-0", "dev-new")}
+            assert len(view) == 7  # devices not republished yet are kept, not forgotten
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+
+    asyncio.run(scenario())
