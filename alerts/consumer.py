@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
@@ -19,8 +19,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts import metrics
-from alerts.lifecycle import apply_event
-from stationflow.contracts import AlertEvent
+from alerts.lifecycle import apply_event, apply_sync
+from stationflow.contracts import AlertEvent, AlertSync
 from stationflow.kafka import start_with_retry
 
 __all__ = ["EventConsumer"]
@@ -31,6 +31,24 @@ logger = logging.getLogger(__name__)
 # constraint). A database that is down raises OperationalError instead: that propagates, the
 # offsets stay uncommitted and the batch is retried once the service reconnects.
 REFUSED = (DataError, IntegrityError)
+
+Item = AlertEvent | AlertSync
+
+
+def parse(value: bytes) -> Item:
+    """An alert event, or the analytics' active set (raises ValidationError for neither)."""
+    try:
+        return AlertEvent.model_validate_json(value)
+    except ValidationError:
+        if b'"sync"' not in value:
+            raise
+    return AlertSync.model_validate_json(value)
+
+
+def _describe(item: Item) -> str:
+    if isinstance(item, AlertSync):
+        return f"sync subjects={len(item.subjects)} at={item.at.isoformat()}"
+    return f"alert_id={item.alert_id:.200s} seq={item.seq}"
 
 
 class EventConsumer:
@@ -46,6 +64,7 @@ class EventConsumer:
         console_url: str,
         maintenance: Callable[[str | None], bool],
         on_change: Callable[[int], None],
+        sync_grace_s: float = 30.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -54,9 +73,10 @@ class EventConsumer:
         self.console_url = console_url
         self.maintenance = maintenance
         self.on_change = on_change
+        self.sync_grace = timedelta(seconds=sync_grace_s)
         self.ready = asyncio.Event()
 
-    def apply(self, events: list[AlertEvent]) -> list[int]:
+    def apply(self, events: list[Item]) -> list[int]:
         """Apply a batch in one transaction; return the ids of alerts that changed.
 
         If the batch fails (an event the database refuses), the events are applied one by one
@@ -74,19 +94,28 @@ class EventConsumer:
             except REFUSED as exc:
                 metrics.EVENTS.labels("failed").inc()
                 logger.error(
-                    "alert event could not be applied, skipped alert_id=%.200s seq=%d reason=%s",
-                    event.alert_id,
-                    event.seq,
+                    "alert event could not be applied, skipped %s reason=%s",
+                    _describe(event),
                     f"{type(exc).__name__}: {exc}"[:500],
                 )
         return changed
 
-    def _apply(self, events: list[AlertEvent]) -> list[int]:
+    def _apply(self, events: list[Item]) -> list[int]:
         changed: list[int] = []
         results: list[str] = []
+        reconciled = 0
         now = datetime.now(UTC)
         with self.sessions() as session:
             for event in events:
+                if isinstance(event, AlertSync):
+                    resolved = apply_sync(
+                        session, event, now=now, console_url=self.console_url, grace=self.sync_grace
+                    )
+                    session.flush()
+                    changed += [a.id for a in resolved]
+                    reconciled += len(resolved)
+                    results.append("sync")
+                    continue
                 applied = apply_event(
                     session,
                     event,
@@ -101,6 +130,7 @@ class EventConsumer:
             session.commit()
         for result in results:  # counted once the transaction holds
             metrics.EVENTS.labels(result).inc()
+        metrics.RECONCILED.inc(reconciled)
         return changed
 
     async def run(self) -> None:
@@ -118,13 +148,13 @@ class EventConsumer:
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=500)
-                events: list[AlertEvent] = []
+                events: list[Item] = []
                 for tp, records in batches.items():
                     for record in records:
                         if record.value is None:
                             continue
                         try:
-                            events.append(AlertEvent.model_validate_json(record.value))
+                            events.append(parse(record.value))
                         except ValidationError as exc:
                             metrics.EVENTS.labels("invalid").inc()
                             logger.error(

@@ -20,13 +20,14 @@ from sqlalchemy.orm import Session
 
 from alerts.models import Alert, ContactGroup, History, Outbox, Policy, Silence
 from alerts.routing import AlertView, PolicyView, SilenceView, active_silence, match_policy, render
-from stationflow.contracts import AlertEvent, AlertState
+from stationflow.contracts import AlertEvent, AlertState, AlertSync
 
 __all__ = [
     "Applied",
     "LifecycleError",
     "acknowledge",
     "apply_event",
+    "apply_sync",
     "comment",
     "due_escalations",
     "resolve",
@@ -268,6 +269,49 @@ def _adopt_open(session: Session, event: AlertEvent) -> Alert | None:
         event.raised_at.isoformat(),
     )
     return alert
+
+
+def apply_sync(
+    session: Session, sync: AlertSync, *, now: datetime, console_url: str, grace: timedelta
+) -> list[Alert]:
+    """Resolve the open alerts of the listed subjects the analytics no longer hold raised.
+
+    Only alerts untouched since ``grace`` before the snapshot: an event on its way while the
+    snapshot was taken (other partition, other worker) must not be overtaken. Returns the
+    alerts resolved.
+    """
+    if not sync.subjects:
+        return []
+    cutoff = sync.at - grace
+    rows = session.scalars(
+        select(Alert)
+        .where(
+            Alert.status != "resolved",
+            Alert.subject.in_(list(sync.subjects)),
+            Alert.updated_at < cutoff,
+            Alert.opened_at < cutoff,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    resolved: list[Alert] = []
+    for alert in rows:
+        if alert.alert_id in sync.subjects[alert.subject]:
+            continue
+        alert.status, alert.resolved_at, alert.resolved_by = "resolved", now, "reconciled"
+        alert.next_escalation_at = alert.next_renotify_at = None
+        alert.updated_at = now
+        reason = "the analytics no longer hold this condition raised (their state was lost)"
+        _history(session, alert, "reconciled", "system", {"sync_at": sync.at.isoformat(), "reason": reason})
+        _notify_resolved(session, alert, console_url)
+        logger.warning(
+            "open alert resolved by reconciliation alert_id=%s station=%s device=%s reason=%s",
+            alert.alert_id,
+            alert.station_id,
+            alert.device_id,
+            reason,
+        )
+        resolved.append(alert)
+    return resolved
 
 
 def _event_detail(event: AlertEvent) -> dict[str, Any]:

@@ -18,4 +18,8 @@ NOTIFICATION_LATENCY = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 OUTBOX_DEPTH = Gauge("stationflow_alerts_outbox_depth", "Notifications waiting to be delivered")
+RECONCILED = Counter(
+    "stationflow_alerts_reconciled_total",
+    "Open alerts resolved because the analytics' active set (AlertSync) no longer holds them",
+)
 ESCALATIONS = Counter("stationflow_alerts_escalations_total", "Alerts escalated or re-notified")

@@ -17,6 +17,9 @@ class AlertsSettings(CommonSettings):
     alerts_port: int = 8090
     alerts_admin_key: SecretStr | None = None  # accepted from the first start on
     alerts_group_id: str = "stationflow-alerts"
+    # An open alert is reconciled with the analytics' active set (AlertSync) only if nothing
+    # happened to it for this long before the snapshot (events in flight, clock skew).
+    alerts_sync_grace_s: float = 30.0
     # Follow the device registry (maintenance status silences a device's alerts).
     alerts_registry: bool = True
     # Escalation / re-notification scheduler and outbox dispatcher.

@@ -33,6 +33,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AlertEvent",
     "AlertState",
+    "AlertSync",
     "Calibration",
     "DeadLetter",
     "DeviceRecord",
@@ -354,3 +355,28 @@ class AlertEvent(BaseModel):
     def key(self) -> bytes:
         """Kafka record key."""
         return self.alert_id.encode()
+
+
+class AlertSync(BaseModel):
+    """The alerts the analytics hold raised, for every subject they hold state of.
+
+    Sent on ``alerts.events`` (key ``sync:<table>:<partition>``) by each worker for the table
+    partitions it owns, after its tables are recovered and then every
+    ``STATIONFLOW_ANALYTICS_SYNC_S``. The alert service resolves an open alert of a listed
+    subject whose ``alert_id`` is not listed, if nothing happened to it since well before
+    ``at``: the analytics no longer hold that condition (their state was lost or is older
+    than the alert, e.g. after a crash of the whole stack), so no clearing would ever come.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = SCHEMA_VERSION
+    sync: Literal["active"] = "active"
+    subjects: dict[str, list[str]] = Field(
+        description="subject ('device:<id>' or 'station:<id>') -> alert ids held raised (may be empty)"
+    )
+    at: UtcDatetime = Field(description="wall-clock time the snapshot was taken")
+
+    def key(self, table: str, partition: int) -> bytes:
+        """Kafka record key."""
+        return f"sync:{table}:{partition}".encode()
