@@ -164,7 +164,7 @@ class OutboxRelay:
         self.last_error = f"{type(exc).__name__}: {exc}"
         metrics.PUBLISH_FAILURES.inc()
         metrics.KAFKA_UP.set(0)
-        if not self.failing:
+        if self._down_since is None:
             self._down_since = time.monotonic()
         async with self._cond:
             self.failing = True
@@ -184,14 +184,20 @@ class OutboxRelay:
             )
         await asyncio.sleep(delay)
 
-    def _recovered(self) -> None:
+    def _reachable(self) -> None:
+        """Kafka answered (the pass may still fail further on, and back off as before)."""
         metrics.KAFKA_UP.set(1)
-        if self.failing:
-            down = time.monotonic() - (self._down_since or time.monotonic())
-            logger.info(
-                "registry reaches kafka again after_s=%.1f failed_attempts=%d", down, self.failed_attempts
-            )
         self.failing = False
+
+    def _recovered(self) -> None:
+        """A whole pass succeeded: the outage, if any, is over."""
+        self._reachable()
+        if self._down_since is not None:
+            down = time.monotonic() - self._down_since
+            logger.info(
+                "registry publishing again after_s=%.1f failed_attempts=%d", down, self.failed_attempts
+            )
+        self._down_since = None
         self.failed_attempts = 0
         self.last_error = None
 
@@ -199,7 +205,7 @@ class OutboxRelay:
 
     async def _check_topic(self) -> None:
         ends = await self.publisher.end_offsets()
-        self._recovered()
+        self._reachable()
         self._next_check = time.monotonic() + self.check_s
         if ends is None:
             reason = "topic_missing"
@@ -258,7 +264,7 @@ class OutboxRelay:
         current = await asyncio.to_thread(self._read, lambda s: _records_by_id(s, device_ids))
         entries: list[Entry] = [(d, current.get(d)) for d in device_ids]
         self._record_acks(await self.publisher.send(entries))
-        self._recovered()
+        self._reachable()
         await asyncio.to_thread(self._read, lambda s: crud.outbox_delete(s, row_ids=[r for r, _ in rows]))
         tombstones = sum(1 for _, record in entries if record is None)
         metrics.PUBLISHED.labels("record").inc(len(entries) - tombstones)
