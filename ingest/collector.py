@@ -118,9 +118,9 @@ class Collector:
         so it is guarded: without it the shedding still happens in ``_on_message``) skips
         the property parsing, the task and the coroutine of a message that will be shed.
         """
-        handler = getattr(client, "_package_handler", None)
+        handler = getattr(client, "_package_handler", client)  # gmqtt 0.8; before, the client itself
         original = getattr(handler, "_handle_publish_packet", None)
-        if handler is None or original is None:
+        if original is None:
             logger.warning("gmqtt has no PUBLISH handler hook; QoS 0 shedding happens in the message task")
             return
 
