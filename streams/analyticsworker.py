@@ -26,15 +26,16 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.partitioner import DefaultPartitioner
 from pydantic import ValidationError
 
 from stationflow import topics
-from stationflow.contracts import AlertEvent, DeviceRecord, HourlyValues, ReadingBatch
+from stationflow.contracts import AlertEvent, AlertSync, DeviceRecord, HourlyValues, ReadingBatch, utcnow
 from stationflow.logs import LogThrottle
 from stationflow.registryview import RegistryView
 from streams import metrics
 from streams.analytics.device import AnalyticsConfig, DeviceState, check_silence, update_device
-from streams.analytics.rules import Subject
+from streams.analytics.rules import RuleState, Subject
 from streams.analytics.station import StationState, update_station
 from streams.catalog import domain_of
 from streams.lineprotocol import FieldValue, encode, line
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 DEVICE_TABLE = "devices"
 STATION_TABLE = "stations"
 FLUSH_DEADLINE_S = 60.0
+# The table's key -> partition mapping (use_partitioner: the producer's murmur2, as Java's).
+_PARTITIONER = DefaultPartitioner()
 
 LineSink = Callable[[bytes, int], Awaitable[None]]
 
@@ -242,9 +245,50 @@ def install_analytics(
 
     app.timer(interval=settings.analytics_nodata_check_s)(watch_silence)
 
+    async def announce() -> None:
+        """Tell the alert service which alerts this worker holds raised (see ``AlertSync``)."""
+        recovery = getattr(app.tables, "recovery", None)  # TableManager's, not on its interface
+        if app.rebalancing or recovery is None or not recovery.completed.is_set():
+            return  # tables incomplete: a missing entry must not read as "nothing raised"
+        actives = app.assignor.assigned_actives()
+        futures: list[Awaitable[Any]] = []
+        for name, table, source, kind in (
+            (DEVICE_TABLE, devices, clean, "device"),
+            (STATION_TABLE, stations, hourly, "station"),
+        ):
+            topic = source.get_topic_name()
+            owned = {tp.partition for tp in actives if tp.topic == topic}
+            held = _held_by_partition(list(table.items()), kind, partitions, owned)
+            at = utcnow()
+            for partition, subjects in held.items():
+                sync = AlertSync(subjects=subjects, at=at)
+                futures.append(
+                    await alerts.send(key=sync.key(name, partition), value=sync.model_dump_json().encode())
+                )
+        await durable(futures)
+        metrics.ALERT_SYNCS.inc(len(futures))
+
+    app.timer(interval=settings.analytics_sync_s)(announce)
+
 
 def _load_device(value: bytes | None) -> DeviceState:
     return DeviceState.load(orjson.loads(value) if value else None)
+
+
+def _held_by_partition(
+    entries: Sequence[tuple[bytes, bytes | None]], kind: str, partitions: int, owned: set[int]
+) -> dict[int, dict[str, list[str]]]:
+    """Per owned table partition: subject -> the alert ids its rule states hold raised."""
+    out: dict[int, dict[str, list[str]]] = {}
+    for key, value in entries:
+        partition = int(_PARTITIONER(key, list(range(partitions)), list(range(partitions))))
+        if value is None or partition not in owned:
+            continue
+        subject = f"{kind}:{key.decode()}"
+        state = _load_device(value) if kind == "device" else _load_station(value)
+        raised = [f"{rule}:{subject}" for rule, raw in state.rules.items() if RuleState.load(raw).active >= 0]
+        out.setdefault(partition, {})[subject] = sorted(raised)
+    return out
 
 
 def _load_station(value: bytes | None) -> StationState:

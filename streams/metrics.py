@@ -28,6 +28,10 @@ LATE_READINGS = Counter(
     "Readings older than their hour's grace period: stored, but left out of the windows",
 )
 ALERT_EVENTS = Counter("stationflow_alert_events_total", "Alert events emitted", ["rule", "state"])
+ALERT_SYNCS = Counter(
+    "stationflow_analytics_alert_syncs_total",
+    "AlertSync records sent (the alerts held raised, per partition)",
+)
 ANALYTICS_BATCH_SECONDS = Histogram(
     "stationflow_analytics_batch_seconds",
     "Time to analyse one batch of clean records (state, rules, InfluxDB, Kafka, changelog)",

@@ -49,6 +49,9 @@ class StreamsSettings(CommonSettings):
     # A device is offline after its expected interval plus this long without data.
     analytics_nodata_grace_s: float = 60.0
     analytics_nodata_check_s: float = 5.0
+    # Every this long (and first this long after start) each worker sends the alert service
+    # the alerts it holds raised (AlertSync), so alerts whose state was lost get resolved.
+    analytics_sync_s: float = 60.0
     analytics_batch_max: int = 1000
     analytics_within_s: float = 0.5
 
