@@ -32,6 +32,10 @@ from .status import StatusTracker
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
+# Longest the start waits for the start snapshot while Kafka answers (it does not wait once the
+# relay fails): a large registry is published in full before the API reports ready, as before the
+# outbox, so services started after it find every device on the topic.
+START_SNAPSHOT_WAIT_S = 120.0
 
 
 class OutboxPublic(BaseModel):
@@ -83,8 +87,8 @@ def _relay(
     )
 
 
-async def _run_relay(stack: AsyncExitStack, relay: OutboxRelay, first_wait_s: float) -> None:
-    """Start the relay task (cancelled on shutdown) and wait a little for the start snapshot."""
+async def _run_relay(stack: AsyncExitStack, relay: OutboxRelay) -> None:
+    """Start the relay task (cancelled on shutdown) and wait for the start snapshot (bounded)."""
     task = asyncio.create_task(relay.run(), name="registry-outbox-relay")
 
     async def stop() -> None:
@@ -92,8 +96,7 @@ async def _run_relay(stack: AsyncExitStack, relay: OutboxRelay, first_wait_s: fl
         await asyncio.gather(task, return_exceptions=True)
 
     stack.push_async_callback(stop)
-    # Services started after the registry find every device on the topic, as before the outbox.
-    if not await relay.wait_published(first_wait_s):
+    if not await relay.wait_published(START_SNAPSHOT_WAIT_S):
         logger.warning("registry snapshot not yet acknowledged by kafka; the outbox relay keeps trying")
 
 
@@ -135,7 +138,7 @@ def create_app(
                 sink = publisher
             relay = _relay(settings, sessions, sink)
             app.state.runtime = Runtime(engine, sessions, relay, tracker, provisioner, settings)
-            await _run_relay(stack, relay, settings.registry_publish_wait_s)
+            await _run_relay(stack, relay)
             yield
 
     app = FastAPI(title="stationflow device registry", version="1", lifespan=lifespan)
