@@ -6,6 +6,7 @@ tests/integration/test_registry_outbox.py.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 
@@ -19,6 +20,8 @@ from devices.db import make_engine, upgrade_head
 from devices.main import create_app
 from devices.models import OutboxEntry
 from devices.publisher import MemoryRegistryPublisher
+from devices.relay import OutboxRelay
+from devices.schemas import DeviceCreate
 from devices.settings import RegistrySettings
 from stationflow.contracts import DeviceRecord
 from tests.unit.registry.conftest import ADMIN_TOKEN
@@ -146,3 +149,43 @@ def test_outbox_rows_commit_and_roll_back_with_the_change(
             assert crud.outbox_depth(session)[0] == 1
     finally:
         engine.dispose()
+
+
+class _LostTopicUnseen(MemoryRegistryPublisher):
+    """A broker whose end offsets never show the loss: only the offsets of new records do."""
+
+    async def end_offsets(self) -> dict[int, int] | None:
+        return {0: 10**9}
+
+
+def test_offsets_going_back_trigger_a_full_republication(registry_settings: RegistrySettings) -> None:
+    engine = make_engine(registry_settings.database_url)
+    upgrade_head(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    with sessions() as session:
+        crud.seed_builtin_types(session)
+        for device in ("d-1", "d-2", "d-3"):
+            crud.upsert_device(session, device_id=device, data=DeviceCreate(id=device, type="rain-gauge"))
+        session.commit()
+    publisher = _LostTopicUnseen()
+
+    async def scenario() -> None:
+        relay = OutboxRelay(sessions, publisher, retry_base_s=0.01, check_s=60, settle_s=0)
+        task = asyncio.create_task(relay.run())
+        try:
+            assert await relay.wait_published(10)  # the start snapshot: offsets 0..2
+            publisher.sent.clear()  # the broker lost the topic
+            with sessions() as session:
+                crud.queue_changes(session, device_ids=["d-2"])
+                session.commit()
+            assert await relay.wait_published(10)  # d-2 acknowledged at offset 0: went back
+            assert await relay.wait_published(10)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    assert [key for key, _ in publisher.sent] == ["d-2", "d-1", "d-2", "d-3"]
