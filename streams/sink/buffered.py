@@ -8,9 +8,11 @@ others are stored and exactly the refused ones are kept in the rejected store
 only :class:`SpoolFailure` (the disk itself failed), and then the worker must exit uncommitted.
 
 Finding the refused points: InfluxDB 1.x answers a batch with some bad points with 400
-``partial write: …`` and stores the rest, but its message names only some of the bad points
-(the first type conflict; parse errors but no dropped fields), so the message cannot say
-which were refused. The sink splits a refused batch in halves and writes each again (writes
+``partial write: …`` and stores the rest, but its message names only some of the bad points.
+Measured on 1.6: every unparsable line is quoted (newline-separated, with ``dropped=0``); of
+field type conflicts and refused names (a field or tag ``time``) only the first is named, with
+the total in ``dropped=N``; a batch with both reports only the conflict. So the message cannot
+say which points were refused. The sink splits a refused batch in halves and writes each again (writes
 are idempotent: same series + timestamp overwrite) until each refused point stands alone:
 ``2·k·log2(n)`` requests for ``k`` bad points in ``n``, in the batch's order.
 """
