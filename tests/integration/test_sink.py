@@ -37,7 +37,7 @@ DRAIN_TIMEOUT = 30.0
 VICTORIA_TIMEOUT = 15.0
 POLL = 0.05
 # Fast retries so a drain starts within a fraction of a second of the server returning.
-RETRY = {"retry_initial": 0.05, "retry_max": 0.5, "stop_drain_seconds": 2.0}
+RETRY: dict[str, Any] = {"retry_initial": 0.05, "retry_max": 0.5, "stop_drain_seconds": 2.0}
 SPOOL_BYTES = 64 << 20
 # Millisecond-aligned "now": VictoriaMetrics keeps ms and drops rows outside its 1-month retention.
 T0 = time.time_ns() // 1_000_000 * 1_000_000
@@ -348,3 +348,38 @@ async def test_spool_failure_is_raised_not_swallowed(tmp_path: Path) -> None:
         shutil.rmtree(spool_dir)  # the disk "fails" under the sink
         with pytest.raises(SpoolFailure):
             await sink.write(lines("lost", 10), 10)
+
+
+class _StopsInfluxOnRequest(V1Writer):
+    """The real writer, but the server is stopped just before request ``stop_at`` (a test hook)."""
+
+    def __init__(self, server: Component, db: str, stop_at: int) -> None:
+        super().__init__(server.url, db)
+        self.server, self.stop_at, self.requests = server, stop_at, 0
+
+    async def write(self, body: bytes) -> None:
+        self.requests += 1
+        if self.requests == self.stop_at:
+            await asyncio.to_thread(self.server.stop)
+        await super().write(body)
+
+
+async def test_influx_down_while_isolating_refused_points_keeps_nothing_twice(
+    influxd_factory: Callable[[], Component], unique_name: NameFactory, tmp_path: Path
+) -> None:
+    """InfluxDB goes away half-way through splitting a refused batch: the whole batch is spooled,
+    nothing is kept yet; when it returns the spool drains, the refused point is kept once."""
+    server, db, run = influxd_factory(), unique_name("db"), unique_name("run")
+    good = lines(run, 64).decode().splitlines()
+    bad = "air,device=dev-x,run=x pm25= 1"
+    body = "\n".join([*good[:40], bad, *good[40:]]).encode()
+    writer = _StopsInfluxOnRequest(server, db, stop_at=3)  # 1: the batch, 2: first half, 3: …
+    async with BufferedSink(writer, DiskSpool(tmp_path, SPOOL_BYTES), **RETRY) as sink:
+        await sink.write(body, 65)
+        assert sink.outage and sink.spool.batches == 1
+        assert list(read_rejected(rejected_files(tmp_path))) == []
+        await asyncio.to_thread(server.start)
+        await eventually(lambda: sink.spool.batches == 0 and not sink.outage, "the spool to drain")
+    assert influx_count(server.url, db, run) == 64
+    (kept,) = read_rejected(rejected_files(tmp_path))
+    assert (kept.line, kept.device) == (bad, "dev-x")
