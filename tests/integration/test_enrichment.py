@@ -94,8 +94,12 @@ def test_registry_drives_units_tags_refusals_and_live_calibration(pipeline: Pipe
         ep.kafka, pipeline.topic_prefix + REGISTRY, [_cold({"temperature": Calibration(offset=10.0)})]
     )
 
+    # each attempt its own timestamp: a resend that beat the registry update would make every
+    # later resend of the same instant a duplicate (first one wins), never showing the new value
+    attempts = iter(range(1, 100))
+
     def corrected() -> bool:
-        send("cold-e2e", 5.0, "degC", NOW - timedelta(seconds=1))
+        send("cold-e2e", 5.0, "degC", NOW - timedelta(seconds=next(attempts)))
         return any(row[1] == pytest.approx(15.0) for row in _temps(pipeline))
 
     assert wait_for(corrected, timeout=30, interval=1.0)
