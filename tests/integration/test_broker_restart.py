@@ -20,10 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from stationflow.bench.loadgen import PROBE_DEVICE, LoadResult, run_load
-from stationflow.stack.components import Component, influx_query
+from stationflow.bench.mqttwire import Connection, encode_publish
+from stationflow.stack.components import Component, influx_query, start_mosquitto
 from stationflow.stack.monitor import scrape_counter
 from stationflow.stack.pipeline import Pipeline
 from tests.integration.pipeline_utils import make_pipeline, wait_for
@@ -167,3 +172,53 @@ def test_shared_subscription_loses_only_what_the_restarted_broker_said_it_droppe
             pipeline, result, acked_at_kill
         )
         print(_report(pipeline, result, acked_at_kill))  # noqa: T201 - shown with -s
+
+
+def _subscriber(broker: Component, received: list[bytes]) -> mqtt.Client:
+    """A collector-like subscriber: persistent session (clean start off, 1 h expiry)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="collector", protocol=mqtt.MQTTv5)
+    client.on_message = lambda _c, _u, msg: received.append(bytes(msg.payload))
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    client.connect(broker.host, broker.port, clean_start=False, properties=props)
+    client.loop_start()
+    return client
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["plain", "shared"])
+def test_restarted_mosquitto_keeps_a_plain_subscription_but_not_a_shared_one(
+    tmp_path: Path, shared: bool
+) -> None:
+    """Why the single collector subscribes plainly: what Mosquitto 2.0.11 restores after SIGKILL."""
+    broker = start_mosquitto(tmp_path / "mosquitto", persistence=True)
+    try:
+        received: list[bytes] = []
+        sub = _subscriber(broker, received)
+        topic_filter = "$share/g/devices/+/readings" if shared else "devices/+/readings"
+        sub.subscribe(topic_filter, qos=1)
+        saved = _autosaves(broker)
+        assert wait_for(lambda: _autosaves(broker) > saved, timeout=15, interval=0.1)
+        broker.kill()
+        sub.loop_stop()
+        broker.start()
+        device = Connection(broker.host, broker.port, "dev", (None, None))  # before the collector
+        device.send(b"".join(encode_publish("devices/d1/readings", b"%d" % i, i + 1) for i in range(10)))
+        acked = 0
+        deadline = time.monotonic() + 10
+        while acked < 10 and time.monotonic() < deadline:
+            acked += device.read_acks(0.5)
+        device.close()
+        assert acked == 10
+        sub = _subscriber(broker, received)  # the collector comes back
+        try:
+            if shared:  # dropped, and the device was told: PUBACK 0x10 no matching subscribers
+                time.sleep(1.0)
+                assert (device.unrouted, received) == (10, [])
+            else:  # queued for the restored session and delivered
+                assert wait_for(lambda: len(received) == 10, timeout=10)
+                assert device.unrouted == 0
+        finally:
+            sub.loop_stop()
+            sub.disconnect()
+    finally:
+        broker.stop()
