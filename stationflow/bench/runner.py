@@ -346,6 +346,9 @@ def _drive(
         "published": sent,
         "stored": stored,
         "lost": max(0, sent - stored),
+        # messages sent again after the broker went away / acknowledged "no matching subscribers"
+        "resent": int(getattr(load_result, "resent", 0)),
+        "unrouted": int(getattr(load_result, "unrouted", 0)),
         "seconds": round(elapsed, 2),
         "readings_per_s": round(stored / elapsed),
         "publish_readings_per_s": round(sent / getattr(load_result, "seconds", elapsed))
@@ -370,6 +373,8 @@ def _print_table(console: Console, r: dict[str, Any], title: str = "") -> None:
     table.add_row("readings published", f"{r['published']:,}")
     table.add_row("readings stored", f"{r['stored']:,}")
     table.add_row("lost", f"{r['lost']:,}")
+    resent, unrouted = r.get("resent", 0), r.get("unrouted", 0)
+    table.add_row("messages resent / no subscriber (0x10)", f"{resent:,} / {unrouted:,}")
     table.add_row("end-to-end readings/s", f"{r['readings_per_s']:,}")
     if r.get("analytics"):
         table.add_row("readings/s incl. analytics caught up", f"{r['analytics_readings_per_s']:,}")
