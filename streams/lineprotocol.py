@@ -13,8 +13,8 @@ Escaping (checked by experiment against InfluxDB 1.6, ``tests/integration/test_l
 
 - tag keys, tag values and field keys: ``,``, ``=`` and space get a backslash; a backslash
   itself is stored literally (1.x has no ``\\\\`` escape in names), but one just before ``,``,
-  ``=``, space or the end would escape our escape or the separator after it (1.x reads field
-  keys differently from tags there), so that backslash is replaced;
+  ``=``, space, ``"`` or the end would escape our escape, the separator after it or (in field
+  keys, which 1.x reads differently from tags) the quote, so that backslash is replaced;
 - measurements: ``,`` and space get a backslash; 1.x unescapes measurement names twice, so a
   backslash in a measurement is replaced, and so is a leading ``#`` (a comment line);
 - string field values: ``\\`` and ``"`` get a backslash;
@@ -67,7 +67,7 @@ FieldValue = float | int | bool | str
 # controls (NEL U+0085 …), the Unicode line and paragraph separators, unpaired surrogates.
 _UNSAFE_NAME = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 # A backslash just before a character we escape, or at the end, cannot be stored in a name.
-_BAD_BACKSLASH = re.compile(r"\\(?=[,= ]|\Z)")
+_BAD_BACKSLASH = re.compile(r"\\(?=[,= \"]|\Z)")
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
 _STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})

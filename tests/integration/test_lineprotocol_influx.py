@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,9 +19,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from stationflow.contracts import Quality, Reading, ReadingBatch
 from stationflow.stack import Component, influx_create_db
 from stationflow.stack.components import influx_query, influx_quote
-from streams.lineprotocol import FieldValue, encode, line
+from streams.lineprotocol import FieldValue, batch_lines, encode, line
 
 NS = 1_795_248_000_000_000_000
 R = "\ufffd"
@@ -29,7 +31,11 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 SPECIAL = ',= "\\\n\r\t#\x00\x0b\x1f\x7f\x85\u2028\u2029\ufeff中é😀'
 chunks = st.lists(
-    st.one_of(st.sampled_from(list(SPECIAL)), st.characters(), st.sampled_from(["time", "水位", "\\,"])),
+    st.one_of(
+        st.sampled_from(list(SPECIAL)),
+        st.characters(),
+        st.sampled_from(["time", "水位", "\\,", '\\"', "\\\\", "\\=", "\\ ", "\\n"]),
+    ),
     max_size=6,
 )
 text = chunks.map("".join)
@@ -39,7 +45,8 @@ def stored_name(value: str) -> str:
     value = _CONTROL.sub(R, value)
     # a backslash before a character that gets escaped, or at the end, cannot be stored
     value = "".join(
-        R if c == "\\" and value[i + 1 : i + 2] in ("", ",", "=", " ") else c for i, c in enumerate(value)
+        R if c == "\\" and value[i + 1 : i + 2] in ("", ",", "=", " ", '"') else c
+        for i, c in enumerate(value)
     )
     return value or R
 
@@ -145,3 +152,49 @@ def test_arbitrary_strings_make_exactly_the_intended_points(
                 assert math.isclose(got[key], want, rel_tol=0, abs_tol=0) or got[key] == want
             else:
                 assert got[key] == want and type(got[key]) is type(want), (key, got[key], want)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(measurement=text, station=text, region=text, basin=text)
+def test_the_hot_path_stores_arbitrary_station_tags_exactly(
+    influxd: Component, fresh_db: Any, measurement: str, station: str, region: str, basin: str
+) -> None:
+    """``batch_lines`` (the raw → InfluxDB path, tags from the registry) under the same rules."""
+    t0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+    batch = ReadingBatch(
+        device_id="dev-1",
+        received_at=t0,
+        source="t",
+        readings=[
+            Reading(metric="pm25", value=35.5, ts=t0),
+            Reading(metric="level", value=1.25, ts=t0, quality=Quality.OVER_RANGE),
+        ],
+    )
+    tags = {"station": station, "region": region, "basin": basin}
+    written = batch_lines(batch, tags, measurement)
+    assert len(written) == 1 and "\n" not in written[0]
+    db = fresh_db()
+    response = httpx.post(
+        f"{influxd.url}/write", params={"db": db, "precision": "ns"}, content=encode(written), timeout=30
+    )
+    assert response.status_code == 204, (response.text, written)
+    name = stored_measurement(measurement) if measurement else "air"  # none given: the metrics' domain
+    shown = influx_query(influxd.url, db, "SHOW MEASUREMENTS")
+    assert {row[0] for row in shown[0]["values"]} == {name}
+    query = f"SELECT * FROM {influx_quote(name)}"  # noqa: S608 - a quoted identifier
+    (series,) = influx_query(influxd.url, db, query)
+    (values,) = series["values"]
+    row = {k: v for k, v in zip(series["columns"], values, strict=True) if v is not None}
+    want_tags = {k: stored_name(v) for k, v in tags.items() if v}
+    assert row == {
+        "time": int(t0.timestamp()) * 10**9,
+        "device": "dev-1",
+        "pm25": 35.5,
+        "level": 1.25,
+        "level_q": "T",
+        **want_tags,
+    }

@@ -1,7 +1,7 @@
 """Registry strings that become InfluxDB tags or keys refuse what line protocol cannot carry.
 
 Control characters and line separators (a region ``"440300\\nX"`` once injected a second
-point into InfluxDB), a backslash before ``,``/``=``/space or at the end, and the reserved
+point into InfluxDB), a backslash before ``,``/``=``/space/``"`` or at the end, and the reserved
 metric name ``time`` are refused with a 422 naming the field; human text is accepted as is.
 """
 
@@ -30,6 +30,7 @@ BAD = [
     "a\\,b",
     "a\\=b",
     "a\\ b",
+    'a\\"b',
 ]
 HUMAN = ["深圳市 南山区", "Pearl River, East = 东江", 'the "old" gauge', r"C:\gauges\01", "a\\\\b", "x\\y z"]
 
