@@ -35,14 +35,9 @@ REFUSED = (DataError, IntegrityError)
 Item = AlertEvent | AlertSync
 
 
-def parse(value: bytes) -> Item:
-    """An alert event, or the analytics' active set (raises ValidationError for neither)."""
-    try:
-        return AlertEvent.model_validate_json(value)
-    except ValidationError:
-        if b'"sync"' not in value:
-            raise
-    return AlertSync.model_validate_json(value)
+def parse(value: bytes, *, sync: bool) -> Item:
+    """An alert event, or (``sync``: from the sync topic) the analytics' active set."""
+    return AlertSync.model_validate_json(value) if sync else AlertEvent.model_validate_json(value)
 
 
 def _describe(item: Item) -> str:
@@ -64,6 +59,7 @@ class EventConsumer:
         console_url: str,
         maintenance: Callable[[str | None], bool],
         on_change: Callable[[int], None],
+        sync_topic: str | None = None,
         sync_grace_s: float = 30.0,
     ) -> None:
         self.bootstrap = bootstrap
@@ -73,6 +69,7 @@ class EventConsumer:
         self.console_url = console_url
         self.maintenance = maintenance
         self.on_change = on_change
+        self.sync_topic = sync_topic
         self.sync_grace = timedelta(seconds=sync_grace_s)
         self.ready = asyncio.Event()
 
@@ -136,7 +133,7 @@ class EventConsumer:
     async def run(self) -> None:
         """Until cancelled."""
         consumer = AIOKafkaConsumer(
-            self.topic,
+            *([self.topic] if self.sync_topic is None else [self.topic, self.sync_topic]),
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -154,7 +151,7 @@ class EventConsumer:
                         if record.value is None:
                             continue
                         try:
-                            events.append(parse(record.value))
+                            events.append(parse(record.value, sync=tp.topic == self.sync_topic))
                         except ValidationError as exc:
                             metrics.EVENTS.labels("invalid").inc()
                             logger.error(

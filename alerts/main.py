@@ -173,6 +173,7 @@ def create_app(
             console_url=settings.alerts_public_url,
             maintenance=maintenance,
             on_change=changed,
+            sync_topic=settings.topic(topics.ALERT_SYNC),
             sync_grace_s=settings.alerts_sync_grace_s,
         )
         app.state.consumer = consumer

@@ -360,7 +360,7 @@ class AlertEvent(BaseModel):
 class AlertSync(BaseModel):
     """The alerts the analytics hold raised, for every subject they hold state of.
 
-    Sent on ``alerts.events`` (key ``sync:<table>:<partition>``) by each worker for the table
+    Sent on ``alerts.sync`` (key ``sync:<table>:<partition>``) by each worker for the table
     partitions it owns, after its tables are recovered and then every
     ``STATIONFLOW_ANALYTICS_SYNC_S``. The alert service resolves an open alert of a listed
     subject whose ``alert_id`` is not listed, if nothing happened to it since well before

@@ -14,7 +14,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from stationflow.settings import CommonSettings
 
-__all__ = ["ALERTS", "CLEAN", "DEADLETTER", "HOURLY", "RAW", "REGISTRY", "ensure_topics"]
+__all__ = ["ALERTS", "ALERT_SYNC", "CLEAN", "DEADLETTER", "HOURLY", "RAW", "REGISTRY", "ensure_topics"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,8 @@ DEADLETTER = "readings.deadletter"
 REGISTRY = "registry"  # compacted: the latest DeviceRecord per device id
 HOURLY = "analytics.hourly"  # HourlyValues, keyed by station id
 ALERTS = "alerts.events"  # AlertEvent, keyed by alert id
-ALL_TOPICS = (RAW, CLEAN, DEADLETTER, REGISTRY, HOURLY, ALERTS)
+ALERT_SYNC = "alerts.sync"  # AlertSync: the alerts the analytics hold raised, per table partition
+ALL_TOPICS = (RAW, CLEAN, DEADLETTER, REGISTRY, HOURLY, ALERTS, ALERT_SYNC)
 COMPACTED = frozenset({REGISTRY})
 
 

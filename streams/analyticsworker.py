@@ -34,7 +34,7 @@ from stationflow.contracts import AlertEvent, AlertSync, DeviceRecord, HourlyVal
 from stationflow.logs import LogThrottle
 from stationflow.registryview import RegistryView
 from streams import metrics
-from streams.analytics.device import AnalyticsConfig, DeviceState, check_silence, update_device
+from streams.analytics.device import AnalyticsConfig, DeviceState, check_silence, nodata_limit, update_device
 from streams.analytics.rules import RuleState, Subject
 from streams.analytics.station import StationState, update_station
 from streams.catalog import domain_of
@@ -75,6 +75,7 @@ def install_analytics(
     clean = app.topic(settings.topic(topics.CLEAN), partitions=partitions)
     hourly = app.topic(settings.topic(topics.HOURLY), partitions=partitions)
     alerts = app.topic(settings.topic(topics.ALERTS), partitions=partitions)
+    alert_sync = app.topic(settings.topic(topics.ALERT_SYNC), partitions=partitions)
     # use_partitioner: the changelog partition is the key's hash, which is the partition the
     # key has on the source topic (same murmur2 partitioner, same raw key), so a table entry
     # can be written from a batch (take) or a timer without a "current event".
@@ -224,8 +225,14 @@ def install_analytics(
                 await store(lines)
             await durable(futures)
 
+    watching_since: list[float] = []  # when this worker first watched with its tables restored
+
     async def watch_silence() -> None:
         now = time.time()
+        if not _recovered(app):
+            return
+        if not watching_since:
+            watching_since.append(now)
         futures: list[Awaitable[Any]] = []
         lines: list[str] = []
         for key, value in list(devices.items()):
@@ -233,6 +240,11 @@ def install_analytics(
                 continue
             device_id = key.decode()
             record = registry.get(device_id) if registry is not None else None
+            if now - watching_since[0] <= nodata_limit(record, config):
+                # restored state, but this worker has not watched that long: the silence may be
+                # the stack's own downtime (`stationflow up` stopped), and queued readings may
+                # still be on their way
+                continue
             state = _load_device(value)
             domain = record.domain if record else "sensor"
             event = check_silence(state, device_id, record=record, domain=domain, now=now, config=config)
@@ -247,8 +259,7 @@ def install_analytics(
 
     async def announce() -> None:
         """Tell the alert service which alerts this worker holds raised (see ``AlertSync``)."""
-        recovery = getattr(app.tables, "recovery", None)  # TableManager's, not on its interface
-        if app.rebalancing or recovery is None or not recovery.completed.is_set():
+        if app.rebalancing or not _recovered(app):
             return  # tables incomplete: a missing entry must not read as "nothing raised"
         actives = app.assignor.assigned_actives()
         futures: list[Awaitable[Any]] = []
@@ -263,7 +274,9 @@ def install_analytics(
             for partition, subjects in held.items():
                 sync = AlertSync(subjects=subjects, at=at)
                 futures.append(
-                    await alerts.send(key=sync.key(name, partition), value=sync.model_dump_json().encode())
+                    await alert_sync.send(
+                        key=sync.key(name, partition), value=sync.model_dump_json().encode()
+                    )
                 )
         await durable(futures)
         metrics.ALERT_SYNCS.inc(len(futures))
@@ -273,6 +286,12 @@ def install_analytics(
 
 def _load_device(value: bytes | None) -> DeviceState:
     return DeviceState.load(orjson.loads(value) if value else None)
+
+
+def _recovered(app: faust.App) -> bool:
+    """Whether the tables have been restored from their changelogs since the worker started."""
+    recovery = getattr(app.tables, "recovery", None)  # TableManager's, not on its interface
+    return recovery is not None and bool(recovery.completed.is_set())
 
 
 def _held_by_partition(
