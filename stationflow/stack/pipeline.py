@@ -232,6 +232,7 @@ class Pipeline:
         groups = self.archive_spec().groups
         deadline = time.monotonic() + ArchiveSettings().drain_timeout_s
         zero = 0
+        lag: Mapping[str, int] = {}
         while time.monotonic() < deadline:
             lag = asyncio.run(group_lag(self.endpoints.kafka, groups))
             on_progress(lag)

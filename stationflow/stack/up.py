@@ -162,6 +162,9 @@ def _table(p: Pipeline, st: _Status) -> Table:
     table.add_row("stored (1 h)", "", f"{st.stored:,} values")
     table.add_row("dead letters", "", f"{st.rejected:,.0f}")
     table.add_row("open alerts", "", "starting…" if st.open_alerts is None else f"{st.open_alerts:,}")
+    if p.mirror is not None:
+        archived = f"{p.mirror.records:,} records" if p.mirror.error is None else "[red]stopped (see the log)"
+        table.add_row("state archive", "", archived)
     if st.restarts:
         table.add_row("restarts", "", f"[yellow]{st.restarts}")
     return table
