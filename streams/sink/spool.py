@@ -24,7 +24,6 @@ import os
 import re
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -136,16 +135,6 @@ class DiskSpool:
         """Delete a batch that has been delivered."""
         entry.path.unlink(missing_ok=True)
         self._forget(entry.seq)
-
-    def quarantine(self, entry: SpoolEntry) -> Path:
-        """Move a batch the server refused to ``rejected/``; return its new path."""
-        target_dir = self._dir / REJECTED_DIR
-        target_dir.mkdir(exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        target = target_dir / f"{stamp}-{entry.path.name}"
-        entry.path.replace(target)
-        self._forget(entry.seq)
-        return target
 
     def _recover(self) -> None:
         """Index ``.batch`` files from a previous process and delete stray ``.tmp`` files."""

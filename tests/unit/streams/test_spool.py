@@ -114,19 +114,6 @@ def test_unrelated_files_are_ignored(tmp_path: Path) -> None:
     assert (tmp_path / "README").exists()
 
 
-def test_quarantine_moves_batch_aside(tmp_path: Path) -> None:
-    spool = DiskSpool(tmp_path, max_bytes=1 << 20)
-    spool.append(b"bad line", 3)
-    spool.append(b"good", 1)
-    entry = spool.oldest()
-    assert entry is not None
-    kept = spool.quarantine(entry)
-    assert kept.parent == tmp_path / "rejected"
-    assert kept.read_bytes() == b"bad line"
-    assert (spool.batches, spool.points) == (1, 1)
-    assert DiskSpool(tmp_path, max_bytes=1 << 20).batches == 1  # rejected/ is not re-sent
-
-
 def test_vanished_file_is_skipped(tmp_path: Path) -> None:
     spool = DiskSpool(tmp_path, max_bytes=1 << 20)
     spool.append(b"one", 1)
