@@ -292,6 +292,15 @@ class BufferedSink(AsyncLifetime):
         stored = len(lines) - len(refused)
         if stored:  # ``points`` counts readings (a line may carry several): what is left of them
             metrics.POINTS_WRITTEN.inc(max(points - len(refused), stored))
+        if not refused:
+            logger.warning(
+                "influx refused a batch, then took each of its points stored=%d status=%d url=%s message=%s",
+                stored,
+                exc.status,
+                self._writer.url,
+                exc.message,
+            )
+            return
         logger.error(
             "influx refused points refused=%d stored=%d status=%d reason=%s url=%s kept_at=%s message=%s",
             len(refused),
