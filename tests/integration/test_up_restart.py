@@ -31,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.fleet import default_fleet
 from stationflow.contracts import DeviceRecord, HourlyValues, MetricSpec, Reading, StationInfo
+from stationflow.stack.archive import ArchiveStore
 from stationflow.stack.components import influx_query
 from stationflow.stack.monitor import count_points
 from stationflow.stack.ports import free_ports
@@ -393,6 +394,46 @@ def test_a_stop_and_start_of_up_forgets_nothing(up: Up) -> None:
             assert wait_for(lambda: _flood_statuses(api) is not None, timeout=90)
             assert _flood_statuses(api) == ["open"]
             # the level falls back below the warning level for more than the 15 min clear time
+            falling = [_level(t_flood + timedelta(minutes=m), 11.0) for m in range(2, 20)]
+            _publish_all(device, "river-rs1", falling)
+            assert wait_for(lambda: _flood_statuses(api) == ["resolved"], timeout=60), _flood_alerts(api)
+            (alert,) = _flood_alerts(api)
+            assert alert["resolved_by"] == "condition cleared"
+    finally:
+        device.loop_stop()
+    up.stop()
+
+
+def test_after_a_sigkill_of_every_process_the_archived_state_comes_back(up: Up) -> None:
+    """A power cut: nothing stops cleanly, no drain; what the archive had committed returns."""
+    up.start()
+    _register(up)
+    t_flood = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=40)
+    device = up.device("kill-test")
+    try:
+        _publish_all(
+            device, "river-rs1", [_level(t_flood, 11.0), _level(t_flood + timedelta(minutes=1), 13.0)]
+        )
+        _publish_all(device, "air-rs1", ["this is not json either"])
+        with up.alerts() as api:
+            assert wait_for(lambda: _flood_statuses(api) == ["open"], timeout=90), _flood_statuses(api)
+        archive = ArchiveStore(up.state / "kafka-archive")
+        # the dead letter and the gauge's rule state have reached the archive (flushed every 2 s)
+        assert wait_for(lambda: archive.counts()["log"] == 1, timeout=30), archive.counts()
+        entries = {(r.topic, r.key) for r in archive.table_records()}
+        assert ("stationflow-streams-devices-changelog", b"river-rs1") in entries, entries
+    finally:
+        device.loop_stop()
+    up.kill()  # every process at once, as a power cut
+
+    up.start()
+    device = up.device("kill-test-2")
+    try:
+        assert "air-rs1" in _deadletters(up, "air-rs1")
+        with up.alerts() as api:
+            assert wait_for(lambda: _flood_statuses(api) is not None, timeout=90)
+            assert _flood_statuses(api) == ["open"]
+            # the restored rule state clears the same alert
             falling = [_level(t_flood + timedelta(minutes=m), 11.0) for m in range(2, 20)]
             _publish_all(device, "river-rs1", falling)
             assert wait_for(lambda: _flood_statuses(api) == ["resolved"], timeout=60), _flood_alerts(api)
