@@ -63,7 +63,13 @@ def run_up(
         state_dir.resolve(),
         ports=ports,
         auth=True,
-        extra_env={"STATIONFLOW_STREAMS_REGISTRY": "true"},
+        extra_env={
+            "STATIONFLOW_STREAMS_REGISTRY": "true",
+            # one collector: a plain subscription, which Mosquitto 2.0.11 keeps across its
+            # restart (a shared one it drops, answering devices "no matching subscribers"
+            # until the collector has subscribed again)
+            "STATIONFLOW_INGEST_SHARE_GROUP": "",
+        },
         durable=True,
     )
     try:

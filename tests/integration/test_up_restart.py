@@ -272,20 +272,13 @@ def _register(up: Up) -> None:
              "basin": "Pearl", "warning_level": 12.5, "guaranteed_level": 14.0},
             {"id": "st-rs-flow", "name": "Restart flow", "kind": "gauge", "region": "440300"},
         ]  # fmt: skip
+        gauges = {"river-rs1": "st-rs-gauge", "flow-rs1": "st-rs-flow", "early-rs1": "st-rs-flow"}
         devices = [
             {"id": "air-rs1", "type": "air-station", "station_id": "st-rs-air", "expected_interval_s": 60},
-            {
-                "id": "river-rs1",
-                "type": "level-gauge",
-                "station_id": "st-rs-gauge",
-                "expected_interval_s": 3600,
-            },
-            {
-                "id": "flow-rs1",
-                "type": "level-gauge",
-                "station_id": "st-rs-flow",
-                "expected_interval_s": 3600,
-            },
+            *[
+                {"id": d, "type": "level-gauge", "station_id": st, "expected_interval_s": 3600}
+                for d, st in gauges.items()
+            ],
         ]
         for body in stations:
             assert api.post("/stations", json=body).status_code == 201, body
@@ -303,6 +296,32 @@ def _publish_all(client: mqtt.Client, device: str, bodies: list[str]) -> None:
 
 def _level(at: datetime, value: float) -> str:
     return json.dumps({"readings": [{"metric": "level", "value": value, "unit": "m", "ts": iso(at)}]})
+
+
+EARLY = 20
+
+
+def _send_early(up: Up, infos: list[mqtt.MQTTMessageInfo]) -> None:
+    """Publish EARLY readings for early-rs1 the moment the broker accepts a connection."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client = up.device("early-device")
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+    try:
+        start = datetime.now(UTC) - timedelta(minutes=10)
+        for i in range(EARLY):
+            infos.append(
+                client.publish("devices/early-rs1/readings", _level(start + timedelta(seconds=i), 2.0), qos=1)
+            )
+        for info in infos:
+            info.wait_for_publish(timeout=30)
+    finally:
+        client.loop_stop()
 
 
 def _deadletters(up: Up, device: str) -> str:
@@ -357,9 +376,17 @@ def test_a_stop_and_start_of_up_forgets_nothing(up: Up) -> None:
     assert sim_acked == sim_msgs > 0
 
     # --- second run, same state dir and ports --------------------------------------------
+    # a device that sends as soon as the broker is back, before the collector has subscribed
+    early: list[mqtt.MQTTMessageInfo] = []
+    sender = threading.Thread(target=_send_early, args=(up, early), daemon=True)
+    sender.start()
     up.start()
+    sender.join(timeout=60)
     device = up.device("restart-test-2")
     try:
+        early_q = "SELECT count(level) FROM hydro WHERE device='early-rs1'"
+        assert len(early) == EARLY and all(info.is_published() for info in early)
+        assert wait_for(lambda: _count(up.influx, early_q) == EARLY, timeout=60), _count(up.influx, early_q)
         # every acknowledged reading of the flowing device is stored, once (≤ what was sent)
         flow_q = "SELECT count(level) FROM hydro WHERE device='flow-rs1'"
         assert wait_for(lambda: _count(up.influx, flow_q) >= flow.acked, timeout=60), (
