@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from stationflow import topics
 from stationflow.contracts import DeviceRecord
-from stationflow.kafka import start_with_retry
+from stationflow.kafka import start_with_retry, true_end_offsets
 from stationflow.settings import CommonSettings
 
 __all__ = ["RegistryFollower", "RegistryView"]
@@ -135,13 +135,22 @@ class RegistryFollower:
             if not self._offsets_started:
                 await asyncio.wait_for(self._offsets.start(), RESET_CHECK_TIMEOUT_S)
                 self._offsets_started = True
-            end = await asyncio.wait_for(
+            listed = await asyncio.wait_for(
                 self._offsets.end_offsets(self._partitions_list), RESET_CHECK_TIMEOUT_S
+            )
+            positions = {tp: await self.consumer.position(tp) for tp in self._partitions_list}
+            suspect = [tp for tp in self._partitions_list if tp in listed and positions[tp] > listed[tp]]
+            if not suspect:
+                return
+            # Tansu lists the last batch's base offset + 1 as the end: ask for the real one
+            # before calling the topic reset (else every multi-record batch looks like a reset).
+            end = await asyncio.wait_for(
+                true_end_offsets(self._offsets, suspect, RESET_CHECK_TIMEOUT_S), 2 * RESET_CHECK_TIMEOUT_S
             )
         except (TimeoutError, KafkaError, OSError):
             return  # broker unreachable: check again later
         behind = {}
-        for tp in self._partitions_list:
+        for tp in suspect:
             position = await self.consumer.position(tp)
             if tp in end and position > end[tp]:
                 behind[tp.partition] = (position, end[tp])

@@ -37,6 +37,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stationflow.kafka import true_end_offsets
+
 __all__ = [
     "ArchiveSettings",
     "ArchiveSpec",
@@ -265,35 +267,15 @@ async def _partitions(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list
 
 
 async def end_offsets(bootstrap: str, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-    """The offset after the last record of each partition.
-
-    Not ``ListOffsets``: Tansu 0.6 answers it with the *base* offset of the last record batch
-    plus one (measured: 15 records in two batches of 10 and 5 → 11), so a producer's batch
-    looks partly consumed forever. The fetch response's high watermark is right: read the
-    last batch (from that base offset) and take it.
-    """
+    """The offset after the last record of each partition (see :func:`stationflow.kafka.true_end_offsets`:
+    Tansu lists the last batch's base offset + 1, so a producer's batch would look partly
+    consumed forever)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        listed = await consumer.end_offsets(list(tps))
-        out = {tp: 0 for tp in tps if listed[tp] == 0}
-        pending = [tp for tp in tps if listed[tp] > 0]
-        consumer.assign(pending)
-        for tp in pending:
-            consumer.seek(tp, listed[tp] - 1)
-        deadline = time.monotonic() + KAFKA_TIMEOUT_MS / 1000
-        while pending and time.monotonic() < deadline:
-            await consumer.getmany(*pending, timeout_ms=FETCH_TIMEOUT_MS, max_records=1)
-            for tp in list(pending):
-                highwater = consumer.highwater(tp)
-                if highwater is not None:
-                    out[tp] = max(highwater, listed[tp])
-                    pending.remove(tp)
-        for tp in pending:  # no answer in time: the listed offset, which may be short
-            out[tp] = listed[tp]
+        return await true_end_offsets(consumer, tps, KAFKA_TIMEOUT_MS / 1000)
     finally:
         await consumer.stop()
-    return out
 
 
 async def _behind(consumer: AIOKafkaConsumer, end: Mapping[TopicPartition, int]) -> bool:
