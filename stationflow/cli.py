@@ -80,6 +80,14 @@ def bench(
             "(with analytics: until the analytics agent has caught up).",
         ),
     ] = False,
+    durable: Annotated[
+        bool,
+        typer.Option(
+            "--durable",
+            help="Run the stack as `stationflow up` does: Mosquitto persistence and the Kafka state "
+            "archive (changelogs and dead letters mirrored to disk), to measure what durability costs.",
+        ),
+    ] = False,
     alerts: Annotated[
         bool,
         typer.Option(
@@ -125,6 +133,7 @@ def bench(
             collectors=collectors,
             workers=workers,
             analytics=analytics,
+            durable=durable,
         )
     )
 

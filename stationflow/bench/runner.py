@@ -136,10 +136,13 @@ def run_bench(
     collectors: int = 1,
     workers: int = 1,
     analytics: bool = False,
+    durable: bool = False,
 ) -> int:
     """Run the benchmark; print JSON or a table; return the exit code (1 if anything was lost).
 
-    ``analytics``: run twice, analytics off then on, and report both.
+    ``analytics``: run twice, analytics off then on, and report both. ``durable``: run the
+    stack as ``stationflow up`` does (Mosquitto persistence, the Kafka state archive
+    mirroring changelogs and dead letters), to measure what durability costs.
     """
     console = Console(stderr=True, quiet=as_json)
     kwargs: dict[str, Any] = {
@@ -149,6 +152,7 @@ def run_bench(
         "devices": devices,
         "collectors": collectors,
         "workers": workers,
+        "durable": durable,
     }
     if not analytics:
         result = _run_once(console, analytics=False, **kwargs)
@@ -186,6 +190,7 @@ def _run_once(
     devices: int,
     collectors: int,
     workers: int,
+    durable: bool = False,
 ) -> dict[str, Any]:
     from stationflow.bench.loadgen import run_load
 
@@ -198,6 +203,7 @@ def _run_once(
                 "STATIONFLOW_ANALYTICS_ENABLED": str(analytics).lower(),
                 "STATIONFLOW_STREAMS_REGISTRY": "false",
             },
+            durable=durable,
         )
         with pipeline:
             with console.status("starting the stack…") as status:
@@ -224,6 +230,7 @@ def _run_once(
                 devices=devices,
             )
             result["analytics"] = analytics
+            result["durable"] = durable
             if analytics:
                 with console.status("waiting for the analytics agent to catch up…"):
                     urls = [
