@@ -37,6 +37,7 @@ __all__ = [
     "rain_readings",
     "readings",
     "river_readings",
+    "shipment_of",
     "water_readings",
 ]
 
@@ -109,6 +110,7 @@ class ColdChainLogger:
     mode: Literal["fridge", "freezer"] = "fridge"
     ambient_c: float = 22.0
     doors_per_h: float = 4.0
+    trip_h: float = 12.0  # a new shipment (id in every reading) every trip_h hours
 
 
 DeviceSpec = AirStation | WaterStation | RainGauge | RiverGauge | ColdChainLogger
@@ -420,10 +422,21 @@ def cold_readings(spec: ColdChainLogger, t: datetime, rng: random.Random) -> lis
         temp += _defrost(spec.device_id, epoch)
     rh = mode.humidity + 15.0 * excursion / max(gap, 1.0) + rng.gauss(0, 2)
     ts = format_ts(t)
-    return [
+    ship = shipment_of(spec, t)
+    out = [
         _reading("temperature", temp, "degC", ts, 2),
         _reading("humidity", _clamp(rh, 5, 100), "%", ts, 1),
     ]
+    for r in out:
+        r["shipment"] = ship
+    return out
+
+
+def shipment_of(spec: ColdChainLogger, t: datetime) -> str:
+    """The shipment a logger travels with at ``t``: ``<device>-<UTC start of the trip>``."""
+    period = max(spec.trip_h, 1.0) * _HOUR
+    start = datetime.fromtimestamp(_epoch(t) // period * period, UTC)
+    return f"{spec.device_id}-{start:%Y%m%dT%H%MZ}"
 
 
 # ---------------------------------------------------------------- fleet

@@ -18,6 +18,7 @@ from devices.fleet import (
     DeviceSpec,
     RainGauge,
     RiverGauge,
+    cold_readings,
     default_fleet,
     readings,
 )
@@ -218,3 +219,15 @@ def test_readings_of_a_fleet_vary_by_station() -> None:
             pm[spec.device_id].append(v["pm25"])
     means = {k: statistics.mean(v) for k, v in pm.items()}
     assert means["air-002"] > means["air-001"] > means["air-003"]
+
+
+def test_a_logger_names_its_shipment_and_starts_a_new_one_each_trip() -> None:
+    spec = ColdChainLogger("cold-002", trip_h=12.0)
+    t0 = datetime(2026, 11, 21, 11, 59, tzinfo=UTC)
+    rng = random.Random(1)
+    first = cold_readings(spec, t0, rng)
+    later = cold_readings(spec, t0 + timedelta(minutes=2), rng)
+    assert {r["shipment"] for r in first} == {"cold-002-20261121T0000Z"}
+    assert {r["shipment"] for r in later} == {"cold-002-20261121T1200Z"}
+    for r in first + later:  # the contract takes it, and it is tag-safe
+        assert Reading.model_validate(r).shipment == r["shipment"]
