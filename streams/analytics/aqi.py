@@ -23,6 +23,8 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Final, Literal, NamedTuple
 
+from streams.analytics.validity import exact
+
 __all__ = [
     "BREAKPOINTS",
     "CATEGORIES",
@@ -378,7 +380,7 @@ def _score(
 ) -> _Score:
     """IAQI of indicator ``key`` (exact arithmetic, ceiling) with the special rules applied."""
     column = _column(key)
-    c = _exact(value)
+    c = exact(value)
     if c is None or c < 0:
         return _Score(None)
     if round_concentration if round_concentration is not None else std is Standard.HJ_633_2026:
@@ -402,21 +404,6 @@ def _column(key: str) -> str:
     if column not in _BP_2012:
         raise ValueError(f"no IAQI breakpoints for {key!r}")
     return column
-
-
-def _exact(value: Concentration) -> Fraction | None:
-    """The exact value of a concentration (a float at its shortest repr); None if not finite."""
-    if isinstance(value, bool):
-        raise TypeError("a concentration cannot be a bool")
-    if isinstance(value, Fraction):
-        return value
-    if isinstance(value, int):
-        return Fraction(value)
-    if isinstance(value, Decimal):
-        return Fraction(value) if value.is_finite() else None
-    if not math.isfinite(value):
-        return None
-    return Fraction(repr(float(value)))
 
 
 def _indicator_values(
