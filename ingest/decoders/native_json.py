@@ -209,4 +209,12 @@ def _describe(error: Any) -> str:
         msg = "timestamp has no UTC offset; add 'Z' or e.g. '+08:00'"
     elif error["type"] == "extra_forbidden":
         msg = "unknown field"
+    elif error["type"] == "string_pattern_mismatch" and error["loc"][-1:] == ("shipment",):
+        # the pattern itself (stationflow.tagtext) means nothing to a device integrator
+        msg = (
+            "shipment must not contain control characters or line breaks, nor a backslash "
+            'before a comma, "=", a space, a quote or the end'
+        )
+    elif error["type"] == "string_pattern_mismatch" and error["loc"][-1:] == ("metric",):
+        msg = "metric must be a letter then up to 63 letters, digits or _ . - (e.g. pm25, a34004)"
     return f"{_where(error)}: {msg}"

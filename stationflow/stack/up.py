@@ -150,7 +150,8 @@ def _banner(console: Console, p: Pipeline) -> None:
         "  see the data:\n"
         f"    curl -sG '{ep.influx_url}/query' --data-urlencode 'db={ep.influx_db}' "
         f'--data-urlencode "q={q}"\n'
-        "  Ctrl-C stops every process.\n"
+        "  refused: stationflow deadletters (messages), stationflow rejected (points InfluxDB refused)\n"
+        "  Ctrl-C stops every process (it drains Kafka and keeps its state for the next start).\n"
     )
 
 

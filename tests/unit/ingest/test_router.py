@@ -105,6 +105,16 @@ def test_epoch_timestamps_are_accepted() -> None:
         pytest.param(_msg(ts="2026-11-21T09:00:00Z"), TOPIC, "ts_future", "device clock", id="future"),
         pytest.param(_msg(ts="2020-01-01T00:00:00Z"), TOPIC, "ts_past", "device clock", id="past"),
         pytest.param(_msg(metric="pm 2.5"), TOPIC, "invalid_schema", "readings[0].metric", id="bad-metric"),
+        pytest.param(
+            _msg(metric="pm 2.5"), TOPIC, "invalid_schema", "metric must be a letter then", id="metric-words"
+        ),
+        pytest.param(
+            _msg(shipment="SH-1\nX"),
+            TOPIC,
+            "invalid_schema",
+            "readings[0].shipment: shipment must not contain control characters",
+            id="shipment-newline",
+        ),
         pytest.param(_msg(quality="X"), TOPIC, "invalid_schema", "readings[0].quality", id="bad-quality"),
         pytest.param(_msg(colour="red"), TOPIC, "invalid_schema", "unknown field", id="extra-field"),
         pytest.param(
