@@ -38,12 +38,14 @@ __all__ = [
     "DeadLetter",
     "DeviceRecord",
     "DeviceStatus",
+    "Hj212Link",
     "HourlyValues",
     "MetricSpec",
     "Quality",
     "Reading",
     "ReadingBatch",
     "Severity",
+    "Sl651Link",
     "StationInfo",
     "encode_batch",
     "to_utc",
@@ -211,6 +213,9 @@ class MetricSpec(BaseModel):
     min: float | None = Field(default=None, description="values below are flagged T")
     max: float | None = Field(default=None, description="values above are flagged T")
     hj212_code: str | None = Field(default=None, description="HJ 212 pollutant code, e.g. 'a34004'")
+    sl651_code: str | None = Field(
+        default=None, max_length=16, description="SL 651 element (ASCII identifier), e.g. 'Z', 'PN05', 'DRP'"
+    )
 
 
 class Calibration(BaseModel):
@@ -236,6 +241,43 @@ class StationInfo(BaseModel):
     attributes: dict[str, float | str] = Field(default_factory=dict)
 
 
+Protocol = Literal["json", "senml", "hj212", "sl651"]
+Hj212Crc = Literal["hj212", "modbus", "modbus_swapped"]
+Sl651Ack = Literal["eot", "esc", "none"]
+
+
+class Hj212Link(BaseModel):
+    """How an HJ 212 station (or its data logger / DTU) is recognised and answered."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mn: str = Field(
+        min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$", description="station MN (opaque key)"
+    )
+    password_hash: str | None = Field(
+        default=None, description="stationflow.passwords hash of the PW field; None: PW not checked"
+    )
+    crc: Hj212Crc | None = Field(default=None, description="pinned CRC variant; None accepts all three")
+    strict: bool = Field(
+        default=False, description="refuse frames with field deviations instead of counting them"
+    )
+    allow_from: list[str] = Field(default_factory=list, description="source IP networks (CIDR); empty: any")
+
+
+class Sl651Link(BaseModel):
+    """How an SL 651 RTU is recognised and answered."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str = Field(pattern=r"^[0-9A-F]{10}$", description="RTU address, 10 hex digits as printed")
+    password_hash: str | None = Field(
+        default=None, description="stationflow.passwords hash of the 4-hex-digit password; None: not checked"
+    )
+    ack: Sl651Ack = Field(default="eot", description="confirmation end character (M2); 'none' for M1 RTUs")
+    level_base_m: float = Field(default=0.0, allow_inf_nan=False, description="DRZ level base (水位基值)")
+    allow_from: list[str] = Field(default_factory=list, description="source IP networks (CIDR); empty: any")
+
+
 class DeviceRecord(BaseModel):
     """A registered device as the pipeline sees it; topic ``registry`` (compacted), key device id.
 
@@ -254,6 +296,9 @@ class DeviceRecord(BaseModel):
     calibration: dict[str, Calibration] = Field(default_factory=dict)
     thresholds: dict[str, float] = Field(default_factory=dict, description="station overrides by name")
     expected_interval_s: int | None = Field(default=None, gt=0)
+    protocol: Protocol = Field(default="json", description="what the device speaks")
+    hj212: Hj212Link | None = None
+    sl651: Sl651Link | None = None
     updated_at: UtcDatetime
 
     def key(self) -> bytes:

@@ -36,10 +36,12 @@ RESET_CHECK_TIMEOUT_S = 2.0
 
 
 class RegistryView:
-    """device id → latest DeviceRecord."""
+    """device id → latest DeviceRecord, with the protocol keys (HJ 212 MN, SL 651 address) indexed."""
 
     def __init__(self) -> None:
         self._records: dict[str, DeviceRecord] = {}
+        self._by_mn: dict[str, str] = {}
+        self._by_address: dict[str, str] = {}
         self.ready = asyncio.Event()
         self._catch_up: Callable[[float], Awaitable[bool]] | None = None
 
@@ -60,6 +62,25 @@ class RegistryView:
         """The device's record, or None if it is not registered."""
         return self._records.get(device_id)
 
+    def by_hj212_mn(self, mn: str) -> DeviceRecord | None:
+        """The device registered with this HJ 212 MN, or None."""
+        device_id = self._by_mn.get(mn)
+        return None if device_id is None else self._records.get(device_id)
+
+    def by_sl651_address(self, address: str) -> DeviceRecord | None:
+        """The device registered with this SL 651 RTU address (10 hex digits, upper case), or None."""
+        device_id = self._by_address.get(address.upper())
+        return None if device_id is None else self._records.get(device_id)
+
+    def _unindex(self, device_id: str) -> None:
+        old = self._records.pop(device_id, None)
+        if old is None:
+            return
+        if old.hj212 is not None and self._by_mn.get(old.hj212.mn) == device_id:
+            del self._by_mn[old.hj212.mn]
+        if old.sl651 is not None and self._by_address.get(old.sl651.address) == device_id:
+            del self._by_address[old.sl651.address]
+
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one registry record (a None value deletes the device)."""
         if key is None:
@@ -67,14 +88,19 @@ class RegistryView:
             return
         device_id = key.decode(errors="replace")
         if value is None:
-            self._records.pop(device_id, None)
+            self._unindex(device_id)
             return
         try:
             record = DeviceRecord.model_validate_json(value)
         except ValidationError as exc:
             logger.error("invalid registry record device_id=%s reason=%s", device_id, exc.errors()[0]["msg"])
             return
+        self._unindex(record.device_id)
         self._records[record.device_id] = record
+        if record.hj212 is not None:
+            self._by_mn[record.hj212.mn] = record.device_id
+        if record.sl651 is not None:
+            self._by_address[record.sl651.address] = record.device_id
 
 
 class RegistryFollower:
