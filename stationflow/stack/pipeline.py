@@ -37,7 +37,7 @@ from stationflow.stack.components import (
     start_mosquitto,
     start_tansu,
 )
-from stationflow.stack.ports import free_port
+from stationflow.stack.ports import LOOPBACK, free_port
 from stationflow.stack.procs import ManagedProcess, StackError
 
 __all__ = ["Endpoints", "Pipeline", "service_env", "service_name", "start_service"]
@@ -54,6 +54,22 @@ REGISTRY_READY_LINE = "Application startup complete"
 REGISTRY_READY_S = 60.0
 ALERTS_READY_LINE = "alert service ready"
 ALERTS_READY_S = 60.0
+# The TCP collector (``python -m ingest.tcp``) logs one line per protocol once it listens; it
+# binds after it has read the registry topic, which takes seconds.
+TCP_READY_LINES = ("listening protocol=hj212", "listening protocol=sl651")
+TCP_READY_S = 60.0
+# Service kind → module run as ``python -m <module>``.
+SERVICE_MODULES = {
+    "ingest": "ingest",
+    "tcp": "ingest.tcp",
+    "streams": "streams",
+    "devices": "devices",
+    "alerts": "alerts",
+}
+# Stop order: both collectors first (nothing new enters Kafka), then the worker drains; the
+# alert service delivers what it has; the registry last.
+STOP_ORDER = ("ingest", "tcp", "streams", "alerts", "devices")
+COLLECTORS = ("ingest", "tcp")
 # A draining stop polls the consumer groups' lag; two zero readings a poll apart mean done
 # (Faust commits every second; a worker that just consumed may still be producing downstream).
 DRAIN_POLL_S = 1.0
@@ -98,32 +114,36 @@ def service_env(
     return env
 
 
-def _log_contains(path: Path, needle: str, offset: int) -> Callable[[], bool]:
+def _log_contains(path: Path, needles: tuple[str, ...], offset: int) -> Callable[[], bool]:
+    """Whether every one of ``needles`` was logged after ``offset``."""
+
     def check() -> bool:
         try:
             with path.open("rb") as fh:
                 fh.seek(offset)
-                return needle.encode() in fh.read()
+                text = fh.read()
         except FileNotFoundError:
             return False
+        return all(needle.encode() in text for needle in needles)
 
     return check
 
 
 def start_service(kind: str, *, env: Mapping[str, str], log_path: Path, wait: bool = True) -> ManagedProcess:
-    """Start ``python -m <kind>`` (ingest, streams, devices, alerts) and wait until it is ready."""
-    ready_line, timeout = {
-        "ingest": (INGEST_READY_LINE, INGEST_READY_S),
-        "streams": (STREAMS_READY_LINE, STREAMS_READY_S),
-        "devices": (REGISTRY_READY_LINE, REGISTRY_READY_S),
-        "alerts": (ALERTS_READY_LINE, ALERTS_READY_S),
+    """Start a service (ingest, tcp, streams, devices, alerts) and wait until it is ready."""
+    ready_lines, timeout = {
+        "ingest": ((INGEST_READY_LINE,), INGEST_READY_S),
+        "tcp": (TCP_READY_LINES, TCP_READY_S),
+        "streams": ((STREAMS_READY_LINE,), STREAMS_READY_S),
+        "devices": ((REGISTRY_READY_LINE,), REGISTRY_READY_S),
+        "alerts": ((ALERTS_READY_LINE,), ALERTS_READY_S),
     }[kind]
-    proc = ManagedProcess(kind, [sys.executable, "-m", kind], log_path=log_path, env=env)
+    proc = ManagedProcess(kind, [sys.executable, "-m", SERVICE_MODULES[kind]], log_path=log_path, env=env)
     offset = log_path.stat().st_size if log_path.exists() else 0
     proc.start()
     if wait:
         try:
-            proc.wait_ready(_log_contains(log_path, ready_line, offset), timeout)
+            proc.wait_ready(_log_contains(log_path, ready_lines, offset), timeout)
         except BaseException:
             proc.stop()  # never leave an unready child behind
             raise
@@ -132,7 +152,12 @@ def start_service(kind: str, *, env: Mapping[str, str], log_path: Path, wait: bo
 
 @dataclass
 class Pipeline:
-    """Tansu + Mosquitto + InfluxDB 1.x + collector + stream worker under one state dir."""
+    """Tansu + Mosquitto + InfluxDB 1.x + collectors + stream worker under one state dir.
+
+    ``ports`` names fixed ports: ``kafka``, ``mqtt``, ``influx``, ``ingest_metrics``,
+    ``streams_metrics``, ``registry``, ``alerts``, and for the TCP collector ``hj212``,
+    ``sl651`` and ``tcp_metrics``; any other is a free port chosen once.
+    """
 
     state_dir: Path
     topic_prefix: str = ""
@@ -254,6 +279,11 @@ class Pipeline:
                 configured = self.ports.get(f"{kind}_metrics") if instance == 1 else None
                 self.metrics_ports[name] = configured or free_port()
             extra.setdefault(f"STATIONFLOW_{kind.upper()}_METRICS_PORT", str(self.metrics_ports[name]))
+        if kind == "tcp":
+            extra["STATIONFLOW_HJ212_PORT"] = str(self.hj212_port)
+            extra["STATIONFLOW_SL651_PORT"] = str(self.sl651_port)
+            extra.setdefault("STATIONFLOW_TCP_BIND", LOOPBACK)
+            extra.setdefault("STATIONFLOW_TCP_METRICS_PORT", str(self.tcp_metrics_port))
         if kind == "ingest" and self.accounts is not None:
             extra["STATIONFLOW_MQTT_USERNAME"], extra["STATIONFLOW_MQTT_PASSWORD"] = self.accounts.collector
         if kind == "devices":
@@ -272,7 +302,7 @@ class Pipeline:
                 extra["STATIONFLOW_MQTT_USERNAME"], extra["STATIONFLOW_MQTT_PASSWORD"] = self.accounts.alerts
         if kind == "streams":
             extra["STATIONFLOW_STREAMS_INSTANCE"] = str(instance)
-        elif instance > 1:
+        elif kind == "ingest" and instance > 1:
             # Collectors share the subscription group but each needs its own MQTT session.
             base = extra.get("STATIONFLOW_INGEST_CLIENT_ID", "stationflow-ingest")
             extra["STATIONFLOW_INGEST_CLIENT_ID"] = f"{base}-{instance}"
@@ -281,12 +311,33 @@ class Pipeline:
         )
 
     def start(self, kind: str, *, instance: int = 1, wait: bool = True) -> ManagedProcess:
-        """Start (or restart) one of our services: ``ingest`` or ``streams``."""
+        """Start (or restart) a service: ``ingest``, ``tcp``, ``streams``, ``devices`` or ``alerts``."""
         name = service_name(kind, instance)
         log_path = self.state_dir / "logs" / f"{name}.log"
         proc = start_service(kind, env=self.env(kind, instance), log_path=log_path, wait=wait)
         self.services[name] = proc
         return proc
+
+    def _port(self, name: str, configured: str | None = None) -> int:
+        """``ports[configured or name]``, else a free port, chosen once and kept under ``name``."""
+        if name not in self.metrics_ports:
+            self.metrics_ports[name] = self.ports.get(configured or name) or free_port()
+        return self.metrics_ports[name]
+
+    @property
+    def hj212_port(self) -> int:
+        """Where the TCP collector listens for HJ 212 stations."""
+        return self._port("hj212")
+
+    @property
+    def sl651_port(self) -> int:
+        """Where the TCP collector listens for SL 651 RTUs."""
+        return self._port("sl651")
+
+    @property
+    def tcp_metrics_port(self) -> int:
+        """The TCP collector's Prometheus endpoint (``metrics_ports["tcp"]``)."""
+        return self._port("tcp", "tcp_metrics")
 
     @property
     def registry_port(self) -> int:
@@ -344,16 +395,14 @@ class Pipeline:
         topics (``on_drain`` sees the lag), stop the other services, finish the archive
         (mirror caught up, anything still unconsumed kept), and only then stop the brokers.
         """
-        # collectors drain first, then the worker; the alert service delivers what it has; registry last
-        order = ("ingest", "streams", "alerts", "devices")
         if self.durable and self.endpoints is not None and self.mirror is not None:
-            for name in [n for n in self.services if n.split("-")[0] == "ingest"]:
+            for name in [n for n in self.services if n.split("-")[0] in COLLECTORS]:
                 self._stop_service(name)
             try:
                 self.drain(on_drain or (lambda _: None))
             except Exception:  # a broker that is gone cannot be drained: stop the rest anyway
                 logger.exception("drain failed")
-        for name in sorted(self.services, key=lambda n: order.index(n.split("-")[0])):
+        for name in sorted(self.services, key=lambda n: STOP_ORDER.index(n.split("-")[0])):
             self._stop_service(name)
         if self.mirror is not None:
             self._finish_archive()
