@@ -61,8 +61,16 @@ def up(
     )
 
 
-@app.command()
+bench_app = typer.Typer(
+    no_args_is_help=False,
+    add_completion=False,
+)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback(invoke_without_command=True)
 def bench(
+    ctx: typer.Context,
     readings: Annotated[int, typer.Option(help="Readings to push through the pipeline.")] = 200_000,
     per_message: Annotated[int, typer.Option(help="Readings per MQTT message.")] = 5,
     publishers: Annotated[int, typer.Option(help="Load generator processes.")] = 2,
@@ -108,7 +116,11 @@ def bench(
     Reports readings/s (first publish → last reading visible in InfluxDB), publish → visible
     latency percentiles from probe readings, peak RSS per process, and lost readings. Without
     --analytics the worker runs with analytics off (the spine alone).
+
+    `stationflow bench hj212` measures the HJ 212 TCP collector instead (see its --help).
     """
+    if ctx.invoked_subcommand is not None:
+        return  # a sub-bench (hj212) runs with its own options
     if alerts:
         from stationflow.bench.alertbench import run_alert_bench
 
@@ -134,6 +146,49 @@ def bench(
             workers=workers,
             analytics=analytics,
             durable=durable,
+        )
+    )
+
+
+@bench_app.command("hj212")
+def bench_hj212(
+    connections: Annotated[
+        int, typer.Option(help="HJ 212 stations, each on its own TCP connection, all open at once.")
+    ] = 1000,
+    minutes: Annotated[int, typer.Option(help="Minute records (CN 2051) each station uploads.")] = 10,
+    steady: Annotated[
+        int,
+        typer.Option(
+            help="Of those, how many each station sends paced (one per --steady-interval) after "
+            "uploading the others back to back as a backlog."
+        ),
+    ] = 0,
+    steady_interval: Annotated[float, typer.Option(help="Seconds between paced records.")] = 1.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+) -> None:
+    """N concurrent HJ 212 stations → TCP collector → Kafka → Faust → InfluxDB, measured.
+
+    Starts a private stack (Tansu, InfluxDB, the TCP collector, the stream worker), registers
+    N stations (MN HJBENCH00001…, password hashed), opens N TCP connections and keeps them all
+    open; each station uploads its minute records (6 pollutants, Flag=5) one frame at a time,
+    waiting for the 9014 acknowledgement (resending after 10 s, 3 retries) before the next.
+    Then it waits until every reading is in InfluxDB.
+
+    Reports connections, frames sent/acknowledged, frames/s, ack latency p50/p99, readings
+    stored vs sent, and CPU seconds, CPU µs per frame and peak RSS of the collector and the
+    worker. Exits 1, saying why, if a frame was never acknowledged or a reading is missing.
+    """
+    from stationflow.bench.hj212bench import run_hj212_bench
+
+    raise typer.Exit(
+        run_hj212_bench(
+            connections=connections,
+            minutes=minutes,
+            steady=steady,
+            steady_interval_s=steady_interval,
+            as_json=as_json,
         )
     )
 

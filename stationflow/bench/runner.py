@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stationflow.bench.sampler import Sampler
 from stationflow.stack.components import influx_query
 from stationflow.stack.monitor import scrape_counter
 from stationflow.stack.pipeline import Pipeline
@@ -44,7 +45,6 @@ __all__ = ["run_bench"]
 POLL_S = 0.05  # probe poll interval: the latency resolution
 COUNT_EVERY_S = 0.5  # how often the stored total is counted
 STALL_S = 60.0  # give up waiting when the stored count has not moved for this long
-RSS_EVERY_S = 0.5
 MEASUREMENT = "sensor"  # bench metrics m0..mN are generic, so they land in `sensor`
 PROBE_DEVICE = "bench-probe"
 
@@ -69,45 +69,6 @@ class _Probes:
 
     def latencies_ms(self) -> list[float]:
         return sorted((seen - ts) / 1e6 for ts, seen in self.seen.items())
-
-
-class _Sampler(threading.Thread):
-    """Peak RSS and CPU time of the stack's processes, sampled in the background."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        super().__init__(daemon=True)
-        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
-        self.peak: dict[str, float] = dict.fromkeys(pids, 0.0)
-        self.cpu: dict[str, float] = dict.fromkeys(pids, 0.0)
-        self.cpu0 = {name: _cpu(p) for name, p in self.procs.items()}
-        self.stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop_event.wait(RSS_EVERY_S):
-            self.sample()
-
-    def sample(self) -> None:
-        me = psutil.Process()
-        known = {p.pid for p in self.procs.values()}
-        loadgen = [c for c in me.children(recursive=True) if c.pid not in known]
-        for name, proc in self.procs.items():
-            try:
-                self.peak[name] = max(self.peak[name], proc.memory_info().rss / 2**20)
-                self.cpu[name] = _cpu(proc) - self.cpu0[name]
-            except psutil.Error:
-                continue
-        rss = 0.0
-        for child in loadgen:
-            try:
-                rss += child.memory_info().rss / 2**20
-            except psutil.Error:
-                continue
-        self.peak["loadgen"] = max(self.peak.get("loadgen", 0.0), rss)
-
-
-def _cpu(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return float(times.user + times.system)
 
 
 def _stored(url: str, db: str) -> int:
@@ -215,7 +176,7 @@ def _run_once(
                     pipeline.start("streams", instance=n)
             pids = {c.name: c.proc.pid for c in pipeline.components if c.proc.pid}
             pids.update({k: p.pid for k, p in pipeline.services.items() if p.pid})
-            sampler = _Sampler(pids)
+            sampler = Sampler(pids)
             sampler.start()
             result = _drive(
                 console,
