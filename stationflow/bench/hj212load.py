@@ -120,18 +120,21 @@ class Hj212Scenario:
         """A deterministic, plausible value for station ``i``, record ``k``, pollutant ``p``."""
         return round(5.0 + (i * 7 + k * 3 + p * 11) % 90 + p / 10, 3)
 
-    def segment(self, i: int, k: int) -> tuple[str, str]:
-        """(QN, data segment) of record ``k`` of station ``i``."""
+    def segment(self, i: int, k: int, qn: str) -> str:
+        """Data segment of record ``k`` of station ``i``, sent with request number ``qn``."""
         local = self.data_time(k).astimezone(ZoneInfo(self.timezone))
-        qn = local.strftime("%Y%m%d%H%M%S") + f"{i % 1000:03d}"
         cp = ";".join(
             f"{code}-Avg={self.value(i, k, p)},{code}-Flag=N" for p, (code, _, _) in enumerate(POLLUTANTS)
         )
-        seg = (
+        return (
             f"QN={qn};ST=22;CN=2051;PW={self.password};MN={self.mn(i)};Flag=5;"
             f"CP=&&DataTime={local.strftime('%Y%m%d%H%M%S')};{cp}&&"
         )
-        return qn, seg
+
+    def qn(self, epoch_ms: int) -> str:
+        """A QN as a station writes it: its clock's local time, ``YYYYMMDDhhmmsszzz``."""
+        local = datetime.fromtimestamp(epoch_ms / 1000, ZoneInfo(self.timezone))
+        return local.strftime("%Y%m%d%H%M%S") + f"{epoch_ms % 1000:03d}"
 
 
 @dataclass(slots=True)
@@ -175,6 +178,7 @@ class _Station:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self._buffer = b""
+        self._last_qn_ms = 0
 
     async def connect(self, host: str, port: int, gate: asyncio.Semaphore) -> bool:
         async with gate:
@@ -198,8 +202,10 @@ class _Station:
 
     async def _send_one(self, k: int, on_frame: Callable[[int, int], None]) -> None:
         assert self.writer is not None  # noqa: S101 - connect() succeeded
-        qn, seg = self.scenario.segment(self.i, k)
-        frame = build_frame(seg)
+        # QN is the send time (a clock the collector compares with its own), unique per station
+        self._last_qn_ms = max(time.time_ns() // 1_000_000, self._last_qn_ms + 1)
+        qn = self.scenario.qn(self._last_qn_ms)
+        frame = build_frame(self.scenario.segment(self.i, k, qn))
         first = time.perf_counter()
         for attempt in range(ACK_RETRIES + 1):
             self.writer.write(frame)

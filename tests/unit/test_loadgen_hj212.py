@@ -33,21 +33,19 @@ def test_frames_match_the_verified_examples() -> None:
 def test_scenario_frames_are_minute_data_in_local_time_with_distinct_qns() -> None:
     sc = Hj212Scenario(connections=3, minutes=4, end=END)
     assert sc.frames == 12 and sc.readings == 12 * len(POLLUTANTS)
-    qns = set()
+    qn = sc.qn(int(END.timestamp() * 1000) + 7)
+    assert qn == "20261130200030007"  # Asia/Shanghai is UTC+8, milliseconds last
     for i in range(3):
         for k in range(4):
-            qn, seg = sc.segment(i, k)
+            seg = sc.segment(i, k, qn)
             frame = build_frame(seg)
             assert int(frame[2:6]) == len(seg)
-            assert f";CN=2051;PW=123456;MN={sc.mn(i)};Flag=5;CP=&&" in seg
+            assert seg.startswith(f"QN={qn};ST=22;CN=2051;PW=123456;MN={sc.mn(i)};Flag=5;CP=&&DataTime=")
             assert seg.count("-Avg=") == len(POLLUTANTS) and seg.endswith("&&")
-            qns.add((i, qn))
-    assert len(qns) == 12
-    # 11:56 UTC is the first record (4 minutes before 12:00); Asia/Shanghai is UTC+8
-    _, first = sc.segment(0, 0)
-    assert "DataTime=20261130195600;" in first
-    _, last = sc.segment(2, 3)
-    assert "DataTime=20261130195900;" in last
+    # 11:56 UTC is the first record (4 minutes before 12:00)
+    assert "DataTime=20261130195600;" in sc.segment(0, 0, qn)
+    assert "DataTime=20261130195900;" in sc.segment(2, 3, qn)
+    assert len({sc.segment(i, k, qn) for i in range(3) for k in range(4)}) == 12
 
 
 Handler = Callable[[bytes, asyncio.StreamWriter, int], None]
