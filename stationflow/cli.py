@@ -33,6 +33,18 @@ def up(
     streams_metrics_port: Annotated[int, typer.Option(help="Worker's Prometheus endpoint.")] = 9462,
     registry_port: Annotated[int, typer.Option(help="Device registry REST API.")] = 8080,
     alerts_port: Annotated[int, typer.Option(help="Alert service: REST API and duty console.")] = 8090,
+    hj212_port: Annotated[
+        int | None,
+        typer.Option(help="HJ 212 stations connect here (default: STATIONFLOW_HJ212_PORT, else 9212)."),
+    ] = None,
+    sl651_port: Annotated[
+        int | None,
+        typer.Option(help="SL 651 RTUs connect here (default: STATIONFLOW_SL651_PORT, else 9651)."),
+    ] = None,
+    tcp_metrics_port: Annotated[
+        int | None,
+        typer.Option(help="TCP collector's /metrics (default: STATIONFLOW_TCP_METRICS_PORT, else 9464)."),
+    ] = None,
     interval: Annotated[float, typer.Option(help="Seconds between messages of each simulated device.")] = 5.0,
     simulate: Annotated[bool, typer.Option(help="Run the simulated fleet.")] = True,
     duration: Annotated[
@@ -40,7 +52,10 @@ def up(
     ] = None,
 ) -> None:
     """Run the whole pipeline locally (no Docker) with a simulated fleet; Ctrl-C stops it."""
+    from ingest.tcp.settings import TcpSettings
     from stationflow.stack.up import run_up
+
+    tcp = TcpSettings()
 
     raise typer.Exit(
         run_up(
@@ -53,6 +68,9 @@ def up(
                 "streams_metrics": streams_metrics_port,
                 "registry": registry_port,
                 "alerts": alerts_port,
+                "hj212": tcp.hj212_port if hj212_port is None else hj212_port,
+                "sl651": tcp.sl651_port if sl651_port is None else sl651_port,
+                "tcp_metrics": tcp.tcp_metrics_port if tcp_metrics_port is None else tcp_metrics_port,
             },
             interval_s=interval,
             simulate=simulate,
