@@ -48,6 +48,7 @@ from stationflow.settings import CommonSettings
 from stationflow.stack.components import influx_query
 from stationflow.stack.pipeline import Pipeline
 from stationflow.stack.ports import free_port
+from stationflow.stack.procs import StackError
 
 __all__ = ["count_stored", "hj212_records", "measure", "run_hj212_bench", "verdict"]
 
@@ -316,7 +317,7 @@ def _result(
 def run_hj212_bench(
     *, connections: int, minutes: int, steady: int, steady_interval_s: float, as_json: bool
 ) -> int:
-    """Run the HJ 212 bench; print JSON or a table; exit code 1 (with the reason) on any loss."""
+    """Run the HJ 212 bench; print JSON or a table; exit 1 (saying why) on any loss, 2 if it could not run."""
     console = Console(stderr=True, quiet=as_json)
     scenario = Hj212Scenario(
         connections=connections,
@@ -325,7 +326,11 @@ def run_hj212_bench(
         steady=steady,
         steady_interval_s=steady_interval_s,
     )
-    result = measure(console, scenario)
+    try:
+        result = measure(console, scenario)
+    except StackError as exc:
+        Console(stderr=True).print(f"[red]the bench could not run:[/red] {exc}")
+        return 2
     if as_json:
         print(json.dumps(result))  # noqa: T201 - the command's output
     else:
