@@ -66,7 +66,10 @@ class Framer(Protocol):
 class Session(Protocol):
     """One connection's protocol state."""
 
-    framer: Framer
+    @property
+    def framer(self) -> Framer:
+        """This connection's framer."""
+        ...
 
     async def on_frame(self, raw: bytes, now: float) -> None:
         """Handle one complete candidate frame (never raises for bad input)."""
