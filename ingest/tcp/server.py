@@ -43,6 +43,8 @@ WRITE_TIMEOUT_S = 30.0
 # key and connection every CATCH_UP_EVERY_S.
 CATCH_UP_S = 2.0
 CATCH_UP_EVERY_S = 10.0
+# A peer whose partial frames time out this many times in a row is disconnected (slow loris).
+MAX_FRAME_TIMEOUTS = 3
 # On shutdown, wait this long for queued items to be acknowledged and their replies written.
 DRAIN_TIMEOUT_S = 10.0
 
@@ -388,24 +390,41 @@ class TcpCollector:
     async def _read_loop(
         self, handler: ProtocolHandler, conn: Connection, reader: asyncio.StreamReader
     ) -> str:
-        """Read until the peer closes or a deadline passes; return why the connection ends."""
+        """Read until the peer closes or a deadline passes; return why the connection ends.
+
+        Two deadlines: no byte at all for the protocol's idle timeout closes the connection; a
+        partial frame not completed within ``tcp_frame_timeout_s`` of its first byte is given up
+        (dead letter ``<protocol>_truncated``) and the connection carries on, unless that happens
+        ``MAX_FRAME_TIMEOUTS`` times in a row without a complete frame (a slow-loris peer).
+        """
         s = self.ctx.settings
         session = handler.session(conn)
         framer = session.framer
         loop = asyncio.get_running_loop()
         last_byte = loop.time()
         partial_since: float | None = None
+        frame_timeouts = 0
         while not conn.broken:
             now = loop.time()
             idle_deadline = last_byte + handler.idle_timeout_s
-            frame_deadline = (
-                partial_since + s.tcp_frame_timeout_s if partial_since is not None else idle_deadline
-            )
-            deadline = min(idle_deadline, frame_deadline)
-            if now >= deadline:
-                why = "frame_timeout" if now >= frame_deadline and partial_since is not None else "idle"
-                await self._timed_out(handler, conn, framer, why, now - last_byte)
-                return why
+            if now >= idle_deadline:
+                await self._idle(handler, conn, framer, now - last_byte)
+                return "idle"
+            deadline = idle_deadline
+            if partial_since is not None:
+                frame_deadline = partial_since + s.tcp_frame_timeout_s
+                if now >= frame_deadline:
+                    frame_timeouts += 1
+                    closing = frame_timeouts >= MAX_FRAME_TIMEOUTS
+                    why = f"no complete frame within {s.tcp_frame_timeout_s:g} s of its first byte"
+                    await self._truncated(
+                        handler, conn, framer, why + ("; connection closed" if closing else "")
+                    )
+                    partial_since = None
+                    if closing:
+                        return "frame_timeout"
+                    continue
+                deadline = min(deadline, frame_deadline)
             try:
                 data = await asyncio.wait_for(reader.read(READ_CHUNK), deadline - now)
             except TimeoutError:
@@ -423,6 +442,7 @@ class TcpCollector:
             last_byte = loop.time()
             for item in framer.feed(data):
                 if isinstance(item, bytes):
+                    frame_timeouts = 0
                     await self._frame(handler, conn, session, item, last_byte)
                 else:
                     await conn.dead_letter(
@@ -452,22 +472,21 @@ class TcpCollector:
             return
         await session.on_frame(raw, now)
 
-    async def _timed_out(
-        self, handler: ProtocolHandler, conn: Connection, framer: Framer, why: str, silent_s: float
+    async def _idle(
+        self, handler: ProtocolHandler, conn: Connection, framer: Framer, silent_s: float
     ) -> None:
         if framer.pending():
-            what = (
-                f"no complete frame within {self.ctx.settings.tcp_frame_timeout_s:g} s of its first byte"
-                if why == "frame_timeout"
-                else f"no byte for {silent_s:.0f} s in the middle of a frame"
+            await self._truncated(
+                handler,
+                conn,
+                framer,
+                f"no byte for {silent_s:.0f} s in the middle of a frame; connection closed",
             )
-            await self._truncated(handler, conn, framer, what + "; the connection was closed")
         logger.info(
-            "connection timed out protocol=%s device_id=%s peer=%s reason=%s silent_s=%.0f",
+            "connection idle, closed protocol=%s device_id=%s peer=%s silent_s=%.0f",
             handler.name,
             conn.device_id,
             conn.peer,
-            why,
             silent_s,
         )
 

@@ -245,11 +245,27 @@ async def test_slow_loris_is_cut_at_the_frame_timeout() -> None:
         sender = asyncio.create_task(trickle())
         with contextlib.suppress(ConnectionError):
             assert await asyncio.wait_for(reader.read(), 3) == b""
-        assert loop.time() - started < 2.0
+        assert loop.time() - started < 2.5  # three frame timeouts in a row, then closed
         sender.cancel()
         dead = harness.producer.dead()
-        assert [d["code"] for d in dead] == ["line_truncated"]
+        assert [d["code"] for d in dead] == ["line_truncated"] * 3
         assert "within 0.5 s" in dead[0]["reason"]
+        assert "connection closed" in dead[2]["reason"]
+        assert "connection closed" not in dead[0]["reason"]
+
+
+async def test_a_truncated_frame_is_dead_lettered_and_the_connection_keeps_working() -> None:
+    async with running(tcp_frame_timeout_s=0.3) as harness:
+        reader, writer = await harness.connect()
+        writer.write(b"d1:a\nd1:cut")
+        assert await _read_line(reader) == b"OK d1:a\n"
+        await asyncio.sleep(0.6)
+        dead = harness.producer.dead()
+        assert [d["code"] for d in dead] == ["line_truncated"]
+        assert dead[0]["payload_b64"] == "ZDE6Y3V0"  # b"d1:cut"
+        writer.write(b"d1:b\n")
+        assert await _read_line(reader) == b"OK d1:b\n"
+        writer.close()
 
 
 async def test_frames_over_the_rate_are_dead_lettered_not_dropped() -> None:
