@@ -433,10 +433,7 @@ class TcpCollector:
             except (ConnectionError, OSError):
                 return "peer"
             if not data:
-                if framer.pending():
-                    await self._truncated(
-                        handler, conn, framer, "the connection was closed in the middle of a frame"
-                    )
+                await self._end_of_stream(handler, conn, session, loop.time())
                 return "peer"
             metrics.BYTES.labels(handler.name).inc(len(data))
             last_byte = loop.time()
