@@ -1,4 +1,4 @@
-"""Built-in device types, seeded at startup; metric names are the ones ``devices/fleet.py`` emits."""
+"""Built-in device types, seeded at startup; metric names are the ones ``simulator/fleet.py`` emits."""
 
 from __future__ import annotations
 

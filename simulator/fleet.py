@@ -160,7 +160,7 @@ def _clamp(x: float, lo: float, hi: float) -> float:
 
 def _seeded(*key: object) -> random.Random:
     """A generator that depends only on ``key`` (stable across processes and runs)."""
-    return random.Random(":".join(map(str, key)))  # noqa: S311 - simulation, not security
+    return random.Random(":".join(map(str, key)))
 
 
 @lru_cache(maxsize=4096)

@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devices.fleet import (
+from simulator.fleet import (
     AirStation,
     Basin,
     ColdChainLogger,

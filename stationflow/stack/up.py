@@ -25,7 +25,7 @@ from stationflow.stack.pipeline import Pipeline
 from stationflow.stack.procs import StackError
 
 if TYPE_CHECKING:
-    from devices.simulator import SimStats
+    from simulator.mqtt import SimStats
 
 __all__ = ["run_simulate", "run_up"]
 
@@ -126,8 +126,8 @@ def _stop(console: Console, pipeline: Pipeline) -> None:
 
 
 async def _register(p: Pipeline, interval_s: float) -> None:
-    from devices.fleet import default_fleet
-    from devices.simulator import register_fleet
+    from simulator.fleet import default_fleet
+    from simulator.mqtt import register_fleet
 
     await register_fleet(p.registry_url, p.registry_admin_key, default_fleet(), interval_s=interval_s)
 
@@ -180,8 +180,8 @@ def _table(p: Pipeline, st: _Status) -> Table:
 async def _live(
     console: Console, p: Pipeline, *, interval_s: float, simulate: bool, duration_s: float | None
 ) -> None:
-    from devices.fleet import default_fleet
-    from devices.simulator import run_simulator
+    from simulator.fleet import default_fleet
+    from simulator.mqtt import run_simulator
 
     ep = p.endpoints
     assert ep is not None  # noqa: S101 - start_infra() ran
@@ -270,8 +270,8 @@ def _refresh(p: Pipeline, st: _Status) -> None:
 
 def run_simulate(*, interval_s: float, duration_s: float | None) -> int:
     """Publish the simulated fleet to the broker named in the settings."""
-    from devices.fleet import default_fleet
-    from devices.simulator import run_simulator
+    from simulator.fleet import default_fleet
+    from simulator.mqtt import run_simulator
 
     settings = CommonSettings()
     setup_logging(settings.log_level, service="simulator")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.fleet import default_fleet, readings
+from simulator.fleet import default_fleet, readings
 from stationflow.contracts import Reading, ReadingBatch
 from stationflow.stack.components import Component, influx_query, influx_write
 from streams.lineprotocol import batch_lines

@@ -29,7 +29,7 @@ import psutil
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices.fleet import default_fleet
+from simulator.fleet import default_fleet
 from stationflow.contracts import DeviceRecord, HourlyValues, MetricSpec, Reading, StationInfo
 from stationflow.stack.archive import ArchiveStore
 from stationflow.stack.components import influx_query

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from devices.fleet import (
+from simulator.fleet import (
     AirStation,
     Basin,
     ColdChainLogger,
@@ -22,7 +22,7 @@ from devices.fleet import (
     default_fleet,
     readings,
 )
-from devices.simulator import _model_fleet, render, topic_for
+from simulator.mqtt import _model_fleet, render, topic_for
 from stationflow.contracts import DEVICE_ID_PATTERN, Reading
 
 WINTER = datetime(2026, 1, 5, tzinfo=UTC)
