@@ -469,6 +469,24 @@ class TcpCollector:
             return
         await session.on_frame(raw, now)
 
+    async def _end_of_stream(
+        self, handler: ProtocolHandler, conn: Connection, session: Session, now: float
+    ) -> None:
+        """The peer closed: a last frame without its tail still counts, a partial one is dead-lettered."""
+        framer = session.framer
+        if not framer.pending():
+            return
+        finish: Callable[[], Sequence[bytes | RejectedMessage]] | None = getattr(framer, "finish", None)
+        if finish is None:
+            await self._truncated(handler, conn, framer, "the connection was closed in the middle of a frame")
+            return
+        for item in finish():
+            if isinstance(item, bytes):
+                await self._frame(handler, conn, session, item, now)
+            else:
+                reason = f"{item.reason}: the connection was closed in the middle of a frame"
+                await conn.dead_letter(item.code, reason, bytes(getattr(item, "payload", b"") or b""))
+
     async def _idle(
         self, handler: ProtocolHandler, conn: Connection, framer: Framer, silent_s: float
     ) -> None:

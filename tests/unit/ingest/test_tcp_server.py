@@ -336,3 +336,15 @@ async def test_kafka_failure_stops_the_collector_without_replying() -> None:
     with pytest.raises(Exception, match="did not acknowledge"):
         await asyncio.wait_for(running, 15)
     assert await asyncio.wait_for(reader.read(), 2) == b""  # no OK
+
+
+async def test_a_partial_frame_at_end_of_stream_is_dead_lettered(harness: Harness) -> None:
+    reader, writer = await harness.connect()
+    writer.write(b"d1:a\nd1:half")
+    assert await _read_line(reader) == b"OK d1:a\n"
+    writer.write_eof()
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    dead = harness.producer.dead()
+    assert [d["code"] for d in dead] == ["line_truncated"]
+    assert "closed in the middle of a frame" in dead[0]["reason"]
+    writer.close()
