@@ -467,7 +467,24 @@ class TcpCollector:
                 device_id=conn.device_id,
             )
             return
-        await session.on_frame(raw, now)
+        try:
+            await session.on_frame(raw, now)
+        except Exception as exc:  # a decoder bug must not end the connection: log it, dead-letter it
+            if self.ctx.out.fatal is not None:
+                raise  # Kafka failed: the collector is stopping
+            logger.exception(
+                "frame handling failed protocol=%s device_id=%s peer=%s",
+                handler.name,
+                conn.device_id,
+                conn.peer,
+            )
+            await conn.dead_letter(
+                "internal_error",
+                f"internal error while decoding the frame ({type(exc).__name__}); operators alerted",
+                raw,
+                device_id=conn.device_id,
+                log=False,
+            )
 
     async def _end_of_stream(
         self, handler: ProtocolHandler, conn: Connection, session: Session, now: float

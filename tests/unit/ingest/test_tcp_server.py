@@ -348,3 +348,12 @@ async def test_a_partial_frame_at_end_of_stream_is_dead_lettered(harness: Harnes
     assert [d["code"] for d in dead] == ["line_truncated"]
     assert "closed in the middle of a frame" in dead[0]["reason"]
     writer.close()
+
+
+async def test_a_session_bug_is_dead_lettered_and_the_connection_carries_on(harness: Harness) -> None:
+    reader, writer = await harness.connect()
+    writer.write(b"\xff:boom\nd1:a\n")  # the toy session cannot decode a non-UTF-8 device id
+    assert await _read_line(reader) == b"OK d1:a\n"
+    dead = harness.producer.dead()
+    assert [d["code"] for d in dead] == ["internal_error"]
+    writer.close()
