@@ -493,8 +493,8 @@ class Framer:
         nxt = buf.find(b"##", 2)
         if digits in (4, 8):
             end = self._declared_end(digits, nxt)
-            if end is not None:
-                return self._take(end) if end > 0 else None
+            if end:
+                return self._take(end)
         match = _TERMINATOR.search(buf, 2, len(buf) if nxt < 0 else nxt + 2)
         if match is not None:
             if digits not in (4, 8):
