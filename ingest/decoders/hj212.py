@@ -513,22 +513,20 @@ class Framer:
         return None
 
     def _declared_end(self, digits: int, nxt: int) -> int | None:
-        """End of the frame at its declared length: >0 frame end, 0 wait, None length is wrong."""
+        """End of the frame at its declared length if CRC digits and a tail sit there, else None."""
         buf = self._buf
         crc_end = 2 + digits + int(buf[2 : 2 + digits]) + 4
-        if len(buf) < crc_end:
-            return 0 if nxt < 0 else None
-        if not _HEX4.fullmatch(buf, crc_end - 4, crc_end) or buf[crc_end - 6 : crc_end - 4] != b"&&":
-            return None
-        if 0 <= nxt < crc_end - 4:
-            return None  # a "##" inside: trust the terminator scan instead
+        if len(buf) <= crc_end or not _HEX4.fullmatch(buf, crc_end - 4, crc_end):
+            return None  # not there yet (the tail may still be on its way), or the length is wrong
+        if 0 <= nxt < crc_end - 4 and buf[crc_end - 6 : crc_end - 4] != b"&&":
+            return None  # another "##" inside and no closing "&&": trust the terminator scan
         tail = buf[crc_end : crc_end + 2]
-        if tail == b"\r\n" or tail == b"##":
-            return crc_end + (2 if tail == b"\r\n" else 0)
+        if tail == b"\r\n":
+            return crc_end + 2
+        if tail == b"##":
+            return crc_end
         if tail[:1] == b"\n" or (tail[:1] == b"\r" and len(tail) == 2):
             return crc_end + 1
-        if not tail or tail == b"\r":
-            return 0  # the tail may still be on its way (see take_unterminated)
         return None
 
     def _take(self, end: int) -> bytes:

@@ -9,7 +9,20 @@ from hypothesis import strategies as st
 from ingest.decoders import hj212
 from tests.unit.ingest.hj212_samples import FRAME_A, FRAME_B, FRAME_C, FRAME_D, FRAME_NOISE, VERIFIED, build
 
-FRAMES = [frame for frame, _ in VERIFIED.values()]
+_UNCLOSED = build(
+    "QN=20240101120000000;ST=22;CN=2011;PW=1;MN=A;Flag=4;CP=&&DataTime=20240101120000;a34004-Rtd=3"
+)
+# the verified frames, and the framing deviations of real devices
+FRAMES = (
+    [frame for frame, _ in VERIFIED.values()]
+    + [
+        _UNCLOSED,  # no closing "&&"
+        b"##0000" + FRAME_A[2:],  # 8-digit length
+        FRAME_C[:-2],  # no CR LF
+        FRAME_D[:-2] + b"\n",  # LF only
+        b"##0050" + FRAME_A[6:],  # wrong length
+    ]
+)
 
 
 def _feed_all(framer: hj212.Framer, chunks: list[bytes]) -> list[bytes | hj212.Hj212Error]:
@@ -188,7 +201,7 @@ def test_fuzz_random_chunking_gives_the_same_frames(order: list[int], cuts: list
         pos += size
     chunks.append(stream[pos:])
     framer = hj212.Framer()
-    assert _feed_all(framer, chunks) == [FRAMES[i] for i in order]
+    assert _feed_all(framer, chunks) + framer.finish() == [FRAMES[i] for i in order]
     assert framer.pending() == 0
 
 
@@ -240,3 +253,13 @@ def test_byte_by_byte_garbage_and_frames(step: int) -> None:
     frames = [i for i in out if isinstance(i, bytes)]
     assert frames == [FRAME_A, FRAME_C, FRAME_D]
     assert "hj212_truncated" in _codes(out)
+
+
+def test_frame_without_closing_ampersands_found_at_its_length() -> None:
+    unclosed = build(
+        "QN=20240101120000000;ST=22;CN=2011;PW=1;MN=A;Flag=4;CP=&&DataTime=20240101120000;a34004-Rtd=35"
+    )
+    framer = hj212.Framer()
+    assert framer.feed(unclosed[:-1]) == []
+    assert framer.feed(unclosed[-1:] + FRAME_A) == [unclosed, FRAME_A]
+    assert hj212.parse_frame(unclosed).deviations == ("cp_unclosed",)
