@@ -8,6 +8,10 @@ however often a model is asked; ``rng`` only adds the per-reading sensor noise.
 
 Diurnal cycles follow local time (``utc_offset_h``, China Standard Time by default);
 seasons follow the northern hemisphere.
+
+A device's ``link`` says how it talks to the center: ``None`` = stationflow JSON over MQTT,
+``Hj212Wire`` = HJ 212-2017 over TCP (a data logger) or over MQTT (a DTU), ``Sl651Wire`` =
+SL 651-2014 HEX/BCD over TCP (an RTU), ``SenmlWire`` = SenML over MQTT.
 """
 
 from __future__ import annotations
@@ -26,15 +30,24 @@ __all__ = [
     "Basin",
     "ColdChainLogger",
     "DeviceSpec",
+    "Hj212Wire",
+    "HydroRtu",
+    "Link",
     "RainGauge",
     "ReadingDict",
     "RiverGauge",
+    "SenmlWire",
+    "Sl651Wire",
     "WaterStation",
     "air_readings",
     "cold_readings",
     "default_fleet",
     "format_ts",
+    "hydro_level",
+    "hydro_readings",
+    "hydro_voltage",
     "rain_readings",
+    "rain_tenths",
     "readings",
     "river_readings",
     "shipment_of",
@@ -47,6 +60,45 @@ _HOUR = 3600.0
 _DAY = 86400.0
 _CST = 8.0  # China Standard Time, UTC+8
 _LOOKBACK_H = 48  # hours of basin rain a river remembers
+
+
+# ---------------------------------------------------------------- how a device talks
+
+
+@dataclass(frozen=True, slots=True)
+class Hj212Wire:
+    """HJ 212-2017: a data logger on TCP (``transport="tcp"``) or a DTU publishing frames on MQTT.
+
+    ``st`` is the system code (22 ambient air, 21 surface water); ``clock_offset_s`` starts the
+    station's clock that far off (the center sets it back with CN 1012).
+    """
+
+    mn: str
+    password: str = "123456"
+    transport: Literal["tcp", "mqtt"] = "tcp"
+    st: str = "22"
+    clock_offset_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sl651Wire:
+    """SL 651-2014 HEX/BCD RTU on TCP: 10-hex-digit address, 4-hex-digit password, center 1-255."""
+
+    address: str
+    password: str = "A000"
+    center: int = 1
+    station_class: str = "H"  # H river station (rain + level)
+    clock_offset_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SenmlWire:
+    """SenML (RFC 8428) over MQTT; records are named ``<base_prefix><device_id>:<metric>``."""
+
+    base_prefix: str = "urn:dev:stationflow:"
+
+
+Link = Hj212Wire | Sl651Wire | SenmlWire
 
 
 # ---------------------------------------------------------------- device specs
@@ -68,6 +120,7 @@ class AirStation:
     pm25_base: float = 35.0  # ug/m3, mean of an ordinary winter-spring day
     pm10_ratio: float = 1.6  # PM10 / PM2.5, 1.3-2.0 (higher near dust sources)
     utc_offset_h: float = _CST
+    link: Link | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +131,7 @@ class WaterStation:
     water_class: int = 3
     basin: Basin = Basin()  # storms in the basin raise turbidity
     utc_offset_h: float = _CST
+    link: Link | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +141,7 @@ class RainGauge:
     device_id: str
     basin: Basin = Basin()
     interval_s: float = 60.0
+    link: Link | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +155,7 @@ class RiverGauge:
     lag_h: float = 6.0  # time from rain to peak stage
     rating_a: float = 30.0  # flow = a * (level - base + 1) ** b, m3/s
     rating_b: float = 1.6
+    link: Link | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +167,30 @@ class ColdChainLogger:
     ambient_c: float = 22.0
     doors_per_h: float = 4.0
     trip_h: float = 12.0  # a new shipment (id in every reading) every trip_h hours
+    link: Link | None = None
 
 
-DeviceSpec = AirStation | WaterStation | RainGauge | RiverGauge | ColdChainLogger
+@dataclass(frozen=True, slots=True)
+class HydroRtu:
+    """Hydrological RTU at a river section: a rain gauge, a stage gauge with rating curve, a battery.
+
+    Rain and level follow the basin's storms like ``RainGauge`` and ``RiverGauge``; the battery
+    is charged by a solar panel by day. ``interval_s`` is the rain period of ``readings``.
+    """
+
+    device_id: str
+    basin: Basin = Basin()
+    base_level_m: float = 20.0
+    stage_gain_m: float = 0.4
+    lag_h: float = 6.0
+    rating_a: float = 30.0
+    rating_b: float = 1.6
+    interval_s: float = 60.0
+    utc_offset_h: float = _CST
+    link: Link | None = None
+
+
+DeviceSpec = AirStation | WaterStation | RainGauge | RiverGauge | ColdChainLogger | HydroRtu
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -357,6 +434,80 @@ def river_readings(spec: RiverGauge, t: datetime, rng: random.Random) -> list[Re
     return [_reading("level", level, "m", ts, 3), _reading("flow", flow, "m3/s", ts, 1)]
 
 
+# ---------------------------------------------------------------- hydrological RTU
+
+
+@lru_cache(maxsize=4096)
+def _day_total(basin: str, day: int, chance: float) -> float:
+    """Rain (mm) of one whole UTC day."""
+    return sum(_rain_day(basin, day, chance))
+
+
+def _rain_since(basin: Basin, t0: float, t1: float) -> float:
+    """Rain (mm) between epoch seconds ``t0`` and ``t1``, whole days from a cache."""
+    d0, d1 = math.ceil(t0 / _DAY), math.floor(t1 / _DAY)
+    if d1 <= d0:
+        return _rain_between(basin, t0, t1)
+    days = sum(_day_total(basin.name, d, basin.storm_chance) for d in range(d0, d1))
+    return _rain_between(basin, t0, d0 * _DAY) + days + _rain_between(basin, d1 * _DAY, t1)
+
+
+def rain_tenths(spec: HydroRtu, t: datetime) -> int:
+    """The RTU's tipping-bucket counter at ``t``: 0.1 mm tips since local January 1 (PT x 10).
+
+    Slot rain (DRP), rain since 08:00 (PJ) and the accumulated rain (PT) are differences of
+    this one counter, so they always agree.
+    """
+    local = datetime.fromtimestamp(_epoch(t) + spec.utc_offset_h * _HOUR, UTC)
+    year_start = datetime(local.year, 1, 1, tzinfo=UTC).timestamp() - spec.utc_offset_h * _HOUR
+    return math.floor(_rain_since(spec.basin, year_start, _epoch(t)) * 10.0 + 1e-6)
+
+
+def _hydro_river(spec: HydroRtu) -> RiverGauge:
+    return RiverGauge(
+        spec.device_id,
+        basin=spec.basin,
+        base_level_m=spec.base_level_m,
+        stage_gain_m=spec.stage_gain_m,
+        lag_h=spec.lag_h,
+        rating_a=spec.rating_a,
+        rating_b=spec.rating_b,
+    )
+
+
+def hydro_level(spec: HydroRtu, t: datetime) -> tuple[float, float]:
+    """(stage m, discharge m3/s) at ``t``, without sensor noise (a resent report repeats them)."""
+    river = _hydro_river(spec)
+    level = river.base_level_m + river.stage_gain_m * _routed_rain(spec.basin, _epoch(t), spec.lag_h)
+    flow = river.rating_a * max(level - river.base_level_m + 1.0, 0.0) ** river.rating_b
+    return level, flow
+
+
+def hydro_voltage(spec: HydroRtu, t: datetime) -> float:
+    """Battery voltage (V): 12.3 V at night, up to 13.6 V charging at noon, less on rainy days."""
+    h = _local_hour(t, spec.utc_offset_h)
+    sun = max(0.0, math.sin(math.pi * (h - 6.0) / 12.0))
+    cloud = 1.0 / (1.0 + _rain_rate(spec.basin, math.floor(_epoch(t) / _HOUR)))
+    return 12.3 + 1.3 * sun * cloud
+
+
+def hydro_readings(spec: HydroRtu, t: datetime, rng: random.Random) -> list[ReadingDict]:
+    """Rain (mm) in the ``interval_s`` before ``t``, level (m), flow (m3/s), battery voltage (V)."""
+    end = _epoch(t)
+    if not 0.0 < spec.interval_s <= _DAY:
+        raise ValueError("interval_s must be in (0, 86400]")
+    mm = _rain_between(spec.basin, end - spec.interval_s, end)
+    level, flow = hydro_level(spec, t)
+    level += rng.gauss(0, 0.005)
+    ts = format_ts(t)
+    return [
+        _reading("rain", mm, "mm", ts, 2),
+        _reading("level", level, "m", ts, 3),
+        _reading("flow", flow, "m3/s", ts, 1),
+        _reading("voltage", hydro_voltage(spec, t) + rng.gauss(0, 0.01), "V", ts, 2),
+    ]
+
+
 # ---------------------------------------------------------------- cold chain
 
 _TAU_OPEN_MIN = 6.0  # the air near the probe warms while the door is open
@@ -447,6 +598,7 @@ _MODELS: dict[type, Callable[[Any, datetime, random.Random], list[ReadingDict]]]
     RainGauge: rain_readings,
     RiverGauge: river_readings,
     ColdChainLogger: cold_readings,
+    HydroRtu: hydro_readings,
 }
 
 
@@ -455,10 +607,44 @@ def readings(spec: DeviceSpec, t: datetime, rng: random.Random) -> list[ReadingD
     return _MODELS[type(spec)](spec, t, rng)
 
 
+# The protocol devices of ``default_fleet`` (ids, MNs, addresses and passwords are stable: the
+# README's integrator examples and the tests name them).
+AIR_HJ212 = AirStation("air-hj-001", pm25_base=45.0, link=Hj212Wire(mn="440300A0000000000000A001", st="22"))
+WATER_HJ212 = WaterStation(
+    "water-hj-001", water_class=3, link=Hj212Wire(mn="440300B0000000000000B001", st="21")
+)
+RTU_SL651 = HydroRtu("rtu-001", base_level_m=15.0, link=Sl651Wire(address="0012345678", password="A000"))
+AIR_DTU = AirStation(
+    "air-dtu-001",
+    pm25_base=30.0,
+    pm10_ratio=1.7,
+    link=Hj212Wire(mn="440300A0000000000000A002", transport="mqtt"),
+)
+AIR_SENML = AirStation("air-senml-001", pm25_base=40.0, pm10_ratio=1.4, link=SenmlWire())
+
+
 def default_fleet(
-    n_air: int = 3, n_water: int = 2, n_rain: int = 2, n_river: int = 2, n_cold: int = 3
+    n_air: int = 3,
+    n_water: int = 2,
+    n_rain: int = 2,
+    n_river: int = 2,
+    n_cold: int = 3,
+    *,
+    protocols: bool = True,
 ) -> list[DeviceSpec]:
-    """A small mixed fleet with stable ids (``air-001``, ``water-001``, ``rain-001`` ...)."""
+    """A small mixed fleet with stable ids (``air-001``, ``water-001``, ``rain-001`` ...).
+
+    With ``protocols`` it also has one device per station protocol:
+
+    * ``air-hj-001``: HJ 212 ambient-air station (ST 22) on TCP, MN ``440300A0000000000000A001``,
+      PW ``123456``;
+    * ``water-hj-001``: HJ 212 surface-water station (ST 21) on TCP, MN ``440300B0000000000000B001``;
+    * ``rtu-001``: SL 651 rain-and-level RTU (type ``hydro-rtu``) on TCP, address ``0012345678``,
+      password ``A000``, center 1;
+    * ``air-dtu-001``: HJ 212 air station behind a DTU, frames on MQTT ``devices/air-dtu-001/hj212``,
+      MN ``440300A0000000000000A002``;
+    * ``air-senml-001``: low-cost PM / weather sensor speaking SenML on ``devices/air-senml-001/senml``.
+    """
     basins = (Basin("basin-a"), Basin("basin-b"))
     fleet: list[DeviceSpec] = []
     for i in range(n_air):
@@ -472,4 +658,6 @@ def default_fleet(
     for i in range(n_cold):
         mode: Literal["fridge", "freezer"] = "freezer" if i % 3 == 2 else "fridge"
         fleet.append(ColdChainLogger(f"cold-{i + 1:03d}", mode=mode, doors_per_h=(4.0, 1.5)[i % 3 == 2]))
+    if protocols:
+        fleet.extend((AIR_HJ212, WATER_HJ212, RTU_SL651, AIR_DTU, AIR_SENML))
     return fleet

@@ -31,6 +31,7 @@ from simulator.fleet import (
     Basin,
     ColdChainLogger,
     DeviceSpec,
+    HydroRtu,
     RainGauge,
     RiverGauge,
     WaterStation,
@@ -150,7 +151,7 @@ async def _stopped(stop: asyncio.Event, within_s: float) -> bool:
 def _model_fleet(fleet: Sequence[DeviceSpec], step_s: float) -> list[DeviceSpec]:
     """The fleet with rain gauges integrating over one model-clock step."""
     return [
-        dataclasses.replace(spec, interval_s=step_s) if isinstance(spec, RainGauge) else spec
+        dataclasses.replace(spec, interval_s=step_s) if isinstance(spec, RainGauge | HydroRtu) else spec
         for spec in fleet
     ]
 

@@ -50,6 +50,10 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("river", "flow"): (0, 20000),
     ("cold", "temperature"): (-25, 25),
     ("cold", "humidity"): (0, 100),
+    ("rtu", "rain"): (0, 60),
+    ("rtu", "level"): (0, 100),
+    ("rtu", "flow"): (0, 20000),
+    ("rtu", "voltage"): (11.5, 14.5),
 }
 UNITS = {
     "pm25": "ug/m3",
@@ -69,6 +73,7 @@ UNITS = {
     "rain": "mm",
     "level": "m",
     "flow": "m3/s",
+    "voltage": "V",
 }
 
 
@@ -87,11 +92,13 @@ def series(
 def test_default_fleet_has_stable_unique_ids() -> None:
     fleet = default_fleet()
     ids = [spec.device_id for spec in fleet]
-    assert len(ids) == len(set(ids)) == 12
+    assert len(ids) == len(set(ids)) == 17
     assert ids[:3] == ["air-001", "air-002", "air-003"]
-    assert {i.split("-")[0] for i in ids} == {"air", "water", "rain", "river", "cold"}
+    assert ids[12:] == ["air-hj-001", "water-hj-001", "rtu-001", "air-dtu-001", "air-senml-001"]
+    assert {i.split("-")[0] for i in ids} == {"air", "water", "rain", "river", "cold", "rtu"}
+    assert len(default_fleet(protocols=False)) == 12
     assert all(re.match(DEVICE_ID_PATTERN, i) for i in ids)
-    assert [s.device_id for s in default_fleet(1, 0, 0, 0, 4)] == ["air-001"] + [
+    assert [s.device_id for s in default_fleet(1, 0, 0, 0, 4, protocols=False)] == ["air-001"] + [
         f"cold-00{i}" for i in range(1, 5)
     ]
 
@@ -214,7 +221,7 @@ def test_simulator_rain_gauges_integrate_over_the_model_step() -> None:
 def test_readings_of_a_fleet_vary_by_station() -> None:
     t = WINTER + timedelta(hours=13)
     pm = defaultdict(list)
-    for spec in default_fleet(n_air=3, n_water=0, n_rain=0, n_river=0, n_cold=0):
+    for spec in default_fleet(n_air=3, n_water=0, n_rain=0, n_river=0, n_cold=0, protocols=False):
         for _, v in series(spec, t, days=1, step_min=60):
             pm[spec.device_id].append(v["pm25"])
     means = {k: statistics.mean(v) for k, v in pm.items()}
