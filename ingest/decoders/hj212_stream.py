@@ -31,8 +31,9 @@ class Framer:
 
     A frame is taken at its declared length when the CRC digits and a tail sit there; when
     the length is wrong, at the first ``&&`` + 4 hex + CR LF (§1.12.2). A missing CR LF is
-    tolerated when the next ``##`` follows at once, at the end of the stream (``finish``), or
-    after a quiet moment (``take_unterminated``); ``parse_frame`` then records ``no_crlf``.
+    tolerated when other bytes follow the CRC at the declared length (or the next ``##`` at
+    once), at the end of the stream (``finish``), or after a quiet moment
+    (``take_unterminated``); ``parse_frame`` then records ``no_crlf``.
     A lone LF, or a lone CR followed by more bytes, also ends a frame. Blank bytes (CR, LF,
     space, tab, NUL) between frames are dropped without an error.
     """
@@ -151,6 +152,8 @@ class Framer:
             return crc_end
         if tail[:1] == b"\n" or (tail[:1] == b"\r" and len(tail) == 2):
             return crc_end + 1
+        if tail[:1] != b"\r" and buf[crc_end - 6 : crc_end - 4] == b"&&":
+            return crc_end  # "&&" + CRC at the declared length, then other bytes: no CR LF
         return None
 
     def _take(self, end: int) -> bytes:

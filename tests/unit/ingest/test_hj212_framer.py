@@ -263,3 +263,9 @@ def test_frame_without_closing_ampersands_found_at_its_length() -> None:
     assert framer.feed(unclosed[:-1]) == []
     assert framer.feed(unclosed[-1:] + FRAME_A) == [unclosed, FRAME_A]
     assert hj212.parse_frame(unclosed).deviations == ("cp_unclosed",)
+
+
+def test_frame_without_crlf_followed_by_dtu_heartbeat() -> None:
+    out = hj212.Framer().feed(FRAME_A[:-2] + b"HEARTBEAT" + FRAME_C)
+    assert _codes(out) == ["frame", "hj212_garbage", "frame"]
+    assert out[0] == FRAME_A[:-2] and out[2] == FRAME_C
