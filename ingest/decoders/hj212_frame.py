@@ -2,11 +2,13 @@
 
 Byte layout of one frame (``specs/protocols.md`` §1.2; all ASCII, ``-Info`` text UTF-8)::
 
-    ##  dddd  QN=…;ST=..;CN=....;PW=…;MN=…;Flag=.;[PNUM=..;PNO=..;]CP=&&<data area>&&  XXXX  CR LF
-    │   │     └───────────── data segment: dddd bytes (≤ 1024 by the standard) ─────────┘  │
-    │   │                                                   CRC16 of the data segment, %04X ┘
-    │   └ byte length of the data segment, decimal, zero-padded to 4 digits
-    └ header
+    offset    bytes  content
+    0         2      "##"
+    2         4      dddd: byte length of the data segment, decimal, zero-padded ("0101")
+    6         dddd   data segment: QN=…;ST=..;CN=....;PW=…;MN=…;Flag=.;[PNUM=..;PNO=..;]CP=&&…&&
+                     (≤ 1024 bytes by the standard)
+    6+dddd    4      CRC16 of the data segment, hex "%04X" (variant: see below)
+    10+dddd   2      CR LF
 
 Header fields, in this order, ``;``-separated (Table 3): ``QN`` request id
 ``YYYYMMDDhhmmsszzz`` (absent in 2005 uploads), ``ST`` system code (``91`` in replies), ``CN``
