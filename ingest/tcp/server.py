@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -286,6 +287,7 @@ class TcpCollector:
                 host=self.ctx.settings.tcp_bind,
                 port=handler.port,
                 limit=READ_CHUNK,
+                backlog=self.ctx.settings.tcp_backlog,
             )
             self.servers.append(server)
             sock = server.sockets[0].getsockname()
@@ -346,6 +348,10 @@ class TcpCollector:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # dead peers behind a NAT are noticed even while the idle timeout runs
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         metrics.CONNECTIONS_TOTAL.labels(handler.name).inc()
         metrics.CONNECTIONS_OPEN.labels(handler.name).inc()
         conn = Connection(self.ctx, handler.name, writer, host, port)

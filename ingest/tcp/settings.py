@@ -19,6 +19,9 @@ class TcpSettings(CommonSettings):
     hj212_port: int = Field(default=9212, ge=0, le=65535, description="0 disables the HJ 212 listener")
     sl651_port: int = Field(default=9651, ge=0, le=65535, description="0 disables the SL 651 listener")
     tcp_max_connections: int = Field(default=5000, ge=1)
+    # Pending connections the kernel queues per listener (stations reconnecting all at once
+    # after a network outage would otherwise see SYN retries of a second or more).
+    tcp_backlog: int = Field(default=1024, ge=1)
     # 0 = unlimited: DTUs behind a carrier NAT share one public address.
     tcp_max_connections_per_ip: int = Field(default=0, ge=0)
     # A frame (HJ 212: segment ≤ 1024 by the standard, devices send more; SL 651: ≤ 4095 + 17)
