@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from typing import TypeGuard
 
 from ingest.decoders.hj212_cp import is_self_contained
 from ingest.decoders.hj212_frame import HEX4, Frame, Hj212Error, digit_run
@@ -43,9 +44,14 @@ class Framer:
         self._max = max_frame_bytes
 
     def feed(self, data: bytes) -> list[bytes | Hj212Error]:
-        """Add received bytes; return the frames and skipped runs now complete."""
+        """Add received bytes; return the frames and skipped runs now complete.
+
+        Adjacent skipped runs of the same kind come as one error (one dead letter for a burst
+        of junk, not one per ``##``).
+        """
         self._buf += data
         out: list[bytes | Hj212Error] = []
+        joinable = False  # the last item is an error that ended where the next item starts
         while self._buf:
             start = self._buf.find(b"##")
             if start != 0:
@@ -53,12 +59,18 @@ class Framer:
                 cut = start if start > 0 else len(self._buf) - keep
                 if cut == 0:
                     break
-                self._skip(cut, out)
-                continue
-            item = self._frame_at_start()
+                item: bytes | Hj212Error | None = self._skip(cut)
+            else:
+                item = self._frame_at_start()
+                if item is None:
+                    break
             if item is None:
-                break
-            out.append(item)
+                joinable = False
+            elif joinable and isinstance(item, Hj212Error) and _same_kind(last := out[-1], item):
+                out[-1] = _joined(last, item)
+            else:
+                out.append(item)
+                joinable = isinstance(item, Hj212Error)
         return out
 
     def pending(self) -> int:
@@ -99,13 +111,12 @@ class Framer:
                 return [data]
         return [Hj212Error("hj212_truncated", f"{len(data)} bytes of an unfinished frame", payload=data)]
 
-    def _skip(self, cut: int, out: list[bytes | Hj212Error]) -> None:
-        chunk = bytes(self._buf[:cut])
-        del self._buf[:cut]
-        if chunk.strip(BLANK):
-            out.append(
-                Hj212Error("hj212_garbage", f"{len(chunk)} bytes outside a frame skipped", payload=chunk)
-            )
+    def _skip(self, cut: int) -> Hj212Error | None:
+        """Drop bytes outside a frame: an ``hj212_garbage`` error, or None if they were blank."""
+        chunk = self._take(cut)
+        if not chunk.strip(BLANK):
+            return None
+        return Hj212Error("hj212_garbage", f"{len(chunk)} bytes outside a frame skipped", payload=chunk)
 
     def _frame_at_start(self) -> bytes | Hj212Error | None:
         """The buffer starts with ``##``: a frame or skipped run, or None to wait for more bytes."""
@@ -163,6 +174,21 @@ class Framer:
 
     def _take_error(self, end: int, code: str, reason: str) -> Hj212Error:
         return Hj212Error(code, reason, payload=self._take(end))
+
+
+def _same_kind(previous: bytes | Hj212Error, item: Hj212Error) -> TypeGuard[Hj212Error]:
+    """Whether ``previous`` is an error of the same code as ``item``."""
+    return isinstance(previous, Hj212Error) and previous.code == item.code
+
+
+def _joined(previous: Hj212Error, item: Hj212Error) -> Hj212Error:
+    """Two adjacent skipped runs of the same kind as one error."""
+    payload = previous.payload + item.payload
+    if item.code == "hj212_garbage":
+        reason = f"{len(payload)} bytes outside a frame skipped"
+    else:
+        reason = f"{previous.reason.split(' (')[0]} (several runs, {len(payload)} bytes)"
+    return Hj212Error(item.code, reason, payload=payload)
 
 
 # Sub-packets (§1.12.9)

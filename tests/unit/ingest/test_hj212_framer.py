@@ -269,3 +269,18 @@ def test_frame_without_crlf_followed_by_dtu_heartbeat() -> None:
     out = hj212.Framer().feed(FRAME_A[:-2] + b"HEARTBEAT" + FRAME_C)
     assert _codes(out) == ["frame", "hj212_garbage", "frame"]
     assert out[0] == FRAME_A[:-2] and out[2] == FRAME_C
+
+
+def test_burst_of_junk_is_one_error_per_kind() -> None:
+    out = hj212.Framer().feed(b"#" * 100 + b"xx#x" + FRAME_A)
+    assert _codes(out) == ["hj212_garbage", "hj212_truncated", "frame"]
+    assert isinstance(out[0], hj212.Hj212Error) and out[0].payload == b"#" * 98
+    assert out[0].reason == "98 bytes outside a frame skipped"
+    assert isinstance(out[1], hj212.Hj212Error) and out[1].payload == b"##xx#x"
+    out = hj212.Framer().feed(b"##1##2##3" + FRAME_A)
+    assert _codes(out) == ["hj212_truncated", "frame"]
+    assert isinstance(out[0], hj212.Hj212Error) and out[0].payload == b"##1##2##3"
+    assert "several runs, 9 bytes" in out[0].reason
+    # runs with a frame between them stay apart (each payload is one contiguous run)
+    out = hj212.Framer().feed(b"junk\r\n" + FRAME_A + b"junk")
+    assert _codes(out) == ["hj212_garbage", "frame", "hj212_garbage"]
