@@ -1,8 +1,10 @@
-"""Device simulator: publishes the readings of a simulated fleet over MQTT in real time.
+"""Device simulator: publishes the readings of the fleet's MQTT devices in real time.
 
-One paho-mqtt client (MQTT v5, network loop in paho's thread) publishes every device's
-message each ``interval_s`` seconds, QoS 1, on ``devices/<device_id>/readings``. Readings
-carry the wall-clock time; the signal models run on a model clock that advances
+One paho-mqtt client (MQTT v5, network loop in paho's thread) publishes every MQTT device's
+message each ``interval_s`` seconds, QoS 1: stationflow JSON on ``devices/<id>/readings``, a
+SenML pack on ``devices/<id>/senml`` (``SenmlWire``), one HJ 212 frame on ``devices/<id>/hj212``
+(a DTU, ``Hj212Wire(transport="mqtt")``). TCP stations (``simulator.stations``) are skipped.
+Readings carry the wall-clock time; the signal models run on a model clock that advances
 ``speedup`` times faster, so diurnal cycles and storms show up quickly in a demo.
 """
 
@@ -16,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -31,17 +33,33 @@ from simulator.fleet import (
     Basin,
     ColdChainLogger,
     DeviceSpec,
+    Hj212Wire,
     HydroRtu,
     RainGauge,
     RiverGauge,
+    SenmlWire,
+    Sl651Wire,
     WaterStation,
     default_fleet,
     format_ts,
     readings,
 )
+from simulator.hj212 import codes_for, make_qn, upload_frame
+from simulator.link import BEIJING
 from stationflow.settings import CommonSettings
 
-__all__ = ["SimStats", "SimulatorError", "default_fleet", "run_simulator", "topic_for"]
+__all__ = [
+    "SENML_UNITS",
+    "SimStats",
+    "SimulatorError",
+    "default_fleet",
+    "device_body",
+    "is_mqtt",
+    "message",
+    "run_simulator",
+    "senml_pack",
+    "topic_for",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +166,103 @@ async def _stopped(stop: asyncio.Event, within_s: float) -> bool:
     return True
 
 
+def is_mqtt(spec: DeviceSpec) -> bool:
+    """Whether the device talks MQTT (JSON, SenML, or HJ 212 through a DTU)."""
+    link = spec.link
+    return (
+        link is None
+        or isinstance(link, SenmlWire)
+        or (isinstance(link, Hj212Wire) and link.transport == "mqtt")
+    )
+
+
+# Catalog unit → SenML unit (RFC 8428 / RFC 8798 registries); readings in other units are not sent.
+SENML_UNITS: dict[str, str] = {
+    "degC": "Cel",
+    "%": "%RH",
+    "ug/m3": "ug/m3",
+    "m": "m",
+    "m3/s": "m3/s",
+    "mm": "mm",
+    "V": "V",
+    "pH": "pH",
+}
+
+
+def senml_pack(
+    device_id: str, prefix: str, samples: Sequence[tuple[datetime, Sequence[dict[str, Any]]]]
+) -> bytes:
+    """An RFC 8428 pack of ``samples`` ``(time, readings)``, the latest time as ``bt``.
+
+    The first record carries ``bn`` = ``<prefix><device_id>:``, ``bt`` (absolute seconds) and
+    ``bu`` (the most frequent unit); records carry ``n`` = metric, ``v``, ``u`` when it is not
+    ``bu`` and ``t`` relative to ``bt`` (≤ 0) when not 0.
+    """
+    bt = max(t for t, _ in samples).timestamp()
+    units = [SENML_UNITS[r["unit"]] for _, rs in samples for r in rs if r.get("unit") in SENML_UNITS]
+    bu = max(set(units), key=units.count) if units else None
+    records: list[dict[str, object]] = []
+    for t, rs in samples:
+        rel = round(t.timestamp() - bt, 3)
+        for r in rs:
+            unit = SENML_UNITS.get(r.get("unit", ""))
+            if unit is None:
+                continue
+            record: dict[str, object] = {"n": r["metric"], "v": r["value"]}
+            if unit != bu:
+                record["u"] = unit
+            if rel:
+                record["t"] = rel
+            records.append(record)
+    if records:
+        base: dict[str, object] = {"bn": f"{prefix}{device_id}:", "bt": round(bt, 3)}
+        if bu is not None:
+            base["bu"] = bu
+        records[0] = {**base, **records[0]}
+    return orjson.dumps(records)
+
+
+def message(
+    spec: DeviceSpec, model_t: datetime, wall_t: datetime, rng: random.Random, *, step_s: float = 60.0
+) -> tuple[str, bytes, int]:
+    """One MQTT message of a device (topic, payload, reading count): readings at ``model_t``.
+
+    A SenML device packs two samples (``step_s / 2`` apart, relative times); a DTU forwards its
+    logger's real-time upload (CN 2011, Flag=4: no acknowledgement over MQTT).
+    """
+    link = spec.link
+    if isinstance(link, SenmlWire):
+        half = timedelta(seconds=step_s / 2)
+        samples = [
+            (wall_t - half, readings(spec, model_t - half, rng)),
+            (wall_t, readings(spec, model_t, rng)),
+        ]
+        payload = senml_pack(spec.device_id, link.base_prefix, samples)
+        count = sum(1 for _, rs in samples for r in rs if r.get("unit") in SENML_UNITS)
+        return f"devices/{spec.device_id}/senml", payload, count
+    if isinstance(link, Hj212Wire) and isinstance(spec, AirStation | WaterStation):
+        codes = codes_for(spec)
+        values = {
+            codes[r["metric"]]: float(r["value"])
+            for r in readings(spec, model_t, rng)
+            if r["metric"] in codes
+        }
+        local = wall_t.astimezone(BEIJING).replace(tzinfo=None)
+        frame = upload_frame(
+            mn=link.mn,
+            pw=link.password,
+            cn="2011",
+            data_time=local.replace(microsecond=0),
+            values=values,
+            qn=make_qn(local),
+            flag=4,
+            st=link.st,
+        )
+        return f"devices/{spec.device_id}/hj212", frame, len(values)
+    payload, count = render(spec, model_t, wall_t, rng)
+    return topic_for(spec.device_id), payload, count
+
+
 def _model_fleet(fleet: Sequence[DeviceSpec], step_s: float) -> list[DeviceSpec]:
     """The fleet with rain gauges integrating over one model-clock step."""
     return [
@@ -177,13 +292,14 @@ def _tick(
     speedup: float,
     rng: random.Random,
     counts: _Counts,
+    step_s: float,
 ) -> None:
     """Publish one message per device, stamped now."""
     wall = datetime.now(UTC)
     model = origin + (wall - origin) * speedup
     for spec in devices:
-        payload, n = render(spec, model, wall, rng)
-        if session.publish(topic_for(spec.device_id), payload):
+        topic, payload, n = message(spec, model, wall, rng, step_s=step_s)
+        if session.publish(topic, payload):
             counts.messages += 1
             counts.readings += n
     counts.ticks += 1
@@ -207,7 +323,8 @@ async def run_simulator(
     """
     if interval_s <= 0 or speedup <= 0:
         raise ValueError("interval_s and speedup must be positive")
-    devices = _model_fleet(fleet if fleet is not None else default_fleet(), interval_s * speedup)
+    chosen = fleet if fleet is not None else default_fleet()
+    devices = _model_fleet([spec for spec in chosen if is_mqtt(spec)], interval_s * speedup)
     rng = random.Random(seed)
     session = _Session(settings, client_id=f"stationflow-sim-{random.getrandbits(32):08x}")
     # With no duration the loop is a service: it runs until the caller cancels it.
@@ -218,7 +335,7 @@ async def run_simulator(
         started = next_at = time.monotonic()
         origin = datetime.now(UTC)
         while max_ticks is None or counts.ticks < max_ticks:
-            _tick(session, devices, origin, speedup, rng, counts)
+            _tick(session, devices, origin, speedup, rng, counts, interval_s)
             if on_progress is not None:
                 on_progress(counts.messages, counts.readings)
             if max_ticks is not None and counts.ticks >= max_ticks:
@@ -250,6 +367,7 @@ _TYPES: dict[type, tuple[str, str]] = {
     RainGauge: ("rain-gauge", "rain"),
     RiverGauge: ("level-gauge", "gauge"),
     ColdChainLogger: ("coldchain-logger", "coldchain"),
+    HydroRtu: ("hydro-rtu", "gauge"),
 }
 _CLASSES = ("I", "II", "III", "IV", "V")
 REGION = "440300"  # the simulated fleet sits in one administrative region
@@ -271,7 +389,7 @@ def station_body(spec: DeviceSpec) -> dict[str, object]:
     basin = getattr(spec, "basin", None)
     if isinstance(basin, Basin):
         body["basin"] = basin.name
-    if isinstance(spec, RiverGauge):
+    if isinstance(spec, RiverGauge | HydroRtu):
         body["warning_level"] = spec.base_level_m + WARNING_ABOVE_BASE_M
         body["guaranteed_level"] = spec.base_level_m + GUARANTEED_ABOVE_BASE_M
     if isinstance(spec, WaterStation):
@@ -290,15 +408,48 @@ async def register_fleet(
             device_type, _ = _TYPES[type(spec)]
             station = station_body(spec)
             await _create(http, "/stations", station)
-            device = {
-                "id": spec.device_id,
-                "type": device_type,
-                "station_id": station["id"],
-                "expected_interval_s": max(1, round(interval_s)),
-            }
+            device = device_body(spec, device_type, str(station["id"]), interval_s=interval_s)
             created += await _create(http, "/devices", device)
     logger.info("fleet registered devices=%d new=%d", len(fleet), created)
     return created
+
+
+def device_body(
+    spec: DeviceSpec, device_type: str, station_id: str, *, interval_s: float
+) -> dict[str, object]:
+    """``POST /devices`` body: the protocol and its link with the password the device will use.
+
+    JSON devices send no protocol fields (the registry's default). An SL 651 RTU asks for ESC
+    confirmations: it keeps the link and sends 2F keep-alives between reports.
+    """
+    body: dict[str, object] = {
+        "id": spec.device_id,
+        "type": device_type,
+        "station_id": station_id,
+        "expected_interval_s": max(1, round(interval_s)),
+    }
+    link = spec.link
+    if isinstance(link, Hj212Wire):
+        body["protocol"] = "hj212"
+        body["hj212"] = {
+            "mn": link.mn,
+            "password": link.password,
+            "crc": None,
+            "strict": False,
+            "allow_from": [],
+        }
+    elif isinstance(link, Sl651Wire):
+        body["protocol"] = "sl651"
+        body["sl651"] = {
+            "address": link.address,
+            "password": link.password,
+            "ack": "esc",
+            "level_base_m": 0.0,
+            "allow_from": [],
+        }
+    elif isinstance(link, SenmlWire):
+        body["protocol"] = "senml"
+    return body
 
 
 async def _create(http: httpx.AsyncClient, path: str, body: dict[str, object]) -> int:
