@@ -129,6 +129,9 @@ def _load_main(host: str, port: int, scenario: Hj212Scenario, out: Queue[_Report
         counts["sent"] += sent
         counts["acked"] += acked
 
+    def connected(n: int) -> None:
+        out.put(("connected", (n, time.monotonic())))
+
     async def main() -> LoadReport:
         async def report() -> None:
             while True:
@@ -137,9 +140,7 @@ def _load_main(host: str, port: int, scenario: Hj212Scenario, out: Queue[_Report
 
         reporter = asyncio.create_task(report())
         try:
-            return await run_stations(
-                host, port, scenario, on_frame=on_frame, on_connected=lambda n: out.put(("connected", n))
-            )
+            return await run_stations(host, port, scenario, on_frame=on_frame, on_connected=connected)
         finally:
             reporter.cancel()
 
@@ -247,8 +248,9 @@ def _drive(console: Console, pipeline: Pipeline, scenario: Hj212Scenario, stall_
                 kind, value = out.get(timeout=PROGRESS_EVERY_S)
             except queue.Empty:
                 kind, value = "", None
-            if kind == "connected":
-                progress.update(conn_task, completed=value)
+            if kind == "connected":  # uploads start now (monotonic clocks are system-wide)
+                progress.update(conn_task, completed=value[0])
+                started = value[1]
             elif kind == "progress":
                 progress.update(sent_task, completed=value[0])
                 progress.update(ack_task, completed=value[1])
