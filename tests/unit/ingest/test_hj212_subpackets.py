@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ingest.decoders import hj212
 from tests.unit.ingest.hj212_samples import AIR, FRAME_C, FRAME_PNO, build, record
 
@@ -101,3 +104,35 @@ def test_repeated_pno_gives_up_the_old_group_and_max_pending() -> None:
     assert packets.pending() == 2
     evicted = packets.expire(3.0)
     assert [key[0] for key, _ in evicted] == ["MN1", "A"]
+
+
+_FRAGMENTS = st.tuples(
+    st.sampled_from(["A", "B"]),
+    st.integers(min_value=1, max_value=3),
+    st.integers(min_value=1, max_value=3),
+    st.sampled_from(
+        ["a34004-Avg=1", "DataTime=20240101110000;a34004-Avg=2", "DataTime=2024", "0101110000;x-Avg=1"]
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fragments=st.lists(_FRAGMENTS, max_size=30), max_pending=st.integers(min_value=1, max_value=4))
+def test_fuzz_every_fragment_comes_out_once(
+    fragments: list[tuple[str, int, int, str]], max_pending: int
+) -> None:
+    packets = hj212.SubPackets(timeout_s=5, max_pending=max_pending)
+    added = accounted = 0
+    for n, (mn, pnum, pno, cp) in enumerate(fragments):
+        pno = min(pno, pnum)
+        frame = _sub(f"2024010112000{n:04d}", pno, cp, pnum=pnum, mn=mn)
+        added += 1
+        out = packets.add(frame, float(n))
+        if out is not None:
+            accounted += 1 if out is frame else len(out.raw.split(b"\r\n")) - 1
+        for _, parts in packets.expire(float(n)):
+            accounted += len(parts)
+        assert packets.pending() <= max_pending
+    for _, parts in packets.expire(float("inf")):
+        accounted += len(parts)
+    assert accounted == added
