@@ -235,7 +235,8 @@ class Hj212Session:
         if not limit:
             return []
         try:
-            params, _ = codec.parse_cp(frame.cp)
+            # only a 1011 upload carries SystemTime; otherwise the QN says it (skip a second CP parse)
+            params = codec.parse_cp(frame.cp)[0] if "SystemTime" in frame.cp else {}
             drift = codec.station_clock_drift(frame, params, utcnow(), self.handler.tz)
         except RejectedMessage:
             return []

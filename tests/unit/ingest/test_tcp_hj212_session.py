@@ -131,3 +131,23 @@ async def test_replies_from_the_station_are_not_stored_or_answered() -> None:
         reply = await read_frame(reader)
         assert b"CN=9014" in reply
         assert len(producer.sent) == 1
+
+
+async def test_a_1011_upload_with_a_wrong_clock_gets_a_1012() -> None:
+    async with session() as (producer, reader, writer):
+        off = (datetime.now(CST) - timedelta(minutes=10)).strftime("%Y%m%d%H%M%S")
+        frame = codec.encode_frame(f"QN={now_qn()};ST=22;CN=1011;PW=1;MN={MN};Flag=4;CP=&&SystemTime={off}&&")
+        writer.write(frame)
+        reply = await read_frame(reader)
+        assert b"CN=1012" in reply
+        assert producer.sent == []  # nothing to store, nothing refused
+
+
+async def test_clock_drift_check_can_be_disabled() -> None:
+    async with session(hj212_time_drift_s=0) as (_, reader, writer):
+        off = (datetime.now(CST) - timedelta(minutes=10)).strftime("%Y%m%d%H%M%S")
+        writer.write(
+            codec.encode_frame(f"QN={now_qn()};ST=22;CN=1011;PW=1;MN={MN};Flag=4;CP=&&SystemTime={off}&&")
+        )
+        with contextlib.suppress(TimeoutError):
+            assert await read_frame(reader, 0.3) == b""
