@@ -116,6 +116,9 @@ DEVIATIONS: Final[dict[str, str]] = {
 _HEX_HEADER: Final = 14  # bytes before the body (through STX/SYN)
 _ASCII_HEADER: Final = 24
 _MAX_BODY: Final = 0xFFF
+# After a private block, a standard tail is looked for in the body's last this-many bytes
+# (bounds the work an adversarial body can cause).
+TAIL_WINDOW: Final = 64
 _HEXDIGITS: Final = frozenset(b"0123456789ABCDEFabcdef")
 _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9]{0,15}")
 _NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?")
@@ -508,18 +511,19 @@ def _local_time(digits: str, tz: tzinfo) -> datetime:
 
 
 class _Stop(Exception):
-    """Stop decoding the body here (private or undecodable block)."""
+    """Stop decoding the body here (private or undecodable block); ``resumable``: try the tail."""
 
-    def __init__(self, at: str) -> None:
+    def __init__(self, at: str, *, resumable: bool = True) -> None:
         super().__init__(at)
         self.at = at
+        self.resumable = resumable
 
 
 class _HexBody:
     """Walk a HEX/BCD body: guide, definition byte, data (``specs/protocols.md`` §2.8-2.9)."""
 
-    def __init__(self, body: bytes, fc: int, tz: tzinfo) -> None:
-        self.body, self.fc, self.tz = body, fc, tz
+    def __init__(self, body: bytes, fc: int, tz: tzinfo, *, strict: bool = False) -> None:
+        self.body, self.fc, self.tz, self.strict = body, fc, tz, strict
         self.pos = 0
         self.elements: list[Element] = []
         self.deviations: list[str] = []
@@ -540,13 +544,7 @@ class _HexBody:
             raise _fail("format", f"send time {body[2:8].hex().upper()} is not BCD")
         sent = _local_time(digits, self.tz)
         self.pos = 8
-        truncated_at: str | None = None
-        if self.fc != KEEPALIVE:
-            try:
-                while self.pos < len(body):
-                    self._element()
-            except _Stop as stop:
-                truncated_at = stop.at
+        truncated_at = self._walk() if self.fc != KEEPALIVE else None
         return Report(
             serial=serial,
             sent=sent,
@@ -556,6 +554,46 @@ class _HexBody:
             truncated_at=truncated_at,
             deviations=tuple(dict.fromkeys(self.deviations)),
         )
+
+    def _walk(self) -> str | None:
+        """Decode every element; at an undecodable block stop there and look for a standard tail.
+
+        Returns the name of the block where decoding stopped (None: the whole body decoded).
+        A body that breaks before its first element is refused (``Sl651Error``).
+        """
+        at = self.pos
+        try:
+            while self.pos < len(self.body):
+                at = self.pos
+                self._element()
+        except _Stop as stop:
+            if stop.resumable:
+                self._recover_tail(at + 1)
+            return stop.at
+        except Sl651Error:
+            if not self.elements:
+                raise
+            return f"{self.body[at]:02X}"
+        return None
+
+    def _recover_tail(self, after: int) -> None:
+        """After a private block: the longest tail of standard elements that ends the body exactly.
+
+        Vendors put private series before the standard tail (e.g. ``79 79 …`` then ``VT``); only
+        the last ``TAIL_WINDOW`` bytes are tried, each candidate must decode strictly (standard
+        guides, valid BCD) to the last byte, and the elements keep the current observation time.
+        """
+        for start in range(max(after, len(self.body) - TAIL_WINDOW), len(self.body) - 2):
+            tail = _HexBody(self.body, self.fc, self.tz, strict=True)
+            tail.pos, tail.observed, tail.station = start, self.observed, self.station
+            try:
+                while tail.pos < len(self.body):
+                    tail._element()
+            except (_Stop, Sl651Error):
+                continue
+            if tail.elements:
+                self.elements.extend(tail.elements)
+                return
 
     def _take(self, n: int, what: str) -> bytes:
         if self.pos + n > len(self.body):
@@ -583,16 +621,20 @@ class _HexBody:
             address = self._take(5, "a station address").hex().upper()
             cls = self._take(1, "a station class")[0]
             if self.station is not None and address != self.station:
-                raise _Stop(f"F1F1 {address}")  # a second station in one report: not ours to store
+                raise _Stop(
+                    f"F1F1 {address}", resumable=False
+                )  # a second station in one report: not ours to store
             self.station = address
             self.station_class = chr(cls) if 0x41 <= cls <= 0x5A else f"{cls:02X}"
             return
         if guide in (0xF2, 0xF3):  # manual-entry text / picture: the rest of the body
-            raise _Stop(f"{guide:02X}{guide:02X}")
+            raise _Stop(f"{guide:02X}{guide:02X}", resumable=False)
         if self.observed is None:
             raise _fail(
                 "format", f"element {guide:02X} at body offset {at} comes before any observation time"
             )
+        if self.strict and guide not in GUIDE_NAMES and guide != 0xF0:
+            raise _Stop(f"{guide:02X}")
         if guide == 0xFF:  # FF <guide> <definition>: user-extended identifier
             guide2, definition = self._take(3, "an extended identifier")[1:]
             self._bcd_element(f"FF{guide2:02X}", definition, at, strict=False)
@@ -660,7 +702,7 @@ class _HexBody:
             data = self._take(length, name)
             value, ok = _bcd_value(data, decimals)
             if not ok:
-                if strict:
+                if strict or self.strict:
                     raise _Stop(f"{self.body[at]:02X}")
                 continue
             self._add(name, value, decimals, offset_min=i * self.step_min)

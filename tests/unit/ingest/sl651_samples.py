@@ -1,0 +1,74 @@
+"""Verified SL 651-2014 frames (``specs/protocols.md`` §2.6 / §2.10), as hex text with field gaps.
+
+Every frame is complete, CRC included. Sources (§5 of the spec): comger/sl651 ``testdata.csv``
+(2F, 32 + confirmation, 31, 34), a Java receiver's README log (34 river, 7537), SuperNAT
+``TcpTest`` (37), yushun1990 ``golden.rs`` (30 real device, ASCII golden), yu-xiaoyao
+``CrcUtilTest`` (2F with serial 7E08).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+
+def unhex(text: str) -> bytes:
+    """Bytes of hex text with any whitespace."""
+    return bytes.fromhex("".join(text.split()))
+
+
+KEEPALIVE_2F: Final = unhex("7E7E 01 1090330853 A000 2F 0008 02 009F 260202094100 03 BDE3")
+TIMED_32: Final = unhex(
+    "7E7E 01 1090330853 A000 32 004D 02 009E 260202094021 F1F1 1090330853 50 F0F0 2602020940"
+    " 2219 000000 272B 0000000000 3923 00000138 371B 000000 302B 0000043000 2019 000000"
+    " 1F19 000000 2619 000000 1A19 000000 3812 1197 03 5F3C"
+)
+CONFIRM_32_ESC: Final = unhex("7E7E 1090330853 01 A000 32 8008 02 009E 260202094024 1B 8C37")
+UNIFORM_31: Final = unhex(
+    "7E7E 01 1090330853 A000 31 004E 02 0096 260202090033 F1F1 1090330853 50 F0F0 2602020805"
+    " 0418 000005 3923" + " FFFFFFFF" * 11 + " 00000170 03 A2BC"
+)
+HOURLY_34: Final = unhex(
+    "7E7E 01 1090330853 A000 34 0079 02 0094 260202090031 F1F1 1090330853 50"
+    " F0F0 2602020805 F460" + " FF" * 11 + " 00"
+    " F0F0 2602020805 F5C0" + " FFFF" * 11 + " 0011"
+    " F0F0 2602020900 2019 000000 1A19 000000 2619 000000 272B 0000000000 3923 00000168"
+    " 371B 000000 302B 0000043000 3812 1155 03 FF1F"
+)
+RIVER_34: Final = unhex(
+    "7E7E 01 0051107461 FFFF 34 00AA 02 01F3 220621120110 F1F1 0051107461 48"
+    " F0F0 2206211105 F460 00 00 05 00 00 00 00 00 00 00 00 00"
+    " F0F0 2206211200 2619 000030"
+    " F0F0 2206211105 F5C0 02D4 02D4" + " 031D" * 10 + " F0F0 2206211200 3923 00007970 2019 000005"
+    " F0F0 2206211115 0418 00000F"
+    " 7979 0211498094 0211901656 0211901609 0211901609"
+    " 7D7D 0006350235 0006403210 0006456186 0006509161"
+    " F9F9 15C1 15CC 15CC 15CC"
+    " 3812 1207 03 7537"
+)
+QUERY_37: Final = unhex(
+    "7E7E 01 0040803540 0000 37 002B 02 FCA7 170206163612 F1F1 0040803540 50 F0F0 1702061636"
+    " 2019 000000 2619 013143 3923 00998099 3812 1182 03 BAFE"
+)
+TEST_30: Final = unhex(
+    "7E7E 01 0100000001 1234 30 0033 02 0040 201126142746 F1F1 0100000001 48 F0F0 2011261427"
+    " 2019 000000 2619 000000 3923 00000075 3812 1208 7A08 29 FFA011 0288 03 E43B"
+)
+KEEPALIVE_7E08: Final = unhex("7E7E 00 9876543210 1234 2F 0008 02 7E08 221011100747 03 C3AE")
+ASCII_32: Final = (
+    b"\x01" + b"01" + b"5010123456" + b"0000" + b"32" + b"003E" + b"\x02"
+    b"0001260909080000ST 5010123456 H TT 2609090800 Z 6.38 VT 12.50 " + b"\x03" + b"6EBA"
+)
+
+# (name, frame, CRC as printed in the spec)
+VERIFIED: Final[tuple[tuple[str, bytes, str], ...]] = (
+    ("2F keep-alive", KEEPALIVE_2F, "BDE3"),
+    ("32 timed report", TIMED_32, "5F3C"),
+    ("32 confirmation (ESC)", CONFIRM_32_ESC, "8C37"),
+    ("31 uniform interval", UNIFORM_31, "A2BC"),
+    ("34 hourly", HOURLY_34, "FF1F"),
+    ("34 river with vendor blocks", RIVER_34, "7537"),
+    ("37 query answer", QUERY_37, "BAFE"),
+    ("30 test with FF extension", TEST_30, "E43B"),
+    ("2F serial 7E08", KEEPALIVE_7E08, "C3AE"),
+    ("ASCII 32 golden", ASCII_32, "6EBA"),
+)
