@@ -5,6 +5,7 @@ metrics, and a clean stop on SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import urllib.request
@@ -21,8 +22,8 @@ from stationflow.contracts import DeviceRecord, Hj212Link, MetricSpec, Sl651Link
 from stationflow.passwords import hash_password
 from stationflow.stack.components import Component, influx_query
 from stationflow.stack.pipeline import Pipeline
-from stationflow.topics import REGISTRY
-from tests.integration.pipeline_utils import make_pipeline, wait_for
+from stationflow.topics import DEADLETTER, REGISTRY
+from tests.integration.pipeline_utils import make_pipeline, read_topic, wait_for
 from tests.integration.tcp_utils import (
     hj212_9014,
     hj212_data,
@@ -209,3 +210,12 @@ def test_random_bytes_never_kill_the_server(pipeline: Pipeline) -> None:
     good_exchange(pipeline.hj212_port, 5, 2.0)  # the server is alive and still answers both protocols
     sl651_exchange(pipeline.sl651_port, 9999)
     assert pipeline.services["tcp"].running
+    ep = pipeline.endpoints
+    assert ep is not None
+    letters = [
+        json.loads(v)
+        for v in read_topic(ep.kafka, pipeline.topic_prefix + DEADLETTER, until=lambda _: False, timeout=5)
+    ]
+    assert letters, "the noise produced no dead letter"
+    assert all(letter["code"] and letter["reason"] for letter in letters)
+    assert not [letter for letter in letters if letter["code"] == "internal_error"], "a decoder raised"
