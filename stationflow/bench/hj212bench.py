@@ -202,7 +202,8 @@ def measure(
                 status.update("starting the stream worker…")
                 pipeline.start("streams")
             on_started(pipeline)
-            pids = {k: p.pid for k, p in pipeline.services.items() if p.pid and k in ("tcp", "streams")}
+            measured = {k: p for k, p in pipeline.services.items() if k in ("tcp", "streams") and p.running}
+            pids = {k: p.pid for k, p in measured.items() if p.pid}
             sampler = Sampler(pids)
             sampler.start()
             result = _drive(console, pipeline, scenario, stall_s)
