@@ -116,6 +116,10 @@ DEVIATIONS: Final[dict[str, str]] = {
 _HEX_HEADER: Final = 14  # bytes before the body (through STX/SYN)
 _ASCII_HEADER: Final = 24
 _MAX_BODY: Final = 0xFFF
+# While a frame start waits for the bytes its length announces, later starts are examined (at
+# most this many, and this many CRC checks) per feed to find a real frame behind a false start.
+LOOKAHEAD_CRC_CHECKS: Final = 8
+LOOKAHEAD_STARTS: Final = 256
 # After a private block, a standard tail is looked for in the body's last this-many bytes
 # (bounds the work an adversarial body can cause).
 TAIL_WINDOW: Final = 64
@@ -366,7 +370,14 @@ class Framer:
             pos = start
             status, size, reason = self._candidate(pos)
             if status == "need":
-                break
+                later = self._complete_frame_after(pos)
+                if later is None:
+                    break
+                # a false start (7E 7E in noise announcing a long frame) must not hold back
+                # the real frames behind it until its length is reached
+                skipped_from = pos if skipped_from is None else skipped_from
+                pos = later
+                continue
             if status == "frame":
                 if skipped_from is not None:
                     out.append(self._skipped(bytes(buf[skipped_from:pos]), why))
@@ -401,6 +412,23 @@ class Framer:
         if soh_at >= 0:
             return soh_at
         return hex_at if hex_at >= 0 else None
+
+    def _complete_frame_after(self, pos: int) -> int | None:
+        """Start of a complete, CRC-valid frame after ``pos`` (a few CRC checks at most)."""
+        checks, at = 0, pos + 1
+        for _ in range(LOOKAHEAD_STARTS):
+            start = self._next_start(at)
+            if start is None:
+                return None
+            status, _, _ = self._candidate(start)
+            if status == "frame":
+                return start
+            if status in ("sl651_crc", "sl651_format"):
+                checks += 1
+                if checks >= LOOKAHEAD_CRC_CHECKS:
+                    return None
+            at = start + 1
+        return None
 
     def _candidate(self, pos: int) -> tuple[str, int, str]:
         """("need" | "frame" | error code, frame size, reason) for a start at ``pos``."""

@@ -217,3 +217,21 @@ def test_every_verified_frame_survives_the_framer_with_garbage_around(raw: bytes
     framer = Framer()
     out = framer.feed(b"\x00\x7e" + raw + b"\x7e\x7e\x00")
     assert frames_of(out) == [raw]
+
+
+def test_a_false_start_announcing_a_long_frame_does_not_hold_back_real_frames() -> None:
+    fake = bytes.fromhex("7E7E01109033085300002F0FFF02")  # announces 4095 body bytes
+    framer = Framer()
+    out = feed_all(framer, [b"noise" + fake, s.KEEPALIVE_2F, s.TIMED_32])
+    assert frames_of(out) == [s.KEEPALIVE_2F, s.TIMED_32]
+    errors = errors_of(out)
+    assert {e.code for e in errors} == {"sl651_garbage"}
+    assert b"".join(e.payload for e in errors) == b"noise" + fake
+    assert framer.pending() == 0
+
+
+def test_a_frame_still_arriving_is_not_mistaken_for_a_false_start() -> None:
+    framer = Framer()
+    out = feed_all(framer, [s.RIVER_34[:100], s.RIVER_34[100:150]])
+    assert out == []
+    assert framer.feed(s.RIVER_34[150:]) == [s.RIVER_34]
