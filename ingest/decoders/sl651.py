@@ -907,11 +907,16 @@ def to_readings(report: Report, record: DeviceRecord) -> Decoded:
     """Map a report's elements to the device type's metrics (``MetricSpec.sl651_code``).
 
     ``rain`` (an increment in mm) comes from the finest period rainfall present, DRP > PN05 >
-    PN10 > PN30 > PN01 > P1, never two of them; cumulative counters (PJ, PT, PD) are stored only
-    under metrics of their own. DRZn values get the station's level base (``Sl651Link.level_base_m``).
-    Missing values are skipped.
+    PN10 > PN30 > PN01 > P1, never two of them, whatever code the ``rain`` spec names (each value
+    is stamped at the end of its period, so a DRP slot and a PN05 of the same 5 minutes land on
+    the same timestamp); cumulative counters (PJ, PT, PD) are stored only under metrics of their
+    own. ``level`` without a code is Z. DRZn values get the station's level base
+    (``Sl651Link.level_base_m``). Missing values are skipped.
     """
     by_code = {spec.sl651_code: spec for spec in record.metrics.values() if spec.sl651_code}
+    level = record.metrics.get("level")
+    if level is not None and level.sl651_code is None:
+        by_code.setdefault("Z", level)  # a type without SL 651 codes: level is the river stage Z
     rain_spec = record.metrics.get("rain")
     present = {e.name for e in report.elements}
     rain_source = next((name for name in RAIN_SOURCES if name in present), None) if rain_spec else None

@@ -23,7 +23,7 @@ def local(year: int, month: int, day: int, hour: int, minute: int, second: int =
 
 
 def record(
-    codes: dict[str, tuple[str, str]], *, base: float = 0.0, address: str = "1090330853"
+    codes: dict[str, tuple[str | None, str]], *, base: float = 0.0, address: str = "1090330853"
 ) -> DeviceRecord:
     """A device whose type maps ``metric -> (sl651 code, unit)``."""
     return DeviceRecord(
@@ -102,6 +102,11 @@ def test_level_from_drz1_plus_the_station_level_base() -> None:
     got = by_metric(decode(s.RIVER_34, rec))
     assert [v for _, v in got["level"]] == pytest.approx([107.24, 107.24] + [107.97] * 10)
     assert got["level"][0][0] == local(2022, 6, 21, 11, 5)
+
+
+def test_a_type_without_sl651_codes_gets_rain_and_level() -> None:
+    got = by_metric(decode(s.TIMED_32, record({"rain": (None, "mm"), "level": (None, "m")})))
+    assert got == {"rain": [(local(2026, 2, 2, 9, 40), 0.0)], "level": [(local(2026, 2, 2, 9, 40), 0.138)]}
 
 
 def test_uniform_interval_missing_values_skipped() -> None:
