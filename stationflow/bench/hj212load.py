@@ -11,8 +11,8 @@ All N connections are opened first (at most ``CONNECT_CONCURRENCY`` connects at 
 the server's listen backlog is not overrun) and held open together; uploads start once every
 station is connected, so the server holds N concurrent connections for the whole run.
 
-The frames are built here (a data segment, its length and the standard's CRC, protocols.md
-§1.5) so the bench depends on nothing but the wire format.
+The frames are the simulator's (:func:`simulator.hj212.upload_frame`), the same bytes the
+simulated stations of ``stationflow up`` send.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+
+from simulator.hj212 import make_qn, upload_frame
+from simulator.link import BEIJING
 
 __all__ = [
     "POLLUTANTS",
     "Hj212Scenario",
     "LoadReport",
     "StationLoad",
-    "build_frame",
-    "hj212_crc16",
     "raise_nofile",
     "run_stations",
 ]
@@ -56,33 +56,14 @@ READ_CHUNK = 4096
 _QN_FIELD = re.compile(rb"(?:^|;|##\d{4})QN=(\d+)")
 
 
-def hj212_crc16(data: bytes) -> int:
-    """The standard's CRC (protocols.md §1.5): the byte meets the register's high byte."""
-    reg = 0xFFFF
-    for b in data:
-        reg = (reg >> 8) ^ b
-        for _ in range(8):
-            lsb = reg & 1
-            reg >>= 1
-            if lsb:
-                reg ^= 0xA001
-    return reg
-
-
-def build_frame(segment: str) -> bytes:
-    """``##`` + 4-digit length + data segment + CRC (4 upper-case hex) + CR LF."""
-    seg = segment.encode()
-    return b"##%04d%s%04X\r\n" % (len(seg), seg, hj212_crc16(seg))
-
-
 @dataclass(frozen=True, slots=True)
 class Hj212Scenario:
     """What N stations send: ``minutes`` records each, data times ending before ``end``.
 
     Station ``i`` (0-based) is device ``hjb-<i+1>`` with MN ``HJBENCH<i+1>``. Its records
-    cover the minutes ``end - minutes`` … ``end - 1`` in the stations' local time zone
-    (``DataTime`` is local time, protocols.md §1.9); the last ``steady`` of them are sent in
-    the steady phase, paced, the others back to back.
+    cover the minutes ``end - minutes`` … ``end - 1`` (``DataTime`` and QN in Beijing time, as
+    the simulator writes them, protocols.md §1.9); the last ``steady`` of them are sent in the
+    steady phase, paced, the others back to back.
     """
 
     connections: int
@@ -91,7 +72,6 @@ class Hj212Scenario:
     steady: int = 0
     steady_interval_s: float = 1.0
     password: str = "123456"  # noqa: S105 - the bench stations' PW, the usual factory default
-    timezone: str = "Asia/Shanghai"
 
     @property
     def frames(self) -> int:
@@ -120,21 +100,23 @@ class Hj212Scenario:
         """A deterministic, plausible value for station ``i``, record ``k``, pollutant ``p``."""
         return round(5.0 + (i * 7 + k * 3 + p * 11) % 90 + p / 10, 3)
 
-    def segment(self, i: int, k: int, qn: str) -> str:
-        """Data segment of record ``k`` of station ``i``, sent with request number ``qn``."""
-        local = self.data_time(k).astimezone(ZoneInfo(self.timezone))
-        cp = ";".join(
-            f"{code}-Avg={self.value(i, k, p)},{code}-Flag=N" for p, (code, _, _) in enumerate(POLLUTANTS)
-        )
-        return (
-            f"QN={qn};ST=22;CN=2051;PW={self.password};MN={self.mn(i)};Flag=5;"
-            f"CP=&&DataTime={local.strftime('%Y%m%d%H%M%S')};{cp}&&"
+    def frame(self, i: int, k: int, qn: str) -> bytes:
+        """Record ``k`` of station ``i`` (``-Avg`` and ``-Flag=N`` per pollutant), sent with ``qn``."""
+        values = {code: self.value(i, k, p) for p, (code, _, _) in enumerate(POLLUTANTS)}
+        return upload_frame(
+            mn=self.mn(i),
+            pw=self.password,
+            cn="2051",
+            data_time=self.data_time(k),
+            values=values,
+            suffix="Avg",
+            qn=qn,
+            flag=5,
         )
 
     def qn(self, epoch_ms: int) -> str:
         """A QN as a station writes it: its clock's local time, ``YYYYMMDDhhmmsszzz``."""
-        local = datetime.fromtimestamp(epoch_ms / 1000, ZoneInfo(self.timezone))
-        return local.strftime("%Y%m%d%H%M%S") + f"{epoch_ms % 1000:03d}"
+        return make_qn(datetime.fromtimestamp(epoch_ms / 1000, BEIJING).replace(tzinfo=None))
 
 
 @dataclass(slots=True)
@@ -205,7 +187,7 @@ class _Station:
         # QN is the send time (a clock the collector compares with its own), unique per station
         self._last_qn_ms = max(time.time_ns() // 1_000_000, self._last_qn_ms + 1)
         qn = self.scenario.qn(self._last_qn_ms)
-        frame = build_frame(self.scenario.segment(self.i, k, qn))
+        frame = self.scenario.frame(self.i, k, qn)
         first = time.perf_counter()
         for attempt in range(ACK_RETRIES + 1):
             self.writer.write(frame)

@@ -10,42 +10,30 @@ from datetime import UTC, datetime
 
 import pytest
 
+from simulator.hj212 import crc16, encode
 from stationflow.bench.hj212bench import verdict
-from stationflow.bench.hj212load import POLLUTANTS, Hj212Scenario, build_frame, hj212_crc16, run_stations
+from stationflow.bench.hj212load import POLLUTANTS, Hj212Scenario, run_stations
 
-# protocols.md §1.6 A (the standard's own example) and C (the 9014 data acknowledgement)
-EXAMPLE_A = (
-    b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;"
-    b"CP=&&RtdInterval=30&&1C80\r\n"
-)
-EXAMPLE_ACK = (
-    b"##0083QN=20230803171130538;ST=91;CN=9014;PW=123456;MN=88888880000001234567;Flag=4;CP=&&&&5D80\r\n"
-)
 END = datetime(2026, 11, 30, 12, 0, 30, tzinfo=UTC)
 
 
-def test_frames_match_the_verified_examples() -> None:
-    assert hj212_crc16(b"123456789") == 0x2F80
-    assert build_frame(EXAMPLE_A[6:-6].decode()) == EXAMPLE_A
-    assert build_frame(EXAMPLE_ACK[6:-6].decode()) == EXAMPLE_ACK
-
-
-def test_scenario_frames_are_minute_data_in_local_time_with_distinct_qns() -> None:
+def test_scenario_frames_are_minute_data_in_beijing_time_with_the_standard_crc() -> None:
     sc = Hj212Scenario(connections=3, minutes=4, end=END)
     assert sc.frames == 12 and sc.readings == 12 * len(POLLUTANTS)
     qn = sc.qn(int(END.timestamp() * 1000) + 7)
     assert qn == "20261130200030007"  # Asia/Shanghai is UTC+8, milliseconds last
-    for i in range(3):
-        for k in range(4):
-            seg = sc.segment(i, k, qn)
-            frame = build_frame(seg)
-            assert int(frame[2:6]) == len(seg)
-            assert seg.startswith(f"QN={qn};ST=22;CN=2051;PW=123456;MN={sc.mn(i)};Flag=5;CP=&&DataTime=")
-            assert seg.count("-Avg=") == len(POLLUTANTS) and seg.endswith("&&")
+    frames = {sc.frame(i, k, qn) for i in range(3) for k in range(4)}
+    assert len(frames) == 12
+    for frame in frames:
+        seg = frame[6:-6]
+        assert frame.startswith(b"##%04d" % len(seg)) and frame.endswith(b"%04X\r\n" % crc16(seg))
+        assert seg.startswith(f"QN={qn};ST=22;CN=2051;PW=123456;MN=HJBENCH".encode())
+        assert b";Flag=5;CP=&&DataTime=" in seg and seg.count(b"-Avg=") == len(POLLUTANTS)
+        assert seg.count(b"-Flag=N") == len(POLLUTANTS) and seg.endswith(b"&&")
     # 11:56 UTC is the first record (4 minutes before 12:00)
-    assert "DataTime=20261130195600;" in sc.segment(0, 0, qn)
-    assert "DataTime=20261130195900;" in sc.segment(2, 3, qn)
-    assert len({sc.segment(i, k, qn) for i in range(3) for k in range(4)}) == 12
+    assert b"DataTime=20261130195600;" in sc.frame(0, 0, qn)
+    assert b"DataTime=20261130195900;" in sc.frame(2, 3, qn)
+    assert b";MN=HJBENCH00003;" in sc.frame(2, 3, qn)
 
 
 Handler = Callable[[bytes, asyncio.StreamWriter, int], None]
@@ -55,7 +43,7 @@ def _ack_for(frame: bytes) -> bytes:
     fields = dict(f.split(b"=", 1) for f in frame[6:].split(b";CP=")[0].split(b";"))
     qn, pw, mn = (fields[k].decode() for k in (b"QN", b"PW", b"MN"))
     seg = f"QN={qn};ST=91;CN=9014;PW={pw};MN={mn};Flag=4;CP=&&&&"
-    return build_frame(seg)
+    return encode(seg)
 
 
 @asynccontextmanager
