@@ -44,6 +44,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
+from math import isfinite
 from typing import Final, Literal
 
 from ingest.decoders.sl651_elements import (
@@ -192,9 +193,9 @@ def _fail(code: str, reason: str) -> Sl651Error:
     return Sl651Error(f"sl651_{code}", reason)
 
 
-def _hex_length(raw: bytes | bytearray) -> tuple[int, int]:
-    """(direction nibble, body length) of a HEX header (at least 13 bytes)."""
-    word = (raw[11] << 8) | raw[12]
+def _hex_length(raw: bytes | bytearray, at: int = 0) -> tuple[int, int]:
+    """(direction nibble, body length) of the HEX header at ``at`` (at least 13 bytes)."""
+    word = (raw[at + 11] << 8) | raw[at + 12]
     return word >> 12, word & _MAX_BODY
 
 
@@ -203,9 +204,9 @@ def _hex_length_text(text: bytes) -> tuple[int, int]:
     return word >> 12, word & _MAX_BODY
 
 
-def _ascii_length(raw: bytes | bytearray) -> tuple[int, int] | None:
-    """(direction, body length) of an ASCII header (at least 23 bytes), None if not hex text."""
-    text = bytes(raw[19:23])
+def _ascii_length(raw: bytes | bytearray, at: int = 0) -> tuple[int, int] | None:
+    """(direction, body length) of the ASCII header at ``at`` (23 bytes), None if not hex text."""
+    text = bytes(raw[at + 19 : at + 23])
     if not all(c in _HEXDIGITS for c in text):
         return None
     word = int(text, 16)
@@ -442,7 +443,7 @@ class Framer:
                 return "sl651_garbage", 0, "not a frame start"
         if avail < header - 1:
             return "need", 0, ""
-        parsed = _ascii_length(buf[pos:]) if ascii_frame else _hex_length(buf[pos:])
+        parsed = _ascii_length(buf, pos) if ascii_frame else _hex_length(buf, pos)
         if parsed is None or parsed[0] not in (0, 8):
             return "sl651_garbage", 0, "not a frame start"
         size = header + parsed[1] + tail
@@ -649,9 +650,8 @@ class _HexBody:
             address = self._take(5, "a station address").hex().upper()
             cls = self._take(1, "a station class")[0]
             if self.station is not None and address != self.station:
-                raise _Stop(
-                    f"F1F1 {address}", resumable=False
-                )  # a second station in one report: not ours to store
+                # a second station packed into the report: its values are not this RTU's
+                raise _Stop(f"F1F1 {address}", resumable=False)
             self.station = address
             self.station_class = chr(cls) if 0x41 <= cls <= 0x5A else f"{cls:02X}"
             return
@@ -669,7 +669,7 @@ class _HexBody:
             return
         definition = self._take(2, "an element guide and definition")[1]
         if guide == 0x04:
-            self._time_step(definition, at)
+            self._time_step(definition)
         elif guide == DRP_GUIDE or guide in DRZ_GUIDES:
             self._five_minute_series(guide, definition)
         elif guide == 0x45:
@@ -690,7 +690,7 @@ class _HexBody:
             raise _Stop(f"{guide:02X}{second:02X}" if second is not None else f"{guide:02X}")
         self.pos += 2
 
-    def _time_step(self, definition: int, at: int) -> None:
+    def _time_step(self, definition: int) -> None:
         """``04 18 d h m``: 3 BCD bytes (days, hours, minutes); some RTUs write them as binary."""
         data = self._take(definition >> 3, "a time step")
         if len(data) != 3:
@@ -813,6 +813,11 @@ class _AsciiBody:
             except _Stop as stop:
                 truncated_at = stop.at
                 station, station_class = it.station, it.station_class
+            except Sl651Error:
+                if not self.elements:
+                    raise
+                truncated_at = (it.peek() or "end")[:16]
+                station, station_class = it.station, it.station_class
         return Report(serial, sent, station, station_class, self.elements, truncated_at)
 
     def _walk(self, it: _Tokens) -> tuple[str | None, str | None]:
@@ -855,6 +860,8 @@ class _AsciiBody:
                 break
             it.next(name)
             value = None if nxt == "M" else float(nxt)
+            if value is not None and not isfinite(value):
+                raise _Stop(name)
             decimals = len(nxt.partition(".")[2]) if value is not None else 0
             self._add(name, value, decimals, i * self.step_min)
             i += 1

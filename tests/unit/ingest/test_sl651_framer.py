@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -9,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.decoders import sl651
-from ingest.decoders.sl651 import Framer, Sl651Error, parse_frame, parse_report
+from ingest.decoders.sl651 import Framer, Sl651Error, parse_frame, parse_report, to_readings
+from stationflow.contracts import DeviceRecord, MetricSpec, Sl651Link
 from tests.unit.ingest import sl651_samples as s
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -17,6 +19,18 @@ PW_A000 = "A000"  # RTU password field (not a secret)
 PW_0000 = "0000"  # RTU password field (not a secret)
 PW_7E7E = "7E7E"  # RTU password field (not a secret)
 FRAMES = [f for _, f, _ in s.VERIFIED]
+EVERYTHING = DeviceRecord(
+    device_id="rtu-fuzz",
+    device_type="hydro_rtu",
+    domain="hydro",
+    metrics={
+        m: MetricSpec(metric=m, unit="1", sl651_code=c)
+        for m, c in {"rain": "DRP", "level": "Z", "vt": "VT", "drz": "DRZ1", "x": "X7A", "pj": "PJ"}.items()
+    },
+    protocol="sl651",
+    sl651=Sl651Link(address="1090330853", level_base_m=12.5),
+    updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+)
 
 
 def frames_of(items: list[bytes | Sl651Error]) -> list[bytes]:
@@ -175,6 +189,7 @@ def test_parse_report_on_random_bodies_raises_only_sl651_errors(body: bytes, fc:
         assert exc.code.startswith("sl651_") and exc.reason
         return
     assert all(e.observed.tzinfo is not None for e in rep.elements)
+    to_readings(rep, EVERYTHING)
 
 
 HEX_REPORTS = [
@@ -195,9 +210,11 @@ def test_parse_report_on_mutated_real_bodies(base: bytes, flips: list[tuple[int,
         body[at % len(body)] = value
     body = body[: max(8, len(body) - cut)] if cut < 100 else body
     try:
-        parse_report(parse_frame(_reframe(bytes(body), frame.fc)), tz=BEIJING)
+        rep = parse_report(parse_frame(_reframe(bytes(body), frame.fc)), tz=BEIJING)
     except Sl651Error as exc:
         assert exc.code.startswith("sl651_")
+        return
+    to_readings(rep, EVERYTHING)
 
 
 @settings(max_examples=300, deadline=None)
@@ -207,9 +224,11 @@ def test_parse_report_on_random_ascii_bodies(text: str, fc: int) -> None:
         center=1, address="5010123456", password=PW_0000, fc=fc, body=b"0001260909080000" + text.encode()
     )
     try:
-        parse_report(parse_frame(raw), tz=BEIJING)
+        rep = parse_report(parse_frame(raw), tz=BEIJING)
     except Sl651Error as exc:
         assert exc.code.startswith("sl651_")
+        return
+    to_readings(rep, EVERYTHING)
 
 
 @pytest.mark.parametrize("raw", FRAMES)

@@ -363,6 +363,13 @@ def test_ascii_undecodable_token_stops() -> None:
     assert rep.truncated_at == "???"
 
 
+def test_ascii_huge_number_is_not_a_value() -> None:
+    body = "0002260909090000ST 5010123456 H TT 2609090805 Z 1.01 VT " + "9" * 400 + " "
+    rep = parse_report(parse_frame(ascii_frame(body)), tz=BEIJING)
+    assert single(rep) == {"Z": 1.01}
+    assert rep.truncated_at == "VT"
+
+
 def test_ascii_bad_body_head_is_refused() -> None:
     with pytest.raises(Sl651Error) as err:
         parse_report(parse_frame(ascii_frame("XYZ")), tz=BEIJING)
