@@ -34,6 +34,12 @@ Body of an uplink report (§2.8, HEX/BCD)::
     [F0 F0 <time> more elements ...]
 
 Real devices write ``F0 28`` / ``F1 28`` for the two markers: accepted, named in ``deviations``.
+Elements: guide ``FF xx <def>`` is a user extension (``FFxx``); an unknown guide with a sane
+definition is decoded as BCD (``Xnn``) or skipped; one whose definition makes no sense (private
+vendor blocks such as ``79 79 …``) stops decoding (``Report.truncated_at``), after which the
+longest run of standard elements that ends the body exactly is still taken (the tail).
+Series: F4 DRP and F5..FC DRZn give 12 values stamped at each 5-minute slot end; in 31H/38H
+reports the time step ``04 18`` makes an element a uniform-interval series.
 ASCII bodies: ``<serial 4 hex><send time 12 digits>ST <addr> <class> TT <YYMMDDhhmm> Z 6.38 VT 12.50 ``
 (every token followed by one space; a missing value is ``M``).
 """
@@ -1115,12 +1121,15 @@ class Packets:
             return None
         del self._groups[key]
         frames = self._sorted(group)
+        body = b"".join(f.body for f in frames)
+        deviations = _prescan_deviations(body) if frame.encoding == "hex" and frame.fc in REPORT_FCS else ()
         return replace(
             frames[0],
             raw=b"".join(f.raw for f in frames),
-            body=b"".join(f.body for f in frames),
+            body=body,
             end=frames[-1].end,
             packet=(total, total),
+            deviations=deviations,
         )
 
     def expire(self, now: float) -> list[list[Frame]]:

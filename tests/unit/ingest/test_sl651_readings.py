@@ -223,3 +223,15 @@ def test_a_new_group_replaces_an_unfinished_one() -> None:
     assert packets.add(new[0], 1.0) is None
     assert packets.add(new[1], 2.0) is not None
     assert packets.expire(2.0) == [[old[0]]]
+
+
+def test_merged_group_carries_the_marker_deviations_of_its_body() -> None:
+    frame = parse_frame(s.TIMED_32)
+    body = frame.body.replace(b"\xf0\xf0", b"\xf0\x28")
+    raw = sl651.encode_hex_frame(center=1, address=frame.address, password=frame.password, fc=0x32, body=body)
+    p1, p2 = split(raw, 2)
+    packets = Packets()
+    packets.add(p1, 0.0)
+    merged = packets.add(p2, 0.0)
+    assert merged is not None
+    assert merged.deviations == ("obs_time_marker_F028",)
