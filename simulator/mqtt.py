@@ -176,11 +176,15 @@ def is_mqtt(spec: DeviceSpec) -> bool:
     )
 
 
-# Catalog unit → SenML unit (RFC 8428 / RFC 8798 registries); readings in other units are not sent.
+# Catalog unit → SenML unit (RFC 8428 / RFC 8798 registries, plus the concentration and turbidity
+# units they lack, as ``ingest.decoders.senml`` accepts them); other readings are not sent.
 SENML_UNITS: dict[str, str] = {
     "degC": "Cel",
     "%": "%RH",
     "ug/m3": "ug/m3",
+    "mg/m3": "mg/m3",  # not in the IANA registries; stationflow's SenML decoder takes it
+    "mg/L": "mg/L",
+    "NTU": "NTU",
     "m": "m",
     "m3/s": "m3/s",
     "mm": "mm",

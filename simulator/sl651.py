@@ -43,6 +43,7 @@ __all__ = [
     "ETX",
     "Confirmation",
     "ConfirmationReader",
+    "Group",
     "Sl651Rtu",
     "bcd_element",
     "crc16",
