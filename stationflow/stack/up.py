@@ -26,6 +26,7 @@ from stationflow.stack.procs import StackError
 
 if TYPE_CHECKING:
     from simulator.mqtt import SimStats
+    from simulator.stations import StationStats
 
 __all__ = ["run_simulate", "run_up"]
 
@@ -33,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 REFRESH_S = 2.0  # status refresh; each refresh runs one InfluxDB count query
 SIM_STOP_S = 15.0  # the simulator's own wait for outstanding acknowledgements is 10 s
-SERVICES = ("devices", "ingest", "streams", "alerts")
+TCP_DEADLETTERS = "stationflow_tcp_deadletters_total"  # every refusal of the TCP collector
+SERVICES = ("devices", "ingest", "tcp", "streams", "alerts")
 
 
 @dataclass
@@ -45,6 +47,7 @@ class _Status:
     open_alerts: int | None = None
     restarts: int = 0
     started: float = 0.0
+    stations: StationStats | None = None
 
 
 def run_up(
@@ -82,6 +85,8 @@ def run_up(
                 asyncio.run(_register(pipeline, interval_s))
             status.update("starting the MQTT collector…")
             pipeline.start("ingest")
+            status.update("starting the TCP collector (HJ 212, SL 651)…")
+            pipeline.start("tcp")
             status.update("starting the Faust stream worker (joins its consumer group)…")
             pipeline.start("streams")
             # the alert service gets ready while data already flows (its status is in the table)
@@ -139,12 +144,16 @@ def _banner(console: Console, p: Pipeline) -> None:
     console.print(
         "\n[bold green]stationflow is running[/bold green]\n"
         f"  MQTT       {ep.mqtt_host}:{ep.mqtt_port}   publish to devices/<device_id>/readings\n"
+        "             DTU: devices/<device_id>/hj212; SenML: devices/<device_id>/senml\n"
+        f"  stations   HJ 212 tcp 127.0.0.1:{p.hj212_port}, SL 651 tcp 127.0.0.1:{p.sl651_port}   "
+        "(register the MN / RTU address in the registry first)\n"
         f"  Kafka      {ep.kafka}   topics readings.raw / readings.clean / readings.deadletter\n"
         f"  InfluxDB   {ep.influx_url}   database {ep.influx_db}\n"
         f"  registry   {p.registry_url}/docs   admin API key in {p.state_dir / 'registry-admin-key'}\n"
         f"  alerts     {p.alerts_url}/console (duty console), {p.alerts_url}/docs   "
         f"admin API key in {p.state_dir / 'alerts-admin-key'}\n"
-        f"  metrics    http://127.0.0.1:{p.metrics_ports['ingest']}/metrics (collector), "
+        f"  metrics    http://127.0.0.1:{p.metrics_ports['ingest']}/metrics (MQTT collector), "
+        f"http://127.0.0.1:{p.tcp_metrics_port}/metrics (TCP collector), "
         f"http://127.0.0.1:{p.metrics_ports['streams']}/metrics (worker)\n"
         f"  logs       {p.state_dir / 'logs'}/ and each component's dir under {p.state_dir}\n\n"
         "  see the data:\n"
@@ -166,6 +175,9 @@ def _table(p: Pipeline, st: _Status) -> Table:
         table.add_row(kind, str(proc.pid), "running" if proc.running else "[red]exited")
     table.add_section()
     table.add_row("published", f"{st.published_msgs:,} msgs", f"{st.published_readings:,} readings")
+    if st.stations is not None:
+        for name, c in (("HJ 212 tcp", st.stations.hj212), ("SL 651 tcp", st.stations.sl651)):
+            table.add_row(name, f"{c.uploads:,} frames", f"{c.acked:,} acked, {c.retries:,} resent")
     table.add_row("stored (1 h)", "", f"{st.stored:,} values")
     table.add_row("dead letters", "", f"{st.rejected:,.0f}")
     table.add_row("open alerts", "", "starting…" if st.open_alerts is None else f"{st.open_alerts:,}")
@@ -182,6 +194,7 @@ async def _live(
 ) -> None:
     from simulator.fleet import default_fleet
     from simulator.mqtt import run_simulator
+    from simulator.stations import run_stations
 
     ep = p.endpoints
     assert ep is not None  # noqa: S101 - start_infra() ran
@@ -190,12 +203,17 @@ async def _live(
     def progress(msgs: int, readings: int) -> None:
         st.published_msgs, st.published_readings = msgs, readings
 
+    def station_progress(stats: StationStats) -> None:
+        st.stations = stats
+
     sim: asyncio.Task[SimStats] | None = None
+    stations: asyncio.Task[StationStats] | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # stop the loop cleanly: the simulator finishes first
         loop.add_signal_handler(sig, stop.set)
     if simulate:
+        fleet = default_fleet()
         user, password = p.accounts.simulator if p.accounts else (None, None)
         settings = CommonSettings(
             mqtt_host=ep.mqtt_host,
@@ -206,11 +224,23 @@ async def _live(
         sim = asyncio.create_task(
             run_simulator(
                 settings,
-                fleet=default_fleet(),
+                fleet=fleet,
                 interval_s=interval_s,
                 duration_s=duration_s,
                 on_progress=progress,
                 stop=stop,
+            )
+        )
+        # the HJ 212 loggers and the SL 651 RTU connect to the TCP collector like field stations
+        stations = asyncio.create_task(
+            run_stations(
+                fleet,
+                hj212=("127.0.0.1", p.hj212_port),
+                sl651=("127.0.0.1", p.sl651_port),
+                interval_s=interval_s,
+                duration_s=duration_s,
+                stop=stop,
+                on_progress=station_progress,
             )
         )
     deadline = None if duration_s is None else time.monotonic() + duration_s
@@ -223,13 +253,16 @@ async def _live(
                     break
                 await asyncio.to_thread(_refresh, p, st)
                 live.update(_table(p, st))
-                if sim is not None and sim.done() and sim.exception() is not None:
-                    raise StackError(f"simulator failed: {sim.exception()!r}")
+                for task, what in ((sim, "simulator"), (stations, "simulated TCP stations")):
+                    if task is not None and task.done() and task.exception() is not None:
+                        raise StackError(f"{what} failed: {task.exception()!r}")
     finally:
         console.print("\nstopping…")
         stop.set()
         if sim is not None:
             await _finish_simulator(console, sim)
+        if stations is not None:
+            await _finish_stations(console, stations)
 
 
 async def _finish_simulator(console: Console, sim: asyncio.Task[SimStats]) -> None:
@@ -246,6 +279,21 @@ async def _finish_simulator(console: Console, sim: asyncio.Task[SimStats]) -> No
     )
 
 
+async def _finish_stations(console: Console, stations: asyncio.Task[StationStats]) -> None:
+    """Let the TCP stations finish their uploads in flight, and say what they sent."""
+    try:
+        stats = await asyncio.wait_for(asyncio.shield(stations), SIM_STOP_S)
+    except Exception as exc:  # noqa: BLE001 - timeout or a failed station: the shutdown goes on
+        stations.cancel()
+        logger.warning("simulated TCP stations did not stop cleanly reason=%r", exc)
+        return
+    for name, c in (("HJ 212", stats.hj212), ("SL 651", stats.sl651)):
+        console.print(
+            f"simulated {name} stations stopped: uploads={c.uploads:,} acknowledged={c.acked:,} "
+            f"resent={c.retries:,} given up={c.lost:,} readings={c.readings:,}"
+        )
+
+
 def _refresh(p: Pipeline, st: _Status) -> None:
     ep = p.endpoints
     assert ep is not None  # noqa: S101 - start_infra() ran
@@ -254,7 +302,7 @@ def _refresh(p: Pipeline, st: _Status) -> None:
     with contextlib.suppress(httpx.HTTPError, OSError):
         st.rejected = scrape_counter(
             f"http://127.0.0.1:{p.metrics_ports['ingest']}/metrics", "stationflow_ingest_rejected_total"
-        )
+        ) + scrape_counter(f"http://127.0.0.1:{p.tcp_metrics_port}/metrics", TCP_DEADLETTERS)
     with contextlib.suppress(httpx.HTTPError, OSError, ValueError):
         summary = httpx.get(
             f"{p.alerts_url}/summary", headers={"X-API-Key": p.alerts_admin_key}, timeout=2
