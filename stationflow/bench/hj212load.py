@@ -126,7 +126,8 @@ class StationLoad:
     sent: int = 0  # frames, first sends only
     acked: int = 0
     resent: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # backlog frames
+    steady_latencies_ms: list[float] = field(default_factory=list)  # paced frames
     error: str | None = None
 
 
@@ -140,8 +141,9 @@ class LoadReport:
     frames_acked: int
     frames_resent: int
     seconds: float  # first frame sent → last acknowledgement (or give-up)
-    latencies_ms: list[float]
+    latencies_ms: list[float]  # frame sent → its 9014, backlog frames, sorted
     errors: list[str]
+    steady_latencies_ms: list[float] = field(default_factory=list)  # the same for paced frames
 
     @property
     def frames_per_s(self) -> float:
@@ -200,7 +202,9 @@ class _Station:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ack(qn.encode()), self.ack_timeout_s)
                 self.load.acked += 1
-                self.load.latencies_ms.append((time.perf_counter() - first) * 1000)
+                paced = k >= self.scenario.minutes - self.scenario.steady
+                latencies = self.load.steady_latencies_ms if paced else self.load.latencies_ms
+                latencies.append((time.perf_counter() - first) * 1000)
                 on_frame(0, 1)
                 return
         raise _NoAck(f"no 9014 for QN={qn} after {ACK_RETRIES + 1} sends")
@@ -264,6 +268,7 @@ async def run_stations(
         frames_resent=sum(x.resent for x in loads),
         seconds=seconds,
         latencies_ms=sorted(v for x in loads for v in x.latencies_ms),
+        steady_latencies_ms=sorted(v for x in loads for v in x.steady_latencies_ms),
         errors=[x.error for x in loads if x.error is not None],
     )
 
