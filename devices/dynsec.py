@@ -7,9 +7,9 @@ with the plugin's text; no answer within ``timeout`` raises :class:`DynsecTimeou
 
 Roles (see ``ROLE_ACLS``): each device has a private role ``device:<id>`` that lets it publish
 only under ``devices/<id>/`` (plus the shared, ACL-free ``device`` role that marks it),
-``collector`` may subscribe to and receive readings and ``$SYS``, ``simulator`` may publish
-readings for any device, ``alerts`` may publish notifications under ``stations/+/alerts`` and
-``alerts/#``. Everything not allowed by a role is denied (``DEFAULT_ACL_ACCESS``).
+``collector`` may subscribe to and receive every device subtopic and ``$SYS``, ``simulator``
+may publish under any device's ``devices/<id>/``, ``alerts`` may publish notifications under
+``stations/+/alerts`` and ``alerts/#``. Everything not allowed by a role is denied (``DEFAULT_ACL_ACCESS``).
 """
 
 from __future__ import annotations
@@ -94,13 +94,14 @@ class Acl:
 ROLE_ACLS: Mapping[str, tuple[Acl, ...]] = {
     DEVICE_ROLE: (),
     COLLECTOR_ROLE: (
-        Acl("subscribePattern", "$share/+/devices/+/readings"),
-        Acl("subscribePattern", "devices/+/readings"),
+        # every device subtopic (readings, senml, hj212; others are dead-lettered: ingest.topics)
+        Acl("subscribePattern", "$share/+/devices/#"),
+        Acl("subscribePattern", "devices/#"),
         Acl("subscribePattern", "$SYS/#"),
-        Acl("publishClientReceive", "devices/+/readings"),
+        Acl("publishClientReceive", "devices/#"),
         Acl("publishClientReceive", "$SYS/#"),
     ),
-    SIMULATOR_ROLE: (Acl("publishClientSend", "devices/+/readings"),),
+    SIMULATOR_ROLE: (Acl("publishClientSend", "devices/+/#"),),
     ALERTS_ROLE: (Acl("publishClientSend", "stations/+/alerts"), Acl("publishClientSend", "alerts/#")),
 }
 

@@ -8,6 +8,11 @@ collector that dies loses nothing: the broker redelivers every unacknowledged me
 its persistent session. If Kafka fails, the handler raises, no PUBACK is sent, and the
 collector stops so its supervisor can restart it.
 
+Every device subtopic is heard (``devices/#``): ``readings`` (native JSON), ``senml`` and
+``hj212`` are decoded, anything else is dead-lettered as ``unknown_subtopic`` and acknowledged
+(see ``ingest.router``). For ``hj212`` the collector follows the device registry
+(``ingest.mqtt_hj212``); no other message waits for it.
+
 gmqtt rather than paho-mqtt: measured here, paho's per-message cost (about 95 µs of CPU
 to read, dispatch and acknowledge one PUBLISH) was the largest single item of the
 collector; gmqtt parses packets inside an asyncio protocol at about a third of that.
@@ -25,10 +30,10 @@ import gmqtt
 from aiokafka import AIOKafkaProducer
 
 from ingest import metrics
-from ingest.decoders import DECODERS
 from ingest.errors import KafkaDeliveryError, RejectedMessage
+from ingest.mqtt_hj212 import Hj212Registry
 from ingest.qos0 import DeviceLabels, Qos0Gate
-from ingest.router import Accepted, route
+from ingest.router import Accepted, Ignored, route
 from ingest.settings import IngestSettings
 from ingest.topics import device_id_from_topic, shared_filter
 from stationflow import topics
@@ -50,6 +55,7 @@ KEEPALIVE_S = 30
 # On shutdown, wait this long for in-flight records to be acknowledged by Kafka.
 DRAIN_TIMEOUT_S = 10.0
 PUBACK_SUCCESS = 0
+HJ212_SUFFIX = "/hj212"
 
 
 def _publish_payload(raw_packet: bytes, offset: int) -> bytes:
@@ -70,7 +76,7 @@ class Collector:
         self.settings = settings
         self.producer = producer
         self.limits = settings.limits()
-        self.decode = DECODERS["json"]
+        self.hj212 = Hj212Registry(settings)
         self.raw_topic = settings.topic(topics.RAW)
         self.dead_topic = settings.topic(topics.DEADLETTER)
         self._inflight = 0
@@ -190,16 +196,22 @@ class Collector:
         metrics.MESSAGES.inc()
         started = time.monotonic()
         admitted = qos == 0 and self._qos0.try_acquire(mqtt_topic)
+        out: tuple[str, bytes, bytes] | None = None  # Kafka topic, key, value
         if qos == 0 and not admitted:
-            report = self._shed(mqtt_topic, bytes(payload))
-            if report is None:
+            out = self._shed(mqtt_topic, bytes(payload))
+            if out is None:
                 return PUBACK_SUCCESS
-            kafka_topic, key, value = report
-        else:
-            kafka_topic, key, value = self.route(mqtt_topic, bytes(payload), utcnow())
         self._inflight += 1
         self._idle.clear()
         try:
+            if out is None:
+                data = bytes(payload)
+                if mqtt_topic.endswith(HJ212_SUFFIX):  # the only path that reads the registry
+                    await self._prepare_hj212(mqtt_topic, data)
+                out = self.route(mqtt_topic, data, utcnow())
+                if out is None:  # nothing to store (e.g. an HJ 212 state upload): acknowledge
+                    return PUBACK_SUCCESS
+            kafka_topic, key, value = out
             delivery = await self.producer.send(kafka_topic, value, key=key)
             await delivery
         except Exception as exc:
@@ -214,12 +226,28 @@ class Collector:
         metrics.ACK_SECONDS.observe(time.monotonic() - started)
         return PUBACK_SUCCESS
 
-    def route(self, mqtt_topic: str, payload: bytes, received_at: Any) -> tuple[str, bytes, bytes]:
-        """Kafka topic, key and value for one MQTT message (never raises)."""
-        result = route(mqtt_topic, payload, received_at, limits=self.limits, decode=self.decode)
+    async def _prepare_hj212(self, mqtt_topic: str, payload: bytes) -> None:
+        try:
+            device_id = device_id_from_topic(mqtt_topic)
+        except RejectedMessage:
+            return  # route dead-letters it
+        try:
+            await self.hj212.prepare(device_id, payload)
+        except Exception:  # routing still runs: it checks in memory, or refuses with a reason
+            logger.exception("hj212 registry lookup failed device_id=%s", device_id)
+
+    def route(self, mqtt_topic: str, payload: bytes, received_at: Any) -> tuple[str, bytes, bytes] | None:
+        """Kafka topic, key and value for one MQTT message; None: nothing to send (never raises)."""
+        result = route(mqtt_topic, payload, received_at, limits=self.limits, hj212=self.hj212.context)
         if isinstance(result, Accepted):
             metrics.READINGS.inc(len(result.readings))
+            if result.unknown_codes:
+                self._unknown_codes(result, payload)
             return self.raw_topic, result.key(), result.to_json()
+        if isinstance(result, Ignored):
+            metrics.IGNORED.labels(mqtt_topic.rsplit("/", 1)[-1][:32]).inc()
+            logger.debug("message ignored device_id=%s reason=%s", result.device_id, result.reason)
+            return None
         metrics.REJECTED.labels(result.code).inc()
         suppressed = self._throttle.allow(result.device_id or mqtt_topic, time.monotonic())
         if suppressed is not None:
@@ -232,6 +260,33 @@ class Collector:
                 suppressed,
             )
         return self.dead_topic, result.key(), result.model_dump_json().encode()
+
+    def _unknown_codes(self, result: Accepted, payload: bytes) -> None:
+        """Count a frame with unknown codes; once an hour per device and code set, log and report it."""
+        metrics.HJ212_UNKNOWN_CODES.inc()
+        codes, device_id = result.unknown_codes, result.device_id
+        if not self.hj212.unknown_codes_due(device_id, codes, time.monotonic()):
+            return
+        reason = (
+            f"codes {list(codes)} are not metrics of the device's type; the frame's other "
+            f"{len(result.readings)} readings were stored (reported once an hour per code set)"
+        )
+        logger.warning("hj212 unknown codes device_id=%s codes=%s", device_id, ",".join(codes))
+        letter = DeadLetter.build(
+            payload=payload,
+            source=result.source[:1029],
+            code="hj212_unknown_code",
+            reason=reason,
+            received_at=result.received_at,
+            device_id=device_id,
+            max_payload_bytes=self.limits.max_payload_bytes,
+        )
+        metrics.REJECTED.labels(letter.code).inc()
+        task = asyncio.ensure_future(
+            self._send_report(self.dead_topic, letter.key(), letter.model_dump_json().encode())
+        )
+        self._reports.add(task)
+        task.add_done_callback(self._report_sent)
 
     def _shed(self, mqtt_topic: str, payload: bytes) -> tuple[str, bytes, bytes] | None:
         """Count a QoS 0 message over the in-flight limits; at most every 10 s per device, log
@@ -304,6 +359,7 @@ class Collector:
         """Run until ``stop`` is set or Kafka fails; then drain and disconnect."""
         waiter = asyncio.create_task(stop.wait())
         fatal = asyncio.create_task(self._stop.wait())
+        follower = asyncio.create_task(self.hj212.follow())
         try:
             await self._connect()
             await asyncio.wait({waiter, fatal}, return_when=asyncio.FIRST_COMPLETED)
@@ -312,8 +368,11 @@ class Collector:
             await self._drain()
             with contextlib.suppress(Exception):
                 await self.client.disconnect()
-            for task in (waiter, fatal):
+            for task in (waiter, fatal, follower):
                 task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            self.hj212.close()
             metrics.CONNECTED.set(0)
         if self._fatal is not None:
             raise self._fatal

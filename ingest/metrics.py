@@ -25,3 +25,12 @@ ACK_SECONDS = Histogram(
     "MQTT receive to Kafka acknowledgement",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+IGNORED = Counter(
+    "stationflow_ingest_ignored_total",
+    "Valid messages with nothing to store (HJ 212 state uploads, replies), acknowledged",
+    ["subtopic"],
+)
+HJ212_UNKNOWN_CODES = Counter(
+    "stationflow_ingest_hj212_unknown_codes_total",
+    "HJ 212 frames over MQTT with codes that are not metrics of the device's type (other readings kept)",
+)

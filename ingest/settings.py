@@ -22,7 +22,9 @@ class IngestSettings(CommonSettings):
     # subscription for a single collector: Mosquitto 2.0.11 persists it across a broker
     # restart, but not a shared one (see README, "When the broker restarts").
     ingest_share_group: str = "stationflow-ingest"
-    ingest_topic_filter: str = "devices/+/readings"
+    # Every device subtopic: readings (JSON), senml, hj212; others are dead-lettered as
+    # unknown_subtopic (see ingest.topics). The broker's collector role must allow it (devices.dynsec).
+    ingest_topic_filter: str = "devices/#"
     ingest_session_expiry_s: int = 24 * 3600
     # MQTT v5 Receive Maximum: how many unacknowledged QoS 1 messages the broker may have
     # in flight to us. Acks wait for Kafka, so the window must cover rate x Kafka ack latency
@@ -43,6 +45,12 @@ class IngestSettings(CommonSettings):
     ingest_metrics_port: int = 9461  # 0 disables the Prometheus endpoint
     # Longer linger = fewer, larger produce requests; acks wait for it, so keep it short.
     ingest_kafka_linger_ms: int = 20
+    # HJ 212 over MQTT (devices/<id>/hj212): frames are read with the device's registry record.
+    # A frame arriving before the registry is loaded waits this long, then is dead-lettered.
+    ingest_registry_wait_s: float = Field(default=30.0, gt=0)
+    # Same settings (and environment variables) as the TCP collector's.
+    hj212_strict: bool = False  # refuse every field deviation, for all stations
+    hj212_tz: str = "Asia/Shanghai"  # stations write DataTime in local time
 
     def limits(self) -> Limits:
         """Message limits from settings."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from ingest.decoders import native_json
+from ingest.decoders import native_json, senml
 from stationflow.contracts import Reading
 
 __all__ = ["DECODERS", "Decoder"]
@@ -25,4 +25,5 @@ class Decoder(Protocol):
 
 DECODERS: dict[str, Decoder] = {
     "json": native_json.decode,
+    "senml": senml.decode,
 }

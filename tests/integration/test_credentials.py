@@ -169,11 +169,11 @@ async def connected(probes: ProbeFactory, username: str, password: str) -> Probe
 
 
 async def collector(admin: DynsecAdmin, probes: ProbeFactory, unique_name: NameFactory) -> Probe:
-    """A collector-role client subscribed to ``$share/g/devices/+/readings``."""
+    """A collector-role client subscribed to ``$share/g/devices/#`` (every device subtopic)."""
     username, password = unique_name("collector"), new_password()
     await admin.ensure_service_client(username, password, COLLECTOR_ROLE)
     probe = await connected(probes, username, password)
-    assert await probe.subscribe("$share/g/devices/+/readings") == [1]
+    assert await probe.subscribe("$share/g/devices/#") == [1]
     return probe
 
 
@@ -184,9 +184,11 @@ async def test_device_publishes_and_collector_receives(
     device_id = unique_name("air")
     device = await connected(probes, device_id, await admin.create_device(device_id))
 
-    assert await device.publish(f"devices/{device_id}/readings", b"r1") < SUCCESS_BELOW
-    await wait_for(lambda: bool(sink.received()), "the reading at the collector")
-    assert sink.received() == [(f"devices/{device_id}/readings", b"r1")]
+    sent = [(f"devices/{device_id}/{sub}", sub.encode()) for sub in ("readings", "senml", "hj212", "other")]
+    for topic, payload in sent:
+        assert await device.publish(topic, payload) < SUCCESS_BELOW
+    await wait_for(lambda: len(sink.received()) == len(sent), "every subtopic at the collector")
+    assert sorted(sink.received()) == sorted(sent)
 
 
 async def test_collector_reads_readings_and_sys_but_cannot_publish(
@@ -195,7 +197,8 @@ async def test_collector_reads_readings_and_sys_but_cannot_publish(
     sink = await collector(admin, probes, unique_name)
     assert await sink.subscribe("devices/+/readings") == [1]
     assert await sink.subscribe(SYS_DROPPED) == [1]
-    assert await sink.subscribe("devices/+/status") == [NOT_AUTHORIZED]
+    assert await sink.subscribe("devices/+/status") == [1]  # every device subtopic is heard
+    assert await sink.subscribe("stations/+/alerts") == [NOT_AUTHORIZED]
     assert await sink.subscribe("#") == [NOT_AUTHORIZED]
     assert await sink.publish("devices/air-1/readings", b"forged") == NOT_AUTHORIZED
     # sys_interval 1: the drop counter comes within about a second.
@@ -248,9 +251,11 @@ async def test_simulator_publishes_for_any_device(
     await admin.ensure_service_client(username, password, SIMULATOR_ROLE)
     simulator = await connected(probes, username, password)
     assert await simulator.publish("devices/air-1/readings", b"a") < SUCCESS_BELOW
-    assert await simulator.publish("devices/air-1/status", b"b") == NOT_AUTHORIZED
-    await wait_for(lambda: bool(sink.received()), "the simulated reading")
-    assert sink.received() == [("devices/air-1/readings", b"a")]
+    assert await simulator.publish("devices/dtu-1/hj212", b"b") < SUCCESS_BELOW
+    assert await simulator.publish("stations/s1/alerts", b"c") == NOT_AUTHORIZED
+    assert await simulator.publish("devices", b"d") == NOT_AUTHORIZED
+    await wait_for(lambda: len(sink.received()) == 2, "the simulated messages")
+    assert sorted(sink.received()) == [("devices/air-1/readings", b"a"), ("devices/dtu-1/hj212", b"b")]
 
 
 async def test_password_rotation(admin: DynsecAdmin, probes: ProbeFactory, unique_name: NameFactory) -> None:

@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.checks import Limits
-from ingest.decoders import DECODERS
 from ingest.router import Accepted, route
 from stationflow.contracts import DeadLetter
 
@@ -26,7 +25,7 @@ def _p(template: str) -> str:
 
 
 def _route(payload: bytes) -> Accepted | DeadLetter:
-    return route(TOPIC, payload, NOW, limits=Limits(), decode=DECODERS["json"])
+    return route(TOPIC, payload, NOW, limits=Limits())
 
 
 @pytest.mark.parametrize(

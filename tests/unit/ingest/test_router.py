@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.checks import Limits
-from ingest.decoders import DECODERS
 from ingest.router import Accepted, route
 from stationflow.contracts import DeadLetter, Quality, ReadingBatch
 
@@ -21,7 +20,7 @@ LIMITS = Limits()
 
 def _route(payload: bytes | str, topic: str = TOPIC, limits: Limits = LIMITS) -> Accepted | DeadLetter:
     body = payload.encode() if isinstance(payload, str) else payload
-    return route(topic, body, NOW, limits=limits, decode=DECODERS["json"])
+    return route(topic, body, NOW, limits=limits)
 
 
 def _msg(**overrides: object) -> str:
@@ -133,8 +132,9 @@ def test_epoch_timestamps_are_accepted() -> None:
         ),
         pytest.param(_msg(), "devices//readings", "bad_device_id", "device id", id="empty-device"),
         pytest.param(_msg(), "devices/a+b/readings", "bad_device_id", "device id", id="bad-device-chars"),
+        pytest.param(_msg(), "devices/air-001", "bad_topic", "devices/<device_id>/<readings|", id="topic"),
         pytest.param(
-            _msg(), "devices/air-001/status", "bad_topic", "devices/<device_id>/readings", id="topic"
+            _msg(), "devices/air-001/status", "unknown_subtopic", "devices/air-001/senml", id="subtopic"
         ),
     ],
 )
