@@ -7,8 +7,10 @@ from stationflow.contracts import MetricSpec
 __all__ = ["BUILTIN_TYPES", "BuiltinType"]
 
 
-def _m(metric: str, unit: str, lo: float, hi: float, code: str | None = None) -> MetricSpec:
-    return MetricSpec(metric=metric, unit=unit, min=lo, max=hi, hj212_code=code)
+def _m(
+    metric: str, unit: str, lo: float, hi: float, code: str | None = None, sl651: str | None = None
+) -> MetricSpec:
+    return MetricSpec(metric=metric, unit=unit, min=lo, max=hi, hj212_code=code, sl651_code=sl651)
 
 
 class BuiltinType:
@@ -55,12 +57,25 @@ BUILTIN_TYPES: tuple[BuiltinType, ...] = (
             _m("turbidity", "NTU", 0, 4000, "w01003"),
         ],
     ),
-    BuiltinType("rain-gauge", "hydro", "Tipping-bucket rain gauge", [_m("rain", "mm", 0, 300)]),
+    # SL 651 elements (protocols.md 2.6): DRP is the 5-minute rainfall (the decoder takes the
+    # finest-period rainfall a report carries), Z the instantaneous level, Q the flow.
+    BuiltinType("rain-gauge", "hydro", "Tipping-bucket rain gauge", [_m("rain", "mm", 0, 300, sl651="DRP")]),
     BuiltinType(
         "level-gauge",
         "hydro",
         "River or reservoir level gauge with rating curve",
-        [_m("level", "m", -100, 6000), _m("flow", "m3/s", 0, 500000)],
+        [_m("level", "m", -100, 6000, sl651="Z"), _m("flow", "m3/s", 0, 500000, sl651="Q")],
+    ),
+    BuiltinType(
+        "hydro-rtu",
+        "hydro",
+        "Hydrological telemetry RTU (SL 651): rainfall, level, flow and battery voltage",
+        [
+            _m("rain", "mm", 0, 300, sl651="DRP"),
+            _m("level", "m", -100, 6000, sl651="Z"),
+            _m("flow", "m3/s", 0, 500000, sl651="Q"),
+            _m("voltage", "V", 0, 30, sl651="VT"),
+        ],
     ),
     BuiltinType(
         "coldchain-logger",

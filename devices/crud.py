@@ -12,7 +12,8 @@ from typing import Literal, TypeVar
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from stationflow.contracts import DeviceRecord
+from stationflow.contracts import DeviceRecord, MetricSpec
+from stationflow.passwords import hash_password, verify_password
 
 from .catalog import BUILTIN_TYPES
 from .convert import device_record, metrics_from_json, metrics_to_json
@@ -33,6 +34,7 @@ __all__ = [
     "outbox_depth",
     "queue_changes",
     "seed_builtin_types",
+    "set_protocol_password",
     "upsert_device",
     "upsert_station",
     "upsert_type",
@@ -45,9 +47,9 @@ TOKEN_PREFIX = "sfk_"  # noqa: S105  (a marker to recognise our tokens, not a se
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Why a device body cannot be stored: an unknown reference or an invalid value."""
+    """Why a device body cannot be stored: an unknown reference, an invalid value, a taken key."""
 
-    kind: Literal["unknown", "invalid"]
+    kind: Literal["unknown", "invalid", "conflict"]
     field: str
     message: str
 
@@ -92,10 +94,16 @@ def upsert_type(
 
 
 def seed_builtin_types(session: Session) -> int:
-    """Insert the built-in types that are missing (idempotent); returns how many were added."""
+    """Insert the built-in types that are missing (idempotent); returns how many were added.
+
+    A built-in type already stored gets the protocol codes (HJ 212, SL 651) its catalog entry
+    has and its stored metric of the same name lacks (codes an operator set are kept); its
+    devices' records are then queued for publication.
+    """
     added = 0
     for spec in BUILTIN_TYPES:
-        if session.get(DeviceType, spec.name) is None:
+        row = session.get(DeviceType, spec.name)
+        if row is None:
             body = DeviceTypeCreate.model_validate(
                 {
                     "name": spec.name,
@@ -106,8 +114,21 @@ def seed_builtin_types(session: Session) -> int:
             )
             upsert_type(session, name=spec.name, body=body, builtin=True)
             added += 1
+        elif row.builtin and _fill_codes(row, spec.metrics):
+            queue_changes(session, device_ids=device_ids(session, type_name=spec.name))
     session.commit()
     return added
+
+
+def _fill_codes(row: DeviceType, catalog: Sequence[MetricSpec]) -> bool:
+    """Add the catalog's protocol codes the stored metrics lack; True if any was added."""
+    metrics = {name: dict(value) for name, value in row.metrics.items()}
+    for spec in catalog:
+        stored = metrics.get(spec.metric)
+        for attr in ("hj212_code", "sl651_code"):
+            if stored is not None and stored.get(attr) is None and getattr(spec, attr) is not None:
+                stored[attr] = getattr(spec, attr)
+    return _apply(row, {"metrics": metrics})
 
 
 # ---------------------------------------------------------------- stations and devices
@@ -123,8 +144,12 @@ def upsert_station(session: Session, *, station_id: str, data: StationBase) -> C
     return "updated" if _apply(row, values) else "unchanged"
 
 
-def check_device(session: Session, *, data: DeviceBase) -> Problem | None:
-    """The first problem with a device's references and calibration, or ``None``."""
+def check_device(session: Session, *, data: DeviceBase, device_id: str | None = None) -> Problem | None:
+    """The first problem with a device's references, calibration and protocol links, or ``None``.
+
+    ``device_id`` (the device written, when it may exist) fills the protocol fields ``data``
+    leaves unset from the stored device, and is not a conflict with itself.
+    """
     dtype = session.get(DeviceType, data.type)
     if dtype is None:
         return Problem("unknown", "type", f"unknown device type '{data.type}'")
@@ -139,18 +164,92 @@ def check_device(session: Session, *, data: DeviceBase) -> Problem | None:
             f"calibration for metric(s) {', '.join(extra)} not reported by type '{data.type}'"
             f" (its metrics: {', '.join(sorted(metrics))})",
         )
+    return _check_links(session, data=data, row=None if device_id is None else session.get(Device, device_id))
+
+
+def _check_links(session: Session, *, data: DeviceBase, row: Device | None) -> Problem | None:
+    given = data.model_fields_set
+    protocol = data.protocol if "protocol" in given or row is None else row.protocol
+    has_hj212 = data.hj212 is not None if "hj212" in given or row is None else row.hj212_mn is not None
+    has_sl651 = data.sl651 is not None if "sl651" in given or row is None else row.sl651_address is not None
+    if protocol == "hj212" and not has_hj212:
+        return Problem("invalid", "hj212", "protocol 'hj212' needs the hj212 link (its mn at least)")
+    if protocol == "sl651" and not has_sl651:
+        return Problem("invalid", "sl651", "protocol 'sl651' needs the sl651 link (its address at least)")
+    own = None if row is None else row.id
+    if data.hj212 is not None and "hj212" in given:
+        holder = session.scalar(select(Device.id).where(Device.hj212_mn == data.hj212.mn, Device.id != own))
+        if holder is not None:
+            return Problem("conflict", "hj212.mn", f"MN '{data.hj212.mn}' belongs to device '{holder}'")
+    if data.sl651 is not None and "sl651" in given:
+        address = data.sl651.address
+        holder = session.scalar(select(Device.id).where(Device.sl651_address == address, Device.id != own))
+        if holder is not None:
+            return Problem(
+                "conflict", "sl651.address", f"RTU address '{address}' belongs to device '{holder}'"
+            )
     return None
 
 
+def _password_hash(current: str | None, password: str | None) -> str | None:
+    """The hash to store: the current one if ``password`` is omitted or is what it hashes."""
+    if password is None or (current is not None and verify_password(password, current)):
+        return current
+    return hash_password(password)
+
+
+def _link_values(data: DeviceBase, row: Device | None) -> dict[str, object]:
+    """Columns of the protocol fields ``data`` sets (passwords hashed, omitted ones kept)."""
+    given = data.model_fields_set
+    values: dict[str, object] = {}
+    if "protocol" in given or row is None:
+        values["protocol"] = data.protocol
+    if "hj212" in given or row is None:
+        link = data.hj212
+        current = None if row is None or link is None else row.hj212_password_hash
+        values |= {
+            "hj212_mn": None if link is None else link.mn,
+            "hj212_password_hash": None if link is None else _password_hash(current, link.password),
+            "hj212_crc": None if link is None else link.crc,
+            "hj212_strict": None if link is None else link.strict,
+            "hj212_allow_from": None if link is None else link.allow_from,
+        }
+    if "sl651" in given or row is None:
+        rtu = data.sl651
+        current = None if row is None or rtu is None else row.sl651_password_hash
+        values |= {
+            "sl651_address": None if rtu is None else rtu.address,
+            "sl651_password_hash": None if rtu is None else _password_hash(current, rtu.password),
+            "sl651_ack": None if rtu is None else rtu.ack,
+            "sl651_level_base_m": None if rtu is None else rtu.level_base_m,
+            "sl651_allow_from": None if rtu is None else rtu.allow_from,
+        }
+    return values
+
+
 def upsert_device(session: Session, *, device_id: str, data: DeviceBase) -> Change:
-    """Create or replace a device's fields (call ``check_device`` first)."""
-    values = data.model_dump(exclude={"id", "updated_at", "type"})
+    """Create or replace a device's fields (call ``check_device`` first).
+
+    Protocol fields left unset in ``data`` keep their stored value; a link given without a
+    password keeps the stored password (a new link without one has none: not checked).
+    """
+    values = data.model_dump(exclude={"id", "updated_at", "type", "protocol", "hj212", "sl651"})
     values["type_name"] = data.type
     row = session.get(Device, device_id)
+    values |= _link_values(data, row)
     if row is None:
         session.add(Device(id=device_id, **values))
         return "created"
     return "updated" if _apply(row, values) else "unchanged"
+
+
+def set_protocol_password(
+    session: Session, *, row: Device, protocol: Literal["hj212", "sl651"], password: str | None
+) -> None:
+    """Store the hash of ``password`` (None: no password, not checked) on the device's link."""
+    stored = None if password is None else hash_password(password)
+    column = "hj212_password_hash" if protocol == "hj212" else "sl651_password_hash"
+    _apply(row, {column: stored})
 
 
 def device_ids(session: Session, *, station_id: str | None = None, type_name: str | None = None) -> list[str]:

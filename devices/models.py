@@ -90,6 +90,19 @@ class Device(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     # scrypt hash (devices.credentials.hash_password) of its MQTT password; None: no credentials.
     mqtt_password_hash: Mapped[str | None] = mapped_column(String(200))
+    # What it speaks (contracts.Protocol) and its protocol links: a link exists when its key
+    # (MN / RTU address, each unique) is set. Passwords only as stationflow.passwords hashes.
+    protocol: Mapped[str] = mapped_column(String(16), default="json", server_default="json")
+    hj212_mn: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    hj212_password_hash: Mapped[str | None] = mapped_column(String(200))
+    hj212_crc: Mapped[str | None] = mapped_column(String(16))
+    hj212_strict: Mapped[bool | None] = mapped_column()
+    hj212_allow_from: Mapped[list[str] | None] = mapped_column(JSON)
+    sl651_address: Mapped[str | None] = mapped_column(String(10), unique=True, index=True)
+    sl651_password_hash: Mapped[str | None] = mapped_column(String(200))
+    sl651_ack: Mapped[str | None] = mapped_column(String(8))
+    sl651_level_base_m: Mapped[float | None] = mapped_column(Float)
+    sl651_allow_from: Mapped[list[str] | None] = mapped_column(JSON)
 
     device_type: Mapped[DeviceType] = relationship(lazy="joined")
     station: Mapped[Station | None] = relationship(back_populates="devices", lazy="joined")

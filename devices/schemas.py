@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stationflow.contracts import DEVICE_ID_PATTERN, METRIC_PATTERN, Calibration, DeviceStatus, MetricSpec
+from stationflow.contracts import (
+    DEVICE_ID_PATTERN,
+    METRIC_PATTERN,
+    Calibration,
+    DeviceStatus,
+    Hj212Crc,
+    MetricSpec,
+    Protocol,
+    Sl651Ack,
+)
 from stationflow.tagtext import TagText
 
 __all__ = [
@@ -17,8 +27,10 @@ __all__ = [
     "ApiKeyCreated",
     "ApiKeyPublic",
     "ApiKeysPublic",
+    "DeviceChanged",
     "DeviceCreate",
     "DeviceCreated",
+    "DeviceFields",
     "DevicePublic",
     "DeviceTypeCreate",
     "DeviceTypePublic",
@@ -26,10 +38,16 @@ __all__ = [
     "DeviceTypesPublic",
     "DeviceUpdate",
     "DevicesPublic",
+    "Hj212LinkIn",
+    "Hj212LinkPublic",
     "Message",
     "MqttCredentials",
+    "ProtocolPassword",
+    "ProtocolPasswordSet",
     "Responses",
     "Role",
+    "Sl651LinkIn",
+    "Sl651LinkPublic",
     "StationBase",
     "StationCreate",
     "StationKind",
@@ -108,6 +126,15 @@ def _unique_metrics(metrics: list[MetricDef] | None) -> None:
         raise ValueError(f"metric names must be unique, repeated: {', '.join(dupes)}")
 
 
+def _unique_codes(metrics: list[MetricDef] | None) -> None:
+    """A protocol code names one metric of a type, or a decoder could not tell which."""
+    for attr in ("hj212_code", "sl651_code"):
+        codes = [getattr(m, attr) for m in metrics or [] if getattr(m, attr) is not None]
+        dupes = sorted({c for c in codes if codes.count(c) > 1})
+        if dupes:
+            raise ValueError(f"{attr} must name one metric, repeated: {', '.join(dupes)}")
+
+
 class DeviceTypeBase(BaseModel):
     """Fields of a device type."""
 
@@ -128,6 +155,11 @@ class DeviceTypeCreate(DeviceTypeBase):
 
     name: str = Field(pattern=TYPE_NAME_PATTERN)
 
+    @model_validator(mode="after")
+    def _codes(self) -> Self:
+        _unique_codes(self.metrics)
+        return self
+
 
 class DeviceTypeUpdate(BaseModel):
     """Body of ``PATCH /device-types/{name}``; metrics, when given, replace the list."""
@@ -141,6 +173,7 @@ class DeviceTypeUpdate(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Self:
         _unique_metrics(self.metrics)
+        _unique_codes(self.metrics)
         for name in ("domain", "description", "metrics"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null; leave it out to keep the current value")
@@ -234,8 +267,106 @@ class StationsPublic(BaseModel):
 # ---------------------------------------------------------------- devices
 
 
-class DeviceBase(BaseModel):
-    """Fields of a device."""
+# HJ 212 PW is at most 9 characters (protocols.md 1.2); ';', ',', '=' and '&' delimit fields.
+HJ212_PW_PATTERN = r"^[\x21-\x7e]{1,9}$"
+HJ212_PW_DELIMITERS = ";,=&"
+SL651_ADDRESS_PATTERN = r"^[0-9A-Fa-f]{10}$"
+SL651_PW_PATTERN = r"^[0-9A-Fa-f]{4}$"
+
+
+def _networks(values: list[str]) -> list[str]:
+    """CIDRs (or single addresses) in canonical form; host bits set are an error, not a guess."""
+    out: list[str] = []
+    for value in values:
+        try:
+            out.append(str(ipaddress.ip_network(value.strip(), strict=True)))
+        except ValueError as exc:
+            raise ValueError(f"'{value}' is not an IP network in CIDR notation: {exc}") from exc
+    return list(dict.fromkeys(out))
+
+
+AllowFrom = Annotated[
+    list[Annotated[str, Field(max_length=64)]],
+    Field(default_factory=list, max_length=100, description="source IP networks (CIDR); empty: any"),
+    AfterValidator(_networks),
+]
+
+
+def _hj212_password(value: str | None) -> str | None:
+    if value is not None and any(c in HJ212_PW_DELIMITERS for c in value):
+        raise ValueError(f"must not contain any of {HJ212_PW_DELIMITERS!r} (HJ 212 field delimiters)")
+    return value
+
+
+class Hj212LinkIn(BaseModel):
+    """How an HJ 212 station is recognised (request body); the password is stored hashed."""
+
+    model_config = _Strict
+
+    mn: str = Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$", description="station MN, unique")
+    password: Annotated[str | None, AfterValidator(_hj212_password)] = Field(
+        default=None,
+        pattern=HJ212_PW_PATTERN,
+        description="PW the station sends (1-9 printable characters); omitted on create: generated",
+    )
+    crc: Hj212Crc | None = Field(default=None, description="pinned CRC variant; null accepts all three")
+    strict: bool = Field(default=False, description="refuse frames with deviations instead of counting them")
+    allow_from: AllowFrom
+
+
+class Hj212LinkPublic(BaseModel):
+    """An HJ 212 link as returned: never the password, only whether one is set."""
+
+    mn: str
+    password_set: bool
+    crc: Hj212Crc | None
+    strict: bool
+    allow_from: list[str]
+
+
+def _upper(value: str | None) -> str | None:
+    return None if value is None else value.upper()
+
+
+class Sl651LinkIn(BaseModel):
+    """How an SL 651 RTU is recognised (request body); the password is stored hashed."""
+
+    model_config = _Strict
+
+    address: Annotated[str, AfterValidator(_upper)] = Field(
+        pattern=SL651_ADDRESS_PATTERN, description="RTU address, 10 hex digits (stored upper case), unique"
+    )
+    password: Annotated[str | None, AfterValidator(_upper)] = Field(
+        default=None,
+        pattern=SL651_PW_PATTERN,
+        description="4 hex digits; omitted: not checked (see generate_password)",
+    )
+    generate_password: bool = Field(
+        default=False, description="let the registry choose the password (returned once)"
+    )
+    ack: Sl651Ack = Field(default="eot", description="confirmation end character; 'none' for M1 RTUs")
+    level_base_m: Finite = Field(default=0.0, description="DRZ level base (水位基值), m")
+    allow_from: AllowFrom
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Self:
+        if self.password is not None and self.generate_password:
+            raise ValueError("give a password or generate_password, not both")
+        return self
+
+
+class Sl651LinkPublic(BaseModel):
+    """An SL 651 link as returned: never the password, only whether one is set."""
+
+    address: str
+    password_set: bool
+    ack: Sl651Ack
+    level_base_m: float
+    allow_from: list[str]
+
+
+class DeviceFields(BaseModel):
+    """Fields of a device other than its protocol links."""
 
     model_config = _Strict
 
@@ -244,6 +375,19 @@ class DeviceBase(BaseModel):
     status: DeviceStatus = DeviceStatus.ACTIVE
     calibration: dict[Metric, Calibration] = Field(default_factory=dict)
     expected_interval_s: int | None = Field(default=None, gt=0, le=31_536_000)
+    protocol: Protocol = Field(default="json", description="what the device speaks")
+
+
+class DeviceBase(DeviceFields):
+    """Fields of a device, with the protocol links as written.
+
+    ``protocol: hj212`` needs an ``hj212`` link and ``sl651`` an ``sl651`` link: checked by
+    ``crud.check_device`` on the stored device with the fields given here (a CSV import that
+    leaves the protocol fields out keeps the device's own).
+    """
+
+    hj212: Hj212LinkIn | None = None
+    sl651: Sl651LinkIn | None = None
 
 
 class DeviceCreate(DeviceBase):
@@ -253,7 +397,7 @@ class DeviceCreate(DeviceBase):
 
 
 class DeviceUpdate(BaseModel):
-    """Body of ``PATCH /devices/{id}``."""
+    """Body of ``PATCH /devices/{id}``; a link given replaces the link (its password omitted: kept)."""
 
     model_config = _Strict
 
@@ -262,11 +406,23 @@ class DeviceUpdate(BaseModel):
     status: DeviceStatus | None = None
     calibration: dict[Metric, Calibration] | None = None
     expected_interval_s: int | None = Field(default=None, gt=0, le=31_536_000)
+    protocol: Protocol | None = None
+    hj212: Hj212LinkIn | None = Field(default=None, description="null removes the link")
+    sl651: Sl651LinkIn | None = Field(default=None, description="null removes the link")
+
+    @model_validator(mode="after")
+    def _not_null(self) -> Self:
+        if "protocol" in self.model_fields_set and self.protocol is None:
+            raise ValueError("protocol cannot be null; leave it out to keep the current value")
+        return self
 
 
-class DevicePublic(DeviceCreate):
+class DevicePublic(DeviceFields):
     """A device as returned."""
 
+    id: str
+    hj212: Hj212LinkPublic | None = None
+    sl651: Sl651LinkPublic | None = None
     updated_at: datetime
 
 
@@ -287,10 +443,46 @@ class MqttCredentials(BaseModel):
     topic: str = Field(description="where the device publishes its readings (QoS 1)")
 
 
-class DeviceCreated(DevicePublic):
+class DeviceChanged(DevicePublic):
+    """A device after a change, with a protocol password the registry generated (shown only here)."""
+
+    hj212_password: str | None = Field(default=None, description="generated HJ 212 PW, shown once")
+    sl651_password: str | None = Field(default=None, description="generated SL 651 password, shown once")
+
+
+class DeviceCreated(DeviceChanged):
     """Answer of ``POST /devices``: the device and its MQTT credentials (null: none issued)."""
 
     mqtt: MqttCredentials | None
+
+
+class ProtocolPasswordSet(BaseModel):
+    """Body of ``POST /devices/{id}/protocol-password`` (optional): a password, or none to generate one."""
+
+    model_config = _Strict
+
+    protocol: Literal["hj212", "sl651"] | None = Field(
+        default=None, description="which link; default: the device's protocol, else its only link"
+    )
+    password: str | None = Field(default=None, max_length=16, description="omitted: generated")
+    clear: bool = Field(default=False, description="remove the password: it is no longer checked")
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if self.clear and self.password is not None:
+            raise ValueError("give a password or clear, not both")
+        return self
+
+
+class ProtocolPassword(BaseModel):
+    """Answer of ``POST /devices/{id}/protocol-password``."""
+
+    device_id: str
+    protocol: Literal["hj212", "sl651"]
+    password_set: bool
+    password: str | None = Field(
+        description="the generated password, shown only here; null if given or cleared"
+    )
 
 
 # ---------------------------------------------------------------- API keys

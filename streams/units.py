@@ -20,6 +20,7 @@ _SPELLINGS: dict[str, str] = {
     "k": "K", "kelvin": "K",
     "m": "m", "cm": "cm", "mm": "mm", "ft": "ft", "in": "in",
     "m3/s": "m3/s", "m³/s": "m3/s", "l/s": "L/s",
+    "v": "V", "volt": "V",
     "%": "%", "%rh": "%", "rh%": "%",
     "mg/l": "mg/L", "ug/l": "ug/L", "µg/l": "ug/L", "μg/l": "ug/L",
     "ntu": "NTU", "ph": "pH",

@@ -38,7 +38,7 @@ def test_migrated_schema_matches_models(engine: Engine) -> None:
             conn, opts={"compare_type": True, "compare_server_default": True}
         )
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0003"
+        assert context.get_current_revision() == "0004"
 
 
 def test_downgrade_to_base_and_upgrade_again(engine: Engine) -> None:
@@ -52,4 +52,4 @@ def test_downgrade_to_base_and_upgrade_again(engine: Engine) -> None:
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0003"
+        assert context.get_current_revision() == "0004"
