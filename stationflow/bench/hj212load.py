@@ -63,7 +63,8 @@ class Hj212Scenario:
     Station ``i`` (0-based) is device ``hjb-<i+1>`` with MN ``HJBENCH<i+1>``. Its records
     cover the minutes ``end - minutes`` … ``end - 1`` (``DataTime`` and QN in Beijing time, as
     the simulator writes them, protocols.md §1.9); the last ``steady`` of them are sent in the
-    steady phase, paced, the others back to back.
+    steady phase, one per ``steady_interval_s`` (the stations' phases spread evenly over the
+    interval), the others back to back.
     """
 
     connections: int
@@ -177,9 +178,13 @@ class _Station:
 
     async def upload(self, on_frame: Callable[[int, int], None]) -> None:
         try:
-            for k in range(self.scenario.minutes):
-                if k >= self.scenario.minutes - self.scenario.steady:
-                    await asyncio.sleep(self.scenario.steady_interval_s)
+            sc = self.scenario
+            first_paced = sc.minutes - sc.steady
+            for k in range(sc.minutes):
+                if k == first_paced:  # stations spread over the interval, as a real fleet is
+                    await asyncio.sleep(sc.steady_interval_s * self.i / sc.connections)
+                if k >= first_paced:
+                    await asyncio.sleep(sc.steady_interval_s)
                 await self._send_one(k, on_frame)
         except (OSError, asyncio.IncompleteReadError, ConnectionError, _NoAck) as exc:
             self.load.error = f"{self.scenario.mn(self.i)}: {exc}"
