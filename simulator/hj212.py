@@ -28,7 +28,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from simulator.fleet import AirStation, Hj212Wire, WaterStation, readings
 from simulator.link import BEIJING, Backoff, StationClock, StationCounters, monotonic, sleep_or_stop
@@ -73,6 +73,7 @@ WATER_CODES: Final[dict[str, str]] = {
     "turbidity": "w01003",
 }
 MAX_SEGMENT: Final = 1024
+STOP_GRACE_S: Final = 2.0  # on stop, how long a sent upload's 9014 is still awaited
 _MAX_BUFFER: Final = 64 * 1024
 
 Hj212Spec = AirStation | WaterStation
@@ -451,7 +452,7 @@ class Hj212Station:
         try:
             while not stop.is_set():
                 for upload in self._due():
-                    await self._upload(writer, upload, listener)
+                    await self._upload(writer, upload, listener, stopper)
                 timer = asyncio.create_task(asyncio.sleep(min(self._wait_s(), 1.0)))
                 await asyncio.wait({timer, listener, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 timer.cancel()
@@ -467,9 +468,16 @@ class Hj212Station:
             self._pending.clear()
 
     async def _upload(
-        self, writer: asyncio.StreamWriter, upload: _Upload, listener: asyncio.Task[None]
+        self,
+        writer: asyncio.StreamWriter,
+        upload: _Upload,
+        listener: asyncio.Task[None],
+        stopper: asyncio.Task[bool],
     ) -> None:
-        """Send until the 9014 comes (``retries`` more times after the first); else the link is lost."""
+        """Send until the 9014 comes (``retries`` more times after the first); else the link is lost.
+
+        When stopped meanwhile, the 9014 of what was sent is awaited briefly, without resending.
+        """
         self.counters.uploads += 1
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[upload.qn] = ack
@@ -487,9 +495,17 @@ class Hj212Station:
                 writer.write(upload.frame)
                 await writer.drain()
                 self.counters.sent += 1
+                waiters: set[asyncio.Future[Any]] = {ack, listener, stopper}
                 done, _ = await asyncio.wait(
-                    {ack, listener}, timeout=self.ack_timeout_s, return_when="FIRST_COMPLETED"
+                    waiters, timeout=self.ack_timeout_s, return_when="FIRST_COMPLETED"
                 )
+                if stopper in done and ack not in done:
+                    grace = min(self.ack_timeout_s, STOP_GRACE_S)
+                    done, _ = await asyncio.wait(
+                        waiters - {stopper}, timeout=grace, return_when="FIRST_COMPLETED"
+                    )
+                    if ack not in done:
+                        return  # stopped before the center answered: neither confirmed nor given up
                 if ack in done:
                     self.counters.acked += 1
                     self.counters.readings += upload.values

@@ -32,7 +32,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from simulator.fleet import HydroRtu, Sl651Wire, hydro_level, hydro_voltage, rain_tenths
 from simulator.link import BEIJING, Backoff, StationClock, StationCounters, monotonic, sleep_or_stop
@@ -69,6 +69,7 @@ FC_KEEPALIVE: Final = 0x2F
 FC_TIMED: Final = 0x32
 FC_HOURLY: Final = 0x34
 _MAX_BUFFER: Final = 16 * 1024
+STOP_GRACE_S: Final = 2.0  # on stop, how long a sent report's confirmation is still awaited
 
 # guide, data bytes, decimals (Appendix C, usual definitions)
 PJ: Final = (0x20, 3, 1)  # rain since 08:00, mm, N(5,1)
@@ -476,7 +477,7 @@ class Sl651Rtu:
             await self._close()
 
     async def _deliver(self, report: _Report, stop: asyncio.Event) -> bool:
-        """Send until confirmed (``retries`` resends); False if stopped before it could be sent."""
+        """Send until confirmed (``retries`` resends); False if stopped before it was confirmed."""
         self.counters.uploads += 1
         key = (report.fc, report.serial)
         for attempt in range(self.retries + 1):
@@ -494,17 +495,30 @@ class Sl651Rtu:
                 )
             confirmed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             self._waiting[key] = confirmed
+            stopper = asyncio.create_task(stop.wait())
             try:
                 await self._write(report.frame)
-                end = await asyncio.wait_for(asyncio.shield(confirmed), self.ack_timeout_s)
-            except (ConnectionError, OSError, TimeoutError, asyncio.CancelledError) as exc:
-                if isinstance(exc, asyncio.CancelledError) and not confirmed.cancelled():
-                    raise
-                if not isinstance(exc, TimeoutError):
-                    await self._close()  # the link broke: reconnect and send again
+                waiters: set[asyncio.Future[Any]] = {confirmed, stopper}
+                done, _ = await asyncio.wait(
+                    waiters, timeout=self.ack_timeout_s, return_when="FIRST_COMPLETED"
+                )
+                if stopper in done and confirmed not in done:
+                    grace = min(self.ack_timeout_s, STOP_GRACE_S)
+                    done, _ = await asyncio.wait(waiters - {stopper}, timeout=grace)
+                    if confirmed not in done or confirmed.cancelled():
+                        return False  # stopped before the center answered
+            except (ConnectionError, OSError):
+                await self._close()  # the link broke: reconnect and send again
                 continue
             finally:
+                stopper.cancel()
                 self._waiting.pop(key, None)
+            if confirmed not in done:
+                continue  # no confirmation in time: send again
+            if confirmed.cancelled():
+                await self._close()  # the center closed the link: reconnect and send again
+                continue
+            end = confirmed.result()
             self.counters.acked += 1
             self.counters.readings += report.values
             self.backoff.reset()

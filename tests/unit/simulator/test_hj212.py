@@ -250,7 +250,7 @@ async def run_for(station: Hj212Station, seconds: float) -> None:
 
 
 def station(port: int, **kw: object) -> Hj212Station:
-    opts: dict[str, object] = {"interval_s": 0.2, "ack_timeout_s": 0.3, "backoff": Backoff(0.05, 0.2)}
+    opts: dict[str, object] = {"interval_s": 0.2, "ack_timeout_s": 2.0, "backoff": Backoff(0.05, 0.2)}
     opts.update(kw)
     return Hj212Station(SPEC, host="127.0.0.1", port=port, **opts)  # type: ignore[arg-type]
 
@@ -304,8 +304,8 @@ async def test_resends_the_same_frame_until_the_9014_comes() -> None:
 
     center = FakeCenter(ack_third)
     await center.start()
-    s = station(center.port, interval_s=0.5, ack_timeout_s=0.1)
-    await run_for(s, 1.2)
+    s = station(center.port, interval_s=0.5, ack_timeout_s=0.25)
+    await run_for(s, 1.6)
     await center.stop()
     assert len(center.connections) == 1
     assert s.counters.acked >= 1 and s.counters.lost == 0
@@ -418,3 +418,19 @@ async def test_an_unsupported_request_is_rejected_with_qnrtn_2() -> None:
     await center.stop()
     answers = [(h["CN"], i) for h, i in center.connections[0] if h["CN"].startswith("9")]
     assert answers == [("9011", {"QnRtn": "2"})]
+
+
+async def test_stop_does_not_wait_out_the_retries() -> None:
+    async def silent(*_: object) -> None:
+        return None
+
+    center = FakeCenter(silent)
+    await center.start()
+    s = station(center.port, interval_s=0.1, ack_timeout_s=10.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(s.run(stop))
+    await asyncio.sleep(0.4)
+    stop.set()
+    await asyncio.wait_for(task, 3.0)  # the 2 s grace for the last 9014, not 4 x 10 s
+    await center.stop()
+    assert s.counters.uploads == 1 and s.counters.acked == s.counters.lost == s.counters.retries == 0

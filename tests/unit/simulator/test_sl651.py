@@ -264,7 +264,7 @@ async def run_for(rtu: Sl651Rtu, seconds: float) -> None:
 
 
 def rtu(port: int, **kw: object) -> Sl651Rtu:
-    opts: dict[str, object] = {"interval_s": 0.25, "ack_timeout_s": 0.2, "backoff": Backoff(0.05, 0.2)}
+    opts: dict[str, object] = {"interval_s": 0.25, "ack_timeout_s": 2.0, "backoff": Backoff(0.05, 0.2)}
     opts.update(kw)
     return Sl651Rtu(RTU, host="127.0.0.1", port=port, **opts)  # type: ignore[arg-type]
 
@@ -334,3 +334,19 @@ async def test_a_confirmation_for_another_serial_does_not_count() -> None:
     await center.stop()
     assert r.counters.acked == 0 and r.counters.lost >= 1
     assert r.counters.replies >= 3
+
+
+async def test_stop_does_not_wait_out_the_resends() -> None:
+    async def silent(*_: object) -> None:
+        return None
+
+    center = FakeCenter(silent)
+    await center.start()
+    r = rtu(center.port, ack_timeout_s=10.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(r.run(stop))
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.wait_for(task, 3.0)
+    await center.stop()
+    assert r.counters.uploads == 1 and r.counters.acked == r.counters.lost == r.counters.retries == 0
