@@ -30,7 +30,12 @@ def test_builtin_types_seeded_with_simulator_metric_names(client: TestClient) ->
     air = client.get("/device-types/air-station").json()
     pm25 = next(m for m in air["metrics"] if m["metric"] == "pm25")
     assert pm25 == {
-        "metric": "pm25", "unit": "ug/m3", "min": 0, "max": 1000, "hj212_code": "a34004", "sl651_code": None
+        "metric": "pm25",
+        "unit": "ug/m3",
+        "min": 0,
+        "max": 1000,
+        "hj212_code": "a34004",
+        "sl651_code": None,
     }
     assert air["domain"] == "air"
     water = {m["metric"] for m in client.get("/device-types/water-station").json()["metrics"]}
