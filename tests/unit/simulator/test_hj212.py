@@ -434,3 +434,18 @@ async def test_stop_does_not_wait_out_the_retries() -> None:
     await asyncio.wait_for(task, 3.0)  # the 2 s grace for the last 9014, not 4 x 10 s
     await center.stop()
     assert s.counters.uploads == 1 and s.counters.acked == s.counters.lost == s.counters.retries == 0
+
+
+@settings(max_examples=100)
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(AIR_CODES.values())),
+        st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+        min_size=1,
+    )
+)
+def test_upload_values_round_trip_to_three_decimals(values: dict[str, float]) -> None:
+    frame = upload_frame(mn=MN, pw=PW, cn="2011", data_time=datetime(2026, 1, 1), values=values)  # noqa: DTZ001
+    _, items = parse(frame)
+    for code, value in values.items():
+        assert float(items[f"{code}-Rtd"]) == pytest.approx(value, abs=0.0005)

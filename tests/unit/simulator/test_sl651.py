@@ -350,3 +350,15 @@ async def test_stop_does_not_wait_out_the_resends() -> None:
     await asyncio.wait_for(task, 3.0)
     await center.stop()
     assert r.counters.uploads == 1 and r.counters.acked == r.counters.lost == r.counters.retries == 0
+
+
+@settings(max_examples=200)
+@given(st.integers(min_value=1, max_value=5), st.integers(min_value=0, max_value=4), st.data())
+def test_bcd_elements_round_trip(size: int, decimals: int, data: st.DataObject) -> None:
+    limit = 10 ** (2 * (size - 1)) - 1  # leaves room for the FF sign byte
+    scaled = data.draw(st.integers(min_value=-limit if size > 1 else 0, max_value=limit))
+    element = bcd_element(0x39, scaled / 10**decimals, size, decimals)
+    assert len(element) == 2 + size and element[1] == size << 3 | decimals
+    raw = element[2:]
+    value = -int(raw[1:].hex()) if raw[0] == 0xFF else int(raw.hex())
+    assert value == scaled
