@@ -14,6 +14,8 @@ from devices.main import create_app
 from devices.settings import RegistrySettings
 from stationflow import topics
 from stationflow.contracts import DeadLetter, DeviceRecord, Reading, ReadingBatch, utcnow
+from stationflow.passwords import verify_password
+from stationflow.registryview import RegistryFollower, RegistryView
 from stationflow.stack import Component
 
 ADMIN = {"X-API-Key": "integration-admin"}
@@ -122,3 +124,56 @@ def test_device_status_from_clean_and_deadletter(tansu: Component, topic_prefix:
         assert body["last_rejection"]["reason"] == "line 1 column 2: EOF"
         assert body["last_seen"].startswith(now.strftime("%Y-%m-%dT%H:%M:%S"))
         assert client.get("/devices/nope/status").status_code == 404
+
+
+def test_protocol_links_reach_the_registry_topic_and_a_follower(
+    tansu: Component, topic_prefix: str, tmp_path: Path
+) -> None:
+    """HJ 212 / SL 651 links (hash, never the password) on the topic, found by MN and RTU address."""
+    settings = _settings(tansu, topic_prefix, tmp_path)
+    link = {"mn": "88888880000001234567", "crc": "modbus", "allow_from": ["10.0.0.0/8"]}
+    hj212 = {"id": "air-1", "type": "air-station", "protocol": "hj212", "hj212": link}
+    rtu_link = {"address": "0012345678", "password": "a000", "ack": "esc", "level_base_m": 12.5}
+    sl651 = {"id": "rtu-1", "type": "hydro-rtu", "protocol": "sl651", "sl651": rtu_link}
+    with TestClient(create_app(settings), headers=ADMIN) as client:
+        created = client.post("/devices", json=hj212)
+        assert created.status_code == 201, created.text
+        password = created.json()["hj212_password"]
+        assert client.post("/devices", json=sl651).status_code == 201
+        patched = client.patch("/devices/air-1", json={"hj212": {**link, "strict": True}})
+        assert patched.status_code == 200, patched.text
+        new_pw = client.post("/devices/rtu-1/protocol-password").json()["password"]
+    sent = asyncio.run(_read_registry(settings, 4))
+    air = [v for k, v in sent if k == "air-1"]
+    rtu = [v for k, v in sent if k == "rtu-1"]
+    assert len(air) == 2 and len(rtu) == 2
+    assert all(v is not None and v.protocol == "hj212" and v.hj212 is not None for v in air)
+    first, last = air[0].hj212, air[1].hj212  # type: ignore[union-attr]
+    assert first is not None and last is not None
+    assert (first.strict, last.strict, last.crc, last.allow_from) == (False, True, "modbus", ["10.0.0.0/8"])
+    assert last.password_hash == first.password_hash and verify_password(password, last.password_hash or "")
+    assert rtu[0] is not None and rtu[0].sl651 is not None and rtu[1] is not None and rtu[1].sl651 is not None
+    assert verify_password("A000", rtu[0].sl651.password_hash or "")
+    assert verify_password(new_pw, rtu[1].sl651.password_hash or "")
+    assert (rtu[1].sl651.ack, rtu[1].sl651.level_base_m) == ("esc", 12.5)
+    assert rtu[1].metrics["level"].sl651_code == "Z"
+    for _key, value in sent:
+        assert (
+            value is not None
+            and password not in value.model_dump_json()
+            and new_pw not in value.model_dump_json()
+        )
+
+    async def follow() -> tuple[DeviceRecord | None, DeviceRecord | None]:
+        view = RegistryView()
+        follower = asyncio.create_task(RegistryFollower(settings, view).run())
+        try:
+            await asyncio.wait_for(view.ready.wait(), DEADLINE_S)
+            return view.by_hj212_mn("88888880000001234567"), view.by_sl651_address("0012345678")
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+
+    by_mn, by_address = asyncio.run(follow())
+    assert by_mn is not None and by_mn.device_id == "air-1" and by_mn.hj212 == last
+    assert by_address is not None and by_address.device_id == "rtu-1" and by_address.sl651 == rtu[1].sl651
