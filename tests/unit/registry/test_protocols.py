@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -10,11 +11,13 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from devices.catalog import BUILTIN_TYPES
 from devices.models import Device
 from devices.publisher import MemoryRegistryPublisher
 from devices.settings import RegistrySettings
-from stationflow.contracts import DeviceRecord
+from stationflow.contracts import DeviceRecord, Quality, Reading, ReadingBatch
 from stationflow.passwords import verify_password
+from streams.enrich import Enriched, enrich
 
 AIR = {"id": "air-hj-1", "type": "air-station", "protocol": "hj212"}
 RTU = {"id": "rtu-1", "type": "hydro-rtu", "protocol": "sl651"}
@@ -293,3 +296,22 @@ def test_csv_import_keeps_protocol_links(client: TestClient, registry_settings: 
     after = _stored(registry_settings, "air-hj-1")
     assert after.expected_interval_s == 300 and after.protocol == "hj212"
     assert (after.hj212_mn, after.hj212_password_hash) == ("MN-CSV", stored.hj212_password_hash)
+
+
+def test_hydro_rtu_readings_pass_enrichment() -> None:
+    """The built-in hydro-rtu's metrics and units (V included) are accepted by the streams worker."""
+    spec = next(t for t in BUILTIN_TYPES if t.name == "hydro-rtu")
+    now = datetime.now(UTC)
+    record = DeviceRecord(device_id="rtu-1", device_type=spec.name, domain=spec.domain,
+                          metrics={m.metric: m for m in spec.metrics}, updated_at=now)  # fmt: skip
+    values = {"rain": (0.5, "mm"), "level": (7.97, "m"), "flow": (3.25, "m3/s"), "voltage": (12.07, "volt")}
+    readings = [Reading(metric=k, value=v, unit=u, ts=now) for k, (v, u) in values.items()]
+    batch = ReadingBatch(device_id="rtu-1", received_at=now, source="tcp:10.0.0.1:5000", readings=readings)
+    result = enrich(batch, record)
+    assert isinstance(result, Enriched) and result.domain == "hydro"
+    assert {r.metric: (r.value, r.unit) for r in result.batch.readings} == {
+        "rain": (0.5, "mm"), "level": (7.97, "m"), "flow": (3.25, "m3/s"), "voltage": (12.07, "V")
+    }  # fmt: skip
+    over = batch.model_copy(update={"readings": [Reading(metric="voltage", value=31.0, unit="V", ts=now)]})
+    flagged = enrich(over, record)
+    assert isinstance(flagged, Enriched) and flagged.batch.readings[0].quality == Quality.OVER_RANGE
