@@ -94,19 +94,18 @@ def route(
 ) -> Accepted | Ignored | DeadLetter:
     """Decode and check one message; every failure becomes a dead letter with a reason."""
     device_id: str | None = None
-    source = f"mqtt:{mqtt_topic[:1024]}"
+    unknown: tuple[str, ...] = ()
     try:
         device_id, subtopic = parse_topic(mqtt_topic)
         check_size(payload, limits, device_id)
         check_not_empty(payload, device_id)
-        unknown: tuple[str, ...] = ()
         name = FORMATS.get(subtopic)
         if name is not None:
             readings = decoders[name](payload, device_id=device_id, received_at=received_at)
         elif subtopic == HJ212:
             decoded = _hj212(payload, device_id, received_at, hj212)
             if isinstance(decoded, str):
-                return Ignored(device_id, source, decoded)
+                return Ignored(device_id, f"mqtt:{mqtt_topic}", decoded)
             readings, unknown = decoded
         else:
             raise _unknown_subtopic(subtopic, device_id)
@@ -120,7 +119,7 @@ def route(
         return Accepted(device_id, received_at, f"mqtt:{mqtt_topic}", readings, unknown)
     return DeadLetter.build(
         payload=payload,
-        source=source,
+        source=f"mqtt:{mqtt_topic[:1024]}",
         code=code,
         reason=reason,
         received_at=received_at,
