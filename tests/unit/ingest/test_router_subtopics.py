@@ -218,3 +218,26 @@ def test_unknown_codes_are_reported_once_an_hour_per_code_set() -> None:
         assert registry.unknown_codes_due("st-1", ("a99999",), 3600.0)
     finally:
         registry.close()
+
+
+def test_an_unknown_device_is_looked_up_again_after_catching_up_with_the_registry() -> None:
+    registry = Hj212Registry(IngestSettings())
+    calls: list[float] = []
+
+    async def catch_up(timeout_s: float) -> bool:  # the record arrives while catching up
+        calls.append(timeout_s)
+        registry.view.apply(STATION.key(), STATION.model_dump_json().encode())
+        return True
+
+    registry.view._catch_up = catch_up
+    registry.view.ready.set()
+    try:
+        asyncio.run(registry.prepare("st-1", _frame()))
+        assert calls == [mqtt_hj212.CATCH_UP_S]
+        assert isinstance(
+            route("devices/st-1/hj212", _frame(), NOW, limits=Limits(), hj212=registry.context), Accepted
+        )
+        asyncio.run(registry.prepare("st-1", _frame()))  # known now: no second catch-up
+        assert calls == [mqtt_hj212.CATCH_UP_S]
+    finally:
+        registry.close()
