@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.checks import Limits
-from ingest.router import Accepted, route
+from ingest.router import Accepted, Ignored, route
 from stationflow.contracts import DeadLetter
 
 NOW = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -25,7 +25,9 @@ def _p(template: str) -> str:
 
 
 def _route(payload: bytes) -> Accepted | DeadLetter:
-    return route(TOPIC, payload, NOW, limits=Limits())
+    result = route(TOPIC, payload, NOW, limits=Limits())
+    assert not isinstance(result, Ignored)  # only HJ 212 state uploads are ignored
+    return result
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.checks import Limits
-from ingest.router import Accepted, route
+from ingest.router import Accepted, Ignored, route
 from stationflow.contracts import DeadLetter, Quality, ReadingBatch
 
 NOW = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -20,7 +20,9 @@ LIMITS = Limits()
 
 def _route(payload: bytes | str, topic: str = TOPIC, limits: Limits = LIMITS) -> Accepted | DeadLetter:
     body = payload.encode() if isinstance(payload, str) else payload
-    return route(topic, body, NOW, limits=limits)
+    result = route(topic, body, NOW, limits=limits)
+    assert not isinstance(result, Ignored)  # only HJ 212 state uploads are ignored
+    return result
 
 
 def _msg(**overrides: object) -> str:
