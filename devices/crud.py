@@ -164,12 +164,19 @@ def check_device(session: Session, *, data: DeviceBase, device_id: str | None = 
             f"calibration for metric(s) {', '.join(extra)} not reported by type '{data.type}'"
             f" (its metrics: {', '.join(sorted(metrics))})",
         )
-    return _check_links(session, data=data, row=None if device_id is None else session.get(Device, device_id))
+    row = None if device_id is None else session.get(Device, device_id)
+    protocol = data.protocol if "protocol" in data.model_fields_set or row is None else row.protocol
+    if protocol == "hj212" and not any(spec.get("hj212_code") for spec in dtype.metrics.values()):
+        return Problem(
+            "invalid",
+            "protocol",
+            f"type '{data.type}' gives none of its metrics an hj212_code: no HJ 212 value could be stored",
+        )
+    return _check_links(session, data=data, row=row, protocol=protocol)
 
 
-def _check_links(session: Session, *, data: DeviceBase, row: Device | None) -> Problem | None:
+def _check_links(session: Session, *, data: DeviceBase, row: Device | None, protocol: str) -> Problem | None:
     given = data.model_fields_set
-    protocol = data.protocol if "protocol" in given or row is None else row.protocol
     has_hj212 = data.hj212 is not None if "hj212" in given or row is None else row.hj212_mn is not None
     has_sl651 = data.sl651 is not None if "sl651" in given or row is None else row.sl651_address is not None
     if protocol == "hj212" and not has_hj212:

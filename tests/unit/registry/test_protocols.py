@@ -187,6 +187,9 @@ def test_invalid_links_are_422(client: TestClient) -> None:
         answer = client.post("/devices", json=body)
         assert answer.status_code == 422, (body, answer.text)
         assert loc in _loc(answer), (body, answer.text)
+    no_codes = client.post("/devices", json={**AIR, "type": "rain-gauge", "hj212": {"mn": "M"}})
+    assert no_codes.status_code == 422 and ["body", "protocol"] in _loc(no_codes)
+    assert "type 'rain-gauge' gives none of its metrics an hj212_code" in no_codes.text
     assert client.get("/devices").json()["count"] == 0
     missing = client.post("/devices", json=AIR).json()["detail"][0]["msg"]
     assert missing == "protocol 'hj212' needs the hj212 link (its mn at least)"
