@@ -56,6 +56,7 @@ KEEPALIVE_S = 30
 DRAIN_TIMEOUT_S = 10.0
 PUBACK_SUCCESS = 0
 HJ212_SUFFIX = "/hj212"
+LEGACY_FILTER = "devices/+/readings"  # the only subscription of collectors before issue 10
 
 
 def _publish_payload(raw_packet: bytes, offset: int) -> bytes:
@@ -170,6 +171,11 @@ class Collector:
     def _on_connect(self, client: gmqtt.Client, flags: int, rc: int, properties: Any) -> None:
         filt = shared_filter(self.settings.ingest_share_group, self.settings.ingest_topic_filter)
         client.subscribe([gmqtt.Subscription(filt, qos=1), gmqtt.Subscription(SYS_DROPPED, qos=0)])
+        legacy = shared_filter(self.settings.ingest_share_group, LEGACY_FILTER)
+        if flags and legacy != filt:
+            # A session from before every subtopic was heard still holds devices/+/readings;
+            # overlapping it with devices/# would deliver each reading twice (Mosquitto 2).
+            client.unsubscribe(legacy)
         metrics.CONNECTED.set(1)
         logger.info(
             "mqtt connected host=%s port=%s filter=%s session_present=%s",

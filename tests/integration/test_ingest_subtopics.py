@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from stationflow.contracts import DeadLetter, DeviceRecord, Hj212Link, MetricSpec, Quality, ReadingBatch
 from stationflow.passwords import hash_password
@@ -191,3 +193,40 @@ def test_senml_hj212_and_unknown_subtopics_through_the_collector(pipeline: Pipel
     log = (pipeline.state_dir / "logs" / "ingest.log").read_text()
     assert "code=unknown_subtopic" in log
     assert "hj212 unknown codes device_id=dtu-7 codes=a99999" in log
+
+
+def test_a_session_from_before_holds_no_overlapping_subscription(
+    tansu: Component, influxd: Component, tmp_path: Path
+) -> None:
+    """A collector session created with ``devices/+/readings`` (before every subtopic was heard):
+    the upgraded collector drops that subscription, so a reading is not delivered twice."""
+    pipeline, tag = make_pipeline(tansu, influxd, tmp_path)
+    with pipeline:
+        ep = pipeline.endpoints
+        assert ep is not None
+        old = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ingest-{tag}", protocol=mqtt.MQTTv5)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        old.connect(ep.mqtt_host, ep.mqtt_port, clean_start=False, properties=props)
+        subscribed = threading.Event()
+        old.on_subscribe = lambda *_: subscribed.set()
+        old.loop_start()
+        old.subscribe(f"$share/g{tag}/devices/+/readings", qos=1)
+        assert subscribed.wait(10)
+        old.disconnect()
+        old.loop_stop()
+
+        pipeline.start("ingest")
+        pub = AckingPublisher(ep.mqtt_host, ep.mqtt_port)
+        now = datetime.now(UTC)
+        try:
+            for i in range(3):
+                body = {"readings": [{"metric": "pm25", "value": i, "ts": iso(now - timedelta(seconds=i))}]}
+                pub.publish("devices/once-1/readings", json.dumps(body).encode())
+        finally:
+            pub.close()
+        prefix = pipeline.topic_prefix
+        values = read_topic(ep.kafka, prefix + "readings.raw", until=lambda v: len(v) >= 4, timeout=10)
+        assert [ReadingBatch.model_validate_json(v).readings[0].value for v in values] == [0.0, 1.0, 2.0]
+        log = (pipeline.state_dir / "logs" / "ingest.log").read_text()
+        assert "session_present=True" in log
