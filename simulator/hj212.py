@@ -340,6 +340,7 @@ class Hj212Station:
         self.clock = clock or StationClock(self.wire.clock_offset_s)
         self.counters = counters or StationCounters()
         self._pending: dict[str, asyncio.Future[None]] = {}
+        self._last_qn_at: datetime | None = None
         now = self.clock.utc().timestamp()
         self._next_rtd = (now // interval_s + 0.5) * interval_s
         if self._next_rtd < now:
@@ -374,7 +375,14 @@ class Hj212Station:
         return max(0.0, min(self._next_rtd, self._next_minute, self._next_hour) - now)
 
     def _qn(self) -> str:
-        return make_qn(self.clock.local())
+        """The station's time as QN, one millisecond past the previous one if it would repeat it."""
+        local = self.clock.local()
+        local = local.replace(microsecond=local.microsecond // 1000 * 1000)
+        last = self._last_qn_at
+        if last is not None and timedelta(0) <= last - local < timedelta(seconds=1):  # not after a clock set
+            local = last + timedelta(milliseconds=1)
+        self._last_qn_at = local
+        return make_qn(local)
 
     def _realtime(self, t: datetime) -> _Upload:
         values = _sample(self.spec, t)

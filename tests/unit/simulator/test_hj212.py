@@ -449,3 +449,12 @@ def test_upload_values_round_trip_to_three_decimals(values: dict[str, float]) ->
     _, items = parse(frame)
     for code, value in values.items():
         assert float(items[f"{code}-Rtd"]) == pytest.approx(value, abs=0.0005)
+
+
+async def test_uploads_due_together_get_distinct_qns() -> None:
+    s = station(1, interval_s=1.0, minute_s=1.0, hour_s=1.0)
+    s._next_rtd = s._next_minute = s._next_hour = s.clock.utc().timestamp() - 0.5  # all three due now
+    uploads = s._due()
+    assert [u.cn for u in uploads] == ["2011", "2051", "2061"]
+    assert len({u.qn for u in uploads}) == 3
+    assert [u.qn for u in uploads] == sorted(u.qn for u in uploads)
