@@ -634,7 +634,10 @@ async def _once(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m simulator.hj212``: send one real-time upload and print the center's replies."""
-    parser = argparse.ArgumentParser(prog="python -m simulator.hj212", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator.hj212",
+        description="Send one real-time upload (CN 2011, Flag=5) and print the center's replies.",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9212)
     parser.add_argument("--mn", required=True, help="the station's MN as registered")

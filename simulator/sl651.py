@@ -594,7 +594,10 @@ async def _once(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m simulator.sl651``: send one 32H timed report and print the center's confirmation."""
-    parser = argparse.ArgumentParser(prog="python -m simulator.sl651", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator.sl651",
+        description="Send one 32H timed report as an RTU and print the center's confirmation in hex.",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9651)
     parser.add_argument("--address", required=True, help="the RTU address as registered, 10 hex digits")
