@@ -11,9 +11,9 @@ every reading is in InfluxDB. Measured:
   the first send); with all stations uploading back to back this is mostly queueing, about
   N ÷ frames/s; ``steady_ack_latency_ms``: the same for the paced frames (``--steady``);
 * ``readings_per_s``: readings stored ÷ (first frame sent → last reading visible);
-* ``cpu_s`` / ``rss_mb``: CPU seconds used during the run and peak resident memory of the
-  collector (``tcp``) and the worker (``streams``); ``cpu_us_per_frame`` divides the CPU by
-  the frames acknowledged;
+* ``cpu_s`` / ``rss_mb``: CPU seconds used during the run and peak resident memory of each
+  process: the collector (``tcp``), the worker (``streams``), the brokers and the load
+  generator (``loadgen``); ``cpu_us_per_frame`` divides the CPU by the frames acknowledged;
 * ``lost``: readings in acknowledged frames that never showed up in InfluxDB. An
   acknowledged frame is the collector's promise; any loss fails the run (exit 1).
 """
@@ -202,8 +202,9 @@ def measure(
                 status.update("starting the stream worker…")
                 pipeline.start("streams")
             on_started(pipeline)
-            measured = {k: p for k, p in pipeline.services.items() if k in ("tcp", "streams") and p.running}
-            pids = {k: p.pid for k, p in measured.items() if p.pid}
+            # every process of the stack is named, so ``loadgen`` is the load generator alone
+            procs = [(c.name, c.proc) for c in pipeline.components] + list(pipeline.services.items())
+            pids = {name: proc.pid for name, proc in procs if proc.pid and proc.running}
             sampler = Sampler(pids)
             sampler.start()
             result = _drive(console, pipeline, scenario, stall_s)
