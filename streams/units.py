@@ -24,6 +24,9 @@ _SPELLINGS: dict[str, str] = {
     "%": "%", "%rh": "%", "rh%": "%",
     "mg/l": "mg/L", "ug/l": "ug/L", "µg/l": "ug/L", "μg/l": "ug/L",
     "ntu": "NTU", "ph": "pH",
+    "pa": "Pa", "hpa": "hPa", "kpa": "kPa", "mbar": "hPa",
+    "m/s": "m/s", "deg": "deg", "degree": "deg", "°": "deg",
+    "us/cm": "uS/cm", "µs/cm": "uS/cm", "μs/cm": "uS/cm", "db": "dB", "db(a)": "dB",
 }  # fmt: skip
 
 Affine = tuple[float, float]  # value * a + b
@@ -41,6 +44,10 @@ _CONVERSIONS: dict[tuple[str, str], Affine] = {
     ("in", "mm"): (25.4, 0.0),
     ("L/s", "m3/s"): (0.001, 0.0),
     ("ug/L", "mg/L"): (0.001, 0.0),
+    ("Pa", "hPa"): (0.01, 0.0),
+    ("kPa", "hPa"): (10.0, 0.0),
+    ("hPa", "kPa"): (0.1, 0.0),
+    ("Pa", "kPa"): (0.001, 0.0),
 }
 
 
