@@ -45,6 +45,10 @@ def up(
         int | None,
         typer.Option(help="TCP collector's /metrics (default: STATIONFLOW_TCP_METRICS_PORT, else 9464)."),
     ] = None,
+    tcp_bind: Annotated[
+        str,
+        typer.Option(help="Where the TCP collector listens; 0.0.0.0 lets stations on the network connect."),
+    ] = "127.0.0.1",
     interval: Annotated[float, typer.Option(help="Seconds between messages of each simulated device.")] = 5.0,
     simulate: Annotated[bool, typer.Option(help="Run the simulated fleet.")] = True,
     duration: Annotated[
@@ -75,6 +79,7 @@ def up(
             interval_s=interval,
             simulate=simulate,
             duration_s=duration,
+            tcp_bind=tcp_bind,
         )
     )
 

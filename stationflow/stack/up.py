@@ -57,8 +57,13 @@ def run_up(
     interval_s: float,
     simulate: bool,
     duration_s: float | None,
+    tcp_bind: str = "127.0.0.1",
 ) -> int:
-    """Start everything, show live status until Ctrl-C / SIGTERM (or ``duration_s``), stop everything."""
+    """Start everything, show live status until Ctrl-C / SIGTERM (or ``duration_s``), stop everything.
+
+    ``tcp_bind``: the address the TCP collector listens on (``0.0.0.0`` for stations on the
+    network; every other listener stays on loopback).
+    """
     setup_logging("WARNING")
     signal.signal(signal.SIGTERM, _terminate)  # a supervisor's stop: same clean shutdown as Ctrl-C
     console = Console()
@@ -72,6 +77,7 @@ def run_up(
             # restart (a shared one it drops, answering devices "no matching subscribers"
             # until the collector has subscribed again)
             "STATIONFLOW_INGEST_SHARE_GROUP": "",
+            "STATIONFLOW_TCP_BIND": tcp_bind,
         },
         durable=True,
     )
@@ -141,11 +147,12 @@ def _banner(console: Console, p: Pipeline) -> None:
     ep = p.endpoints
     assert ep is not None  # noqa: S101 - start_infra() ran
     q = "SELECT * FROM air ORDER BY time DESC LIMIT 5"
+    bind = p.extra_env.get("STATIONFLOW_TCP_BIND", "127.0.0.1")
     console.print(
         "\n[bold green]stationflow is running[/bold green]\n"
         f"  MQTT       {ep.mqtt_host}:{ep.mqtt_port}   publish to devices/<device_id>/readings\n"
         "             DTU: devices/<device_id>/hj212; SenML: devices/<device_id>/senml\n"
-        f"  stations   HJ 212 tcp 127.0.0.1:{p.hj212_port}, SL 651 tcp 127.0.0.1:{p.sl651_port}   "
+        f"  stations   HJ 212 tcp {bind}:{p.hj212_port}, SL 651 tcp {bind}:{p.sl651_port}   "
         "(register the MN / RTU address in the registry first)\n"
         f"  Kafka      {ep.kafka}   topics readings.raw / readings.clean / readings.deadletter\n"
         f"  InfluxDB   {ep.influx_url}   database {ep.influx_db}\n"
