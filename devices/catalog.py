@@ -69,12 +69,14 @@ BUILTIN_TYPES: tuple[BuiltinType, ...] = (
     BuiltinType(
         "hydro-rtu",
         "hydro",
-        "Hydrological telemetry RTU (SL 651): rainfall, level, flow and battery voltage",
+        "Hydrological telemetry RTU (SL 651): rain (5-min, since 08:00, total), level, flow, voltage",
         [
             _m("rain", "mm", 0, 300, sl651="DRP"),
             _m("level", "m", -100, 6000, sl651="Z"),
             _m("flow", "m3/s", 0, 500000, sl651="Q"),
             _m("voltage", "V", 0, 30, sl651="VT"),
+            _m("rain_day", "mm", 0, 2000, sl651="PJ"),  # since 08:00 (the hydrological day)
+            _m("rain_total", "mm", 0, 100000, sl651="PT"),  # the RTU's accumulating counter
         ],
     ),
     BuiltinType(

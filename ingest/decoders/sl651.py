@@ -923,19 +923,28 @@ def to_readings(report: Report, record: DeviceRecord) -> Decoded:
     PN10 > PN30 > PN01 > P1, never two of them, whatever code the ``rain`` spec names (each value
     is stamped at the end of its period, so a DRP slot and a PN05 of the same 5 minutes land on
     the same timestamp); cumulative counters (PJ, PT, PD) are stored only under metrics of their
-    own. ``level`` without a code is Z. DRZn values get the station's level base
-    (``Sl651Link.level_base_m``). Missing values are skipped.
+    own. ``level`` without a code is Z; a level read from Z also takes DRZ1 (the 5-min stage).
+    DRZn values get the station's level base (``Sl651Link.level_base_m``). Missing values are skipped.
     """
     by_code = {spec.sl651_code: spec for spec in record.metrics.values() if spec.sl651_code}
     level = record.metrics.get("level")
     if level is not None and level.sl651_code is None:
         by_code.setdefault("Z", level)  # a type without SL 651 codes: level is the river stage Z
+    if level is not None and by_code.get("Z") is level:
+        # DRZ1 is the same stage every 5 minutes (its last slot equals Z): the finer series of level
+        by_code.setdefault("DRZ1", level)
     rain_spec = record.metrics.get("rain")
     present = {e.name for e in report.elements}
     rain_source = next((name for name in RAIN_SOURCES if name in present), None) if rain_spec else None
     base = record.sl651.level_base_m if record.sl651 is not None else 0.0
     readings: list[Reading] = []
     unknown: dict[str, None] = {}
+    # a measured value beats a 5-min series slot (DRZ, cm) at the same instant (Z has mm)
+    exact = {
+        (by_code[e.name].metric, e.observed)
+        for e in report.elements
+        if e.name in by_code and e.value is not None and not e.name.startswith("DRZ")
+    }
     for element in report.elements:
         spec = by_code.get(element.name)
         if rain_spec is not None and element.name in RAIN_SOURCES:
@@ -949,7 +958,12 @@ def to_readings(report: Report, record: DeviceRecord) -> Decoded:
             continue
         if element.value is None:
             continue
-        value = element.value + base if element.name.startswith("DRZ") else element.value
+        if element.name.startswith("DRZ"):
+            if (spec.metric, element.observed) in exact:
+                continue
+            value = element.value + base
+        else:
+            value = element.value
         readings.append(
             Reading(
                 metric=spec.metric, value=value, unit=spec.unit, ts=element.observed, quality=Quality.NORMAL

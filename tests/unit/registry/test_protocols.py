@@ -267,6 +267,8 @@ def test_device_type_protocol_codes(client: TestClient) -> None:
         "level": ("m", "Z"),
         "flow": ("m3/s", "Q"),
         "voltage": ("V", "VT"),
+        "rain_day": ("mm", "PJ"),
+        "rain_total": ("mm", "PT"),
     }
     level = client.get("/device-types/level-gauge").json()
     assert {m["metric"]: m["sl651_code"] for m in level["metrics"]} == {"level": "Z", "flow": "Q"}

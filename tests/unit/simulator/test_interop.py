@@ -146,8 +146,10 @@ def test_sl651_hourly_report_gives_twelve_rain_slots_and_the_stage() -> None:
     assert [ts for ts, _ in rain] == [end - timedelta(minutes=55 - 5 * i) for i in range(12)]
     hour_mm = (rain_tenths(RTU_SL651, end) - rain_tenths(RTU_SL651, end - timedelta(hours=1))) / 10
     assert sum(v for _, v in rain) == pytest.approx(hour_mm)
-    [level] = [r for r in decoded.readings if r.metric == "level"]
-    assert level.ts == end and level.value == pytest.approx(hydro_level(RTU_SL651, end)[0], abs=0.001)
+    # the stage every 5 minutes from DRZ1 (cm), the slot at the hour given way to Z (mm)
+    levels = sorted((r.ts, r.value) for r in decoded.readings if r.metric == "level")
+    assert [ts for ts, _ in levels] == [end - timedelta(minutes=55 - 5 * i) for i in range(12)]
+    assert levels[-1][1] == pytest.approx(hydro_level(RTU_SL651, end)[0], abs=0.001)
     assert {r.metric for r in decoded.readings} == {"rain", "level", "flow", "voltage"}
 
 
