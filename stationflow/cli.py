@@ -225,6 +225,18 @@ def ingest() -> None:
 
 
 @app.command()
+def tcp() -> None:
+    """Run the TCP collector: HJ 212 stations (port 9212) and SL 651 RTUs (port 9651).
+
+    Settings from STATIONFLOW_* variables: STATIONFLOW_HJ212_PORT, STATIONFLOW_SL651_PORT (0 turns a
+    listener off), STATIONFLOW_TCP_BIND, STATIONFLOW_TCP_METRICS_PORT, the Kafka settings.
+    """
+    from ingest.tcp.__main__ import main
+
+    main()
+
+
+@app.command()
 def streams() -> None:
     """Run one Faust stream worker (settings from STATIONFLOW_* variables)."""
     from streams.__main__ import main

@@ -23,10 +23,11 @@ from typing import Any
 
 import pytest
 
+from stationflow.contracts import DeadLetter
 from stationflow.stack.components import influx_query
 from stationflow.stack.monitor import count_points
 from stationflow.stack.ports import free_ports
-from tests.integration.pipeline_utils import wait_for
+from tests.integration.pipeline_utils import read_topic, wait_for
 from tests.integration.test_up import _children_using
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -35,7 +36,8 @@ ALERTS_SECTION = "## Alerts and the duty console (flood control, environment bur
 READY_WITHIN_S = 45.0  # stack up and simulated readings stored (2 busy cores)
 BLOCK_TIMEOUT_S = 50.0  # the block itself waits at most ~20 s for the reading
 STOP_WITHIN_S = 50.0
-FIXED_PORTS = ("1883", "8080", "8086", "8090")
+FIXED_PORTS = ("1883", "8080", "8086", "8090", "9212", "9651", "9464")
+STATIONS_SECTION = "## Connecting stations: HJ 212, SL 651, DTUs and SenML (device integrators)"
 
 
 @dataclass
@@ -44,6 +46,9 @@ class Stack:
     influx: int
     registry: int
     alerts: int
+    kafka: int
+    hj212: int
+    sl651: int
     workdir: Path
     log: Path
 
@@ -85,7 +90,7 @@ def _tail(path: Path, chars: int = 3000) -> str:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     """`stationflow up` as test_up.py runs it, with ``.state`` under a fresh working directory."""
-    mqtt, kafka, influx, m1, m2, registry, alerts = free_ports(7)
+    mqtt, kafka, influx, m1, m2, registry, alerts, hj212, sl651, m3 = free_ports(10)
     state = tmp_path / ".state"
     log = tmp_path / "up.log"
     with log.open("wb") as out:
@@ -93,11 +98,22 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             [sys.executable, "-m", "stationflow.cli", "up", "--state-dir", str(state),
              "--mqtt-port", str(mqtt), "--kafka-port", str(kafka), "--influx-port", str(influx),
              "--ingest-metrics-port", str(m1), "--streams-metrics-port", str(m2),
-             "--registry-port", str(registry), "--alerts-port", str(alerts), "--interval", "1"],
+             "--registry-port", str(registry), "--alerts-port", str(alerts), "--interval", "1",
+             "--hj212-port", str(hj212), "--sl651-port", str(sl651), "--tcp-metrics-port", str(m3)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-    s = Stack(mqtt=mqtt, influx=influx, registry=registry, alerts=alerts, workdir=tmp_path, log=log)
+    s = Stack(
+        mqtt=mqtt,
+        influx=influx,
+        registry=registry,
+        alerts=alerts,
+        kafka=kafka,
+        hj212=hj212,
+        sl651=sl651,
+        workdir=tmp_path,
+        log=log,
+    )
     try:
 
         def ready() -> bool:
@@ -237,3 +253,58 @@ def test_readme_integrator_walkthrough_runs_verbatim(stack: Stack) -> None:
     # whether the first event came before the policy depends on when the service joined its group
     history = next(line for line in out.splitlines() if line.startswith("event → "))
     assert history.endswith("event → notified → acknowledged") and history.count("event") == 2, out
+
+    # --- the stations block (HJ 212, SL 651, DTU, SenML), on the same stack ---------------
+    _stations_block(stack)
+
+
+def _stations_block(stack: Stack) -> None:
+    """The stations block: an HJ 212 station and an SL 651 RTU over TCP, a DTU and a SenML device."""
+    script = rewrite(
+        readme_block(STATIONS_SECTION),
+        {
+            "API=http://127.0.0.1:8080": f"API=http://127.0.0.1:{stack.registry}",
+            "curl -sG http://127.0.0.1:8086/query": f"curl -sG {stack.influx_url}/query",
+            "-h 127.0.0.1 -p 1883 ": f"-h 127.0.0.1 -p {stack.mqtt} ",
+            "--port 9212": f"--port {stack.hj212}",
+            "--port 9651": f"--port {stack.sl651}",
+            ".venv/bin/python": sys.executable,
+        },
+    )
+    out = _run_block(script, stack.workdir, "stations")
+    answers = _answers(out)
+    # the HJ 212 station: registered with a generated password, answered 9014 for its MN
+    logger = next(a for a in answers if a.get("id") == "aq-futian-logger")
+    assert logger["hj212"]["password_set"] and len(logger["hj212_password"]) == 6, out
+    assert "hj212_password" not in json.dumps(logger["hj212"]), "the link never shows the password"
+    replies = [line for line in out.splitlines() if line.startswith("< ##")]
+    assert any("CN=9014" in r and "MN=440304A0000000000000F001" in r for r in replies), out
+    assert "no reply, exit status 1" in out, out  # the wrong password got no 9014
+    # the SL 651 RTU: confirmed (downlink, same function 32, end EOT)
+    [confirm] = [line for line in out.splitlines() if line.startswith("< 7E 7E")]
+    raw = bytes.fromhex(confirm[2:])
+    assert raw[2:8] == bytes.fromhex("005110746101") and raw[10] == 0x32 and raw[11] >> 4 == 8, out
+    assert raw[-3] == 0x04, out
+    # InfluxDB: one reading per HJ 212 frame, two SenML samples, the RTU's stage and voltage
+    result = _one(answers, "results", out)["results"]
+    counts = {s["tags"]["device"]: s["values"][0][1] for s in result[0]["series"]}
+    assert counts == {"aq-dtu-7": 1, "aq-futian-logger": 1, "aq-senml-2": 2}, out
+    (hydro,) = result[1]["series"]
+    [[_, level, voltage]] = hydro["values"]
+    assert level >= 19.9 and 12.2 <= voltage <= 13.7, hydro
+    # the refusals are in the dead-letter topic with their codes
+    codes = _dead_letter_codes(stack)
+    assert {"hj212_bad_password", "unknown_subtopic"} <= codes, codes
+
+
+def _dead_letter_codes(stack: Stack) -> set[str]:
+    """Codes of the dead letters on the stack's Kafka topic, once both expected ones are there."""
+    wanted = {"hj212_bad_password", "unknown_subtopic"}
+
+    def codes_of(values: list[bytes]) -> set[str]:
+        return {DeadLetter.model_validate_json(v).code for v in values}
+
+    values = read_topic(
+        f"127.0.0.1:{stack.kafka}", "readings.deadletter", until=lambda v: wanted <= codes_of(v), timeout=30
+    )
+    return codes_of(values)
