@@ -24,6 +24,11 @@ FRAMES = Counter(
 )
 READINGS = Counter("stationflow_tcp_readings_total", "Readings sent to readings.raw", ["protocol"])
 DEADLETTERS = Counter("stationflow_tcp_deadletters_total", "Dead letters sent, by code", ["protocol", "code"])
+DEADLETTERS_SUPPRESSED = Counter(
+    "stationflow_tcp_deadletters_suppressed_total",
+    "Refusals of a flooding connection counted but not sent (over the frame rate), by code",
+    ["protocol", "code"],
+)
 REPLIES = Counter("stationflow_tcp_replies_total", "Replies sent to stations, by kind", ["protocol", "kind"])
 INFLIGHT = Gauge("stationflow_tcp_inflight", "Kafka records waiting for their acknowledgement")
 ACK_SECONDS = Histogram(

@@ -25,7 +25,7 @@ from typing import Protocol
 from ingest.errors import RejectedMessage
 from ingest.tcp import metrics
 from ingest.tcp.kafkaout import Delivery, KafkaOut
-from ingest.tcp.limits import Buckets, ConnectionSlots
+from ingest.tcp.limits import Buckets, ConnectionSlots, TokenBucket
 from ingest.tcp.passwords import PasswordCheck
 from ingest.tcp.settings import TcpSettings
 from stationflow import topics
@@ -141,6 +141,11 @@ class Connection:
         self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(ctx.settings.tcp_max_pending_per_connection)
         self.broken = False  # writing failed: replies are pointless
         self._caught_up_for: dict[str, float] = {}
+        # Dead letters a flood causes (frames over the rate, bytes that are no frame) are kept at
+        # most at the frame rate: past it they are counted, not sent, and the next one kept says
+        # how many. A peer spraying junk must not be able to fill Kafka (or the state archive).
+        self._flood_letters = TokenBucket(ctx.settings.tcp_frames_per_s, ctx.settings.tcp_frames_burst)
+        self._flood_suppressed = 0
 
     async def find(
         self, lookup: Callable[[str], DeviceRecord | None], key: str, now: float
@@ -202,8 +207,26 @@ class Connection:
         ident: str = "",
         replies: Sequence[tuple[str, bytes]] = (),
         log: bool = True,
+        flood: bool = False,
     ) -> None:
-        """Send a dead letter (and log it, throttled per station or peer); ``replies`` follow its ack."""
+        """Send a dead letter (and log it, throttled per station or peer); ``replies`` follow its ack.
+
+        ``flood``: a refusal a peer can cause at any rate (a frame over the rate limit, bytes the
+        framer could not use): kept at most at the frame rate per connection, counted beyond.
+        """
+        if flood:
+            if not self._flood_letters.take(time.monotonic()):
+                self._flood_suppressed += 1
+                metrics.DEADLETTERS_SUPPRESSED.labels(self.protocol, code).inc()
+                if replies:
+                    await self.submit([], replies)
+                return
+            if self._flood_suppressed:
+                reason += (
+                    f" ({self._flood_suppressed} more such refusal(s) on this connection since the previous "
+                    "one were counted, not kept: stationflow_tcp_deadletters_suppressed_total)"
+                )
+                self._flood_suppressed = 0
         letter = DeadLetter.build(
             payload=payload,
             source=self.source,
@@ -449,7 +472,7 @@ class TcpCollector:
                     await self._frame(handler, conn, session, item, last_byte)
                 else:
                     await conn.dead_letter(
-                        item.code, item.reason, bytes(getattr(item, "payload", b"") or b"")
+                        item.code, item.reason, bytes(getattr(item, "payload", b"") or b""), flood=True
                     )
             if framer.pending():
                 partial_since = partial_since if partial_since is not None else last_byte
@@ -471,6 +494,7 @@ class TcpCollector:
                 "the frame was not processed and gets no reply: send less often",
                 raw,
                 device_id=conn.device_id,
+                flood=True,
             )
             return
         try:

@@ -306,6 +306,43 @@ async def test_slow_loris_and_flood_do_not_delay_another_station(tansu: Componen
         writer.close()
         assert max(latencies) < 1.0, latencies
         assert len(run.raw("air-calm")) <= 10
-        limited = await run.wait_dead("hj212_rate_limited", 100)
-        assert len(limited) >= 100  # the flood was refused, frame by frame, into the dead-letter topic
+        # the flood was refused: the first refusals kept frame by frame, the rest at the frame rate,
+        # each kept one after a gap saying how many were counted meanwhile
+        limited = await run.wait_dead("hj212_rate_limited", 10)
+        assert len(limited) >= 10
+        await asyncio.sleep(1.0)
+        limited = run.dead("hj212_rate_limited")
+        assert any("more such refusal(s) on this connection" in d["reason"] for d in limited), limited[-1]
         assert all(letter["device_id"] == "air-flood" for letter in limited)
+
+
+async def test_a_peer_spraying_junk_cannot_flood_dead_letters(tansu: Component, topic_prefix: str) -> None:
+    """8 MB of bytes that are no frame: the refusals are kept at the frame rate, the rest counted."""
+    records = [air("air-junk-ok", "AIRJUNKOK1")]
+    async with running_collector(
+        tansu.url, topic_prefix, protocols=HJ, records=records, tcp_frames_per_s=5.0, tcp_frames_burst=20
+    ) as run:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        _, junk_writer = await asyncio.open_connection("127.0.0.1", run.hj212_port)
+        chunk = bytes(range(256)).replace(b"#", b"x") * 256  # 64 KiB, never a frame start
+        for _ in range(128):
+            junk_writer.write(chunk + b"#x")  # a stray '#' too: a refusal of its own in each chunk
+            await junk_writer.drain()
+        # a good station on another connection is still answered, the junk peer still connected
+        frame, qn = hj212_data(mn="AIRJUNKOK1", pw=PW, cn="2051", data_time=minute(), values="a34004-Avg=12")
+        reader, writer = await asyncio.open_connection("127.0.0.1", run.hj212_port)
+        writer.write(frame)
+        assert await read_frame(reader, 10) == hj212_9014(qn=qn, pw=PW, mn="AIRJUNKOK1")
+        await run.wait_raw("air-junk-ok", 1)
+        elapsed = loop.time() - started
+        junk_writer.close()
+        writer.close()
+        await asyncio.sleep(1.0)  # let the last kept refusals arrive
+        kept = [d for d in run.dead() if d["device_id"] is None]
+        assert kept, "the junk must be visible in the dead-letter topic"
+        assert {d["code"] for d in kept} <= {"hj212_garbage", "hj212_too_long"}, {d["code"] for d in kept}
+        # at most the burst plus the rate over the time the junk arrived (and one to report the rest)
+        assert len(kept) <= 20 + 5.0 * (elapsed + 1.0) + 1, (len(kept), elapsed)
+        counted = sum(base64.b64decode(d["payload_b64"]).count(b"x") > 0 for d in kept)
+        assert counted == len(kept)

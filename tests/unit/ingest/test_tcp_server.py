@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from ingest.errors import RejectedMessage
 from ingest.tcp.kafkaout import KafkaOut
@@ -277,12 +278,17 @@ async def test_frames_over_the_rate_are_dead_lettered_not_dropped() -> None:
         await writer.drain()
         assert [await _read_line(reader) for _ in range(2)] == [b"OK d1:1\n", b"OK d1:2\n"]
         for _ in range(50):
-            if len(harness.producer.sent) == 6:
+            if len(harness.producer.sent) == 5:
                 break
             await asyncio.sleep(0.02)
         assert len(harness.producer.raw()) == 3
+        # two refusals kept (the connection's dead-letter budget is the frame rate), the third counted
         dead = harness.producer.dead()
-        assert [d["code"] for d in dead] == ["line_rate_limited"] * 3
+        assert [d["code"] for d in dead] == ["line_rate_limited"] * 2
+        suppressed = REGISTRY.get_sample_value(
+            "stationflow_tcp_deadletters_suppressed_total", {"protocol": "line", "code": "line_rate_limited"}
+        )
+        assert suppressed is not None and suppressed >= 1
         assert dead[0]["device_id"] == "d1"
         assert dead[0]["payload_b64"] == "ZDE6Mw=="  # b"d1:3": the refused frame itself
         # another station is not limited by d1's bucket
