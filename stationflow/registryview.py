@@ -148,7 +148,8 @@ class RegistryFollower:
                     self.view.ready.set()
         finally:
             await self.consumer.stop()
-            if self._offsets_started:
+            # always, even if never (or only half) started: an unclosed client warns at exit
+            with contextlib.suppress(Exception):
                 await self._offsets.stop()
 
     async def _rewind_if_reset(self) -> None:

@@ -30,7 +30,7 @@ from ingest.checks import check_readings
 from ingest.decoders import hj212 as codec
 from ingest.errors import RejectedMessage
 from ingest.tcp import metrics
-from ingest.tcp.limits import address_allowed
+from ingest.tcp.limits import EveryAtMost, address_allowed
 from ingest.tcp.server import Connection, Context
 from stationflow.contracts import DeviceRecord, utcnow
 
@@ -62,8 +62,8 @@ class Hj212Handler:
         self.tz = ZoneInfo(s.hj212_tz)
         self.limits = s.limits()
         self._crc: dict[str, str] = {}  # device id → CRC variant of its last frame
-        self._clock_set: dict[str, float] = {}  # device id → when we last sent it a 1012
-        self._unknown_reported: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._clock_set = EveryAtMost(CLOCK_SET_EVERY_S, MAX_TRACKED)  # 1012s sent, per device id
+        self._unknown_reported = EveryAtMost(UNKNOWN_CODE_REPORT_EVERY_S, MAX_TRACKED)
 
     def session(self, conn: Connection) -> Hj212Session:
         """A session for a new connection."""
@@ -91,24 +91,11 @@ class Hj212Handler:
 
     def clock_set_due(self, device_id: str, now: float) -> bool:
         """True (and remembered) if this station may be sent a 1012 now."""
-        last = self._clock_set.get(device_id)
-        if last is not None and now - last < CLOCK_SET_EVERY_S:
-            return False
-        if len(self._clock_set) > MAX_TRACKED:
-            self._clock_set.clear()
-        self._clock_set[device_id] = now
-        return True
+        return self._clock_set.due(device_id, now)
 
     def unknown_report_due(self, device_id: str, codes: tuple[str, ...], now: float) -> bool:
         """True (and remembered) if this station's set of unknown codes was not reported this hour."""
-        key = (device_id, tuple(sorted(codes)))
-        last = self._unknown_reported.get(key)
-        if last is not None and now - last < UNKNOWN_CODE_REPORT_EVERY_S:
-            return False
-        if len(self._unknown_reported) > MAX_TRACKED:
-            self._unknown_reported.clear()
-        self._unknown_reported[key] = now
-        return True
+        return self._unknown_reported.due((device_id, tuple(sorted(codes))), now)
 
 
 class Hj212Session:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-__all__ = ["Buckets", "ConnectionSlots", "TokenBucket", "address_allowed"]
+__all__ = ["Buckets", "ConnectionSlots", "EveryAtMost", "TokenBucket", "address_allowed"]
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -34,6 +34,25 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+
+class EveryAtMost:
+    """Remembers when each key last happened, so a report repeats at most every ``period_s``."""
+
+    def __init__(self, period_s: float, max_keys: int = 100_000) -> None:
+        self.period_s = period_s
+        self.max_keys = max_keys
+        self._last: dict[object, float] = {}
+
+    def due(self, key: object, now: float) -> bool:
+        """True (and remembered) if ``key`` did not happen within the period before ``now``."""
+        last = self._last.get(key)
+        if last is not None and now - last < self.period_s:
+            return False
+        if len(self._last) > self.max_keys:
+            self._last.clear()
+        self._last[key] = now
+        return True
 
 
 class Buckets:

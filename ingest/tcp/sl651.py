@@ -25,7 +25,7 @@ from ingest.checks import check_readings
 from ingest.decoders import sl651 as codec
 from ingest.errors import RejectedMessage
 from ingest.tcp import metrics
-from ingest.tcp.limits import address_allowed
+from ingest.tcp.limits import EveryAtMost, address_allowed
 from ingest.tcp.server import Connection, Context
 from stationflow.contracts import DeviceRecord, utcnow
 
@@ -56,7 +56,7 @@ class Sl651Handler:
         self.tz = ZoneInfo(s.sl651_tz)
         self.limits = s.limits()
         self._seen: dict[str, OrderedDict[DedupKey, None]] = {}
-        self._unknown_reported: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._unknown_reported = EveryAtMost(UNKNOWN_REPORT_EVERY_S, MAX_TRACKED)
 
     def session(self, conn: Connection) -> Sl651Session:
         """A session for a new connection."""
@@ -81,14 +81,7 @@ class Sl651Handler:
 
     def unknown_report_due(self, device_id: str, names: tuple[str, ...], now: float) -> bool:
         """True (and remembered) if this station's set of unknown elements was not reported this hour."""
-        key = (device_id, tuple(sorted(names)))
-        last = self._unknown_reported.get(key)
-        if last is not None and now - last < UNKNOWN_REPORT_EVERY_S:
-            return False
-        if len(self._unknown_reported) > MAX_TRACKED:
-            self._unknown_reported.clear()
-        self._unknown_reported[key] = now
-        return True
+        return self._unknown_reported.due((device_id, tuple(sorted(names))), now)
 
 
 class Sl651Session:
