@@ -19,18 +19,16 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from zoneinfo import ZoneInfo
 
 from ingest.errors import RejectedMessage
 from ingest.router import Hj212Context
 from ingest.settings import IngestSettings
 from stationflow.contracts import DeviceRecord
-from stationflow.passwords import verify_password
+from stationflow.passwords import PasswordCache
 from stationflow.registryview import RegistryFollower, RegistryView
 
-__all__ = ["Hj212Registry", "OffLoopPasswords"]
+__all__ = ["Hj212Registry"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,51 +38,13 @@ UNKNOWN_REPORT_S = 3600.0
 _PW = re.compile(rb"PW=([^;&]*)")
 
 
-class OffLoopPasswords:
-    """Password checks whose first run (scrypt) happens on a worker thread; outcomes remembered."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._known: OrderedDict[tuple[str, str], bool] = OrderedDict()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hj212-password")
-
-    async def warm(self, password: str, stored: str) -> None:
-        """Check ``password`` against ``stored`` off the loop unless the outcome is known."""
-        if (stored, password) in self._known:
-            return
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(self._executor, verify_password, password, stored)
-        self._remember((stored, password), ok)
-
-    def verify(self, password: str, stored: str) -> bool:
-        """True if ``password`` matches; runs scrypt here only if ``warm`` did not see this pair."""
-        key = (stored, password)
-        found = self._known.get(key)
-        if found is None:
-            found = verify_password(password, stored)
-            self._remember(key, found)
-        else:
-            self._known.move_to_end(key)
-        return found
-
-    def _remember(self, key: tuple[str, str], ok: bool) -> None:
-        self._known[key] = ok
-        self._known.move_to_end(key)
-        if len(self._known) > self._size:
-            self._known.popitem(last=False)
-
-    def close(self) -> None:
-        """Stop the worker thread."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-
 class Hj212Registry:
     """The collector's registry view, kept current, and the ``Hj212Context`` routing reads."""
 
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
         self.view = RegistryView()
-        self.passwords = OffLoopPasswords()
+        self.passwords = PasswordCache()
         self.context = Hj212Context(
             lookup=self._lookup,
             passwords=self.passwords,

@@ -7,12 +7,14 @@ scrypt runs once per (stored hash, password) pair, not once per frame.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["PasswordCache", "hash_password", "verify_password"]
 
@@ -91,21 +93,54 @@ class PasswordCache:
     Keyed by (stored hash, password): changing a station's password in the registry changes
     its stored hash, so nothing stale is served. Wrong passwords are cached too, so a peer
     repeating a wrong one costs one scrypt, not one per frame.
+
+    On an event loop, ``await verify_off_loop`` (or ``warm``) runs a pair's first scrypt on one
+    worker thread, which computes only: the outcomes are stored on the caller's thread, so the
+    cache needs no lock, and a later ``verify`` of that pair never runs scrypt on the loop.
     """
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
         self._known: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self._executor: ThreadPoolExecutor | None = None
 
-    def verify(self, password: str, stored: str) -> bool:
-        """True if ``password`` matches ``stored``."""
-        key = (stored, password)
+    def _lookup(self, key: tuple[str, str]) -> bool | None:
         found = self._known.get(key)
         if found is not None:
             self._known.move_to_end(key)
-            return found
-        ok = verify_password(password, stored)
+        return found
+
+    def _remember(self, key: tuple[str, str], ok: bool) -> bool:
         self._known[key] = ok
+        self._known.move_to_end(key)
         if len(self._known) > self._size:
             self._known.popitem(last=False)
         return ok
+
+    def verify(self, password: str, stored: str) -> bool:
+        """True if ``password`` matches ``stored`` (scrypt here if the pair is not known yet)."""
+        key = (stored, password)
+        found = self._lookup(key)
+        return found if found is not None else self._remember(key, verify_password(password, stored))
+
+    async def verify_off_loop(self, password: str, stored: str) -> bool:
+        """``verify`` with a pair's first scrypt on the worker thread, so the event loop never stalls."""
+        key = (stored, password)
+        found = self._lookup(key)
+        if found is not None:
+            return found
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="password-check")
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(self._executor, verify_password, password, stored)
+        return self._remember(key, ok)
+
+    async def warm(self, password: str, stored: str) -> None:
+        """Learn a pair's outcome off the loop, so a later synchronous ``verify`` is answered from memory."""
+        await self.verify_off_loop(password, stored)
+
+    def close(self) -> None:
+        """Stop the worker thread, if one was started."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None

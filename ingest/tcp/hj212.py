@@ -160,8 +160,9 @@ class Hj212Session:
                 mn,
             )
             return None
+        passwords = self.handler.ctx.passwords
         if link.password_hash is not None and (
-            frame.pw is None or not await self.handler.ctx.passwords.verify(frame.pw, link.password_hash)
+            frame.pw is None or not await passwords.verify_off_loop(frame.pw, link.password_hash)
         ):
             what = "has no PW field" if frame.pw is None else "PW does not match the password registered"
             await self._refuse("hj212_bad_password", f"the frame {what} for MN {mn!r}", raw, device_id, mn)

@@ -26,11 +26,11 @@ from ingest.errors import RejectedMessage
 from ingest.tcp import metrics
 from ingest.tcp.kafkaout import Delivery, KafkaOut
 from ingest.tcp.limits import Buckets, ConnectionSlots, TokenBucket
-from ingest.tcp.passwords import PasswordCheck
 from ingest.tcp.settings import TcpSettings
 from stationflow import topics
 from stationflow.contracts import DeadLetter, DeviceRecord, Reading, encode_batch, utcnow
 from stationflow.logs import LogThrottle
+from stationflow.passwords import PasswordCache
 from stationflow.registryview import RegistryView
 
 __all__ = ["Connection", "Context", "Framer", "ProtocolHandler", "Session", "TcpCollector"]
@@ -102,7 +102,7 @@ class Context:
     settings: TcpSettings
     out: KafkaOut
     view: RegistryView
-    passwords: PasswordCheck = field(default_factory=PasswordCheck)
+    passwords: PasswordCache = field(default_factory=PasswordCache)
     buckets: Buckets = field(init=False)
     log_throttle: LogThrottle = field(default_factory=LogThrottle)
     raw_topic: str = field(init=False)

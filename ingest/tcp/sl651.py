@@ -152,7 +152,7 @@ class Sl651Session:
                 frame.address,
             )
             return False
-        if link.password_hash is not None and not await self.handler.ctx.passwords.verify(
+        if link.password_hash is not None and not await self.handler.ctx.passwords.verify_off_loop(
             frame.password, link.password_hash
         ):
             await self._refuse(

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import stationflow.passwords
 from ingest import mqtt_hj212
 from ingest.checks import Limits
-from ingest.mqtt_hj212 import Hj212Registry, OffLoopPasswords
+from ingest.mqtt_hj212 import Hj212Registry
 from ingest.router import Accepted, Hj212Context, Ignored, route
 from ingest.settings import IngestSettings
 from stationflow.contracts import DeadLetter, DeviceRecord, Quality, ReadingBatch
@@ -175,7 +176,7 @@ def test_hostile_hj212_data_areas_never_raise(fields: list[tuple[str, str, str]]
 
 
 def test_passwords_checked_off_the_loop_are_not_hashed_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    passwords = OffLoopPasswords()
+    passwords = PasswordCache()
     try:
         asyncio.run(passwords.warm(PASSWORD, HASH))
         asyncio.run(passwords.warm("wrong", HASH))
@@ -183,7 +184,7 @@ def test_passwords_checked_off_the_loop_are_not_hashed_again(monkeypatch: pytest
         def no_scrypt(password: str, stored: str) -> bool:
             raise AssertionError("scrypt ran on the event loop")
 
-        monkeypatch.setattr(mqtt_hj212, "verify_password", no_scrypt)
+        monkeypatch.setattr(stationflow.passwords, "verify_password", no_scrypt)
         assert passwords.verify(PASSWORD, HASH) is True
         assert passwords.verify("wrong", HASH) is False
         with pytest.raises(AssertionError):
