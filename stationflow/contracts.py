@@ -239,6 +239,10 @@ class StationInfo(BaseModel):
     region: str | None = None
     basin: str | None = None
     attributes: dict[str, float | str] = Field(default_factory=dict)
+    public: bool = Field(
+        default=False,
+        description="published by the open-data service (opendata/); hidden stations never appear there",
+    )
 
 
 Protocol = Literal["json", "senml", "hj212", "sl651"]
