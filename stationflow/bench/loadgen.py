@@ -70,7 +70,7 @@ _CHUNK = 64  # messages per send(): fewer syscalls, still a smooth stream
 RECONNECT_FIRST_S = 0.05
 RECONNECT_MAX_S = 1.0
 RECONNECT_GIVE_UP_S = 60.0
-_MAX_DEVICES = 9999
+_MAX_DEVICES = 99_999  # ids bench-0001…bench-9999, then five digits
 
 _Report = tuple[str, int, Any]  # (kind, worker, value) from a child process to the parent
 
@@ -102,7 +102,8 @@ class LoadPlan:
 
     def device_id(self, k: int) -> str:
         """Device that sends message ``k``."""
-        return f"bench-{k % self.devices + 1:04d}"
+        n = k % self.devices + 1
+        return f"bench-{n:04d}" if self.devices <= 9999 else f"bench-{n:05d}"
 
     def ts(self, k: int) -> datetime:
         """Timestamp of every reading in message ``k``."""

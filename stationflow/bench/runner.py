@@ -121,7 +121,7 @@ def run_bench(
             print(json.dumps(result))  # noqa: T201 - the command's output
         else:
             _print_table(Console(), result)
-        return 0 if result["lost"] == 0 else 1
+        return 0 if result["lost"] == 0 and not result["failed"] else 1
     console.print("[bold]run 1 of 2: analytics off")
     off = _run_once(console, analytics=False, **kwargs)
     console.print("[bold]run 2 of 2: analytics on")
@@ -138,7 +138,8 @@ def run_bench(
     else:
         for title, r in (("analytics off", off), ("analytics on", on)):
             _print_table(Console(), r, title)
-    return 0 if off["lost"] == 0 and on["lost"] == 0 and on.get("analytics_caught_up") else 1
+    ok = not off["failed"] and not on["failed"] and on.get("analytics_caught_up")
+    return 0 if ok and off["lost"] == 0 and on["lost"] == 0 else 1
 
 
 def _run_once(
@@ -263,7 +264,13 @@ def _drive(
         published["n"] = n
 
     def load() -> None:
-        load_out["result"] = run_load(
+        try:
+            load_out["result"] = _call_load()
+        except Exception as exc:  # noqa: BLE001 - reported as the run's failure, exit code 1
+            load_out["error"] = f"{type(exc).__name__}: {exc}"
+
+    def _call_load() -> Any:
+        return run_load(
             mqtt_host,
             mqtt_port,
             readings=readings,
@@ -297,7 +304,7 @@ def _drive(
                     stored, last_change = count, now
             progress.update(pub_task, completed=published["n"])
             progress.update(store_task, completed=stored)
-            if not loader.is_alive() and stored >= readings:
+            if not loader.is_alive() and (stored >= readings or "error" in load_out):
                 break
             if now - last_change > STALL_S:
                 break
@@ -308,7 +315,11 @@ def _drive(
     sent = int(getattr(load_result, "readings", readings)) if load_result else published["n"]
     lat = probes.latencies_ms()
     elapsed = max(finished - started, 1e-9)
+    failed = _failure(load_out.get("error"), readings=readings, sent=sent, stored=stored)
+    if failed:
+        console.print(f"[bold red]bench failed: {failed}")
     return {
+        "failed": failed,
         "started": started,
         "readings": readings,
         "published": sent,
@@ -334,6 +345,17 @@ def _drive(
     }
 
 
+def _failure(error: str | None, *, readings: int, sent: int, stored: int) -> str | None:
+    """Why a run does not count, or None: the load did not run, fell short, or readings were lost."""
+    if error:
+        return f"the load generator stopped: {error}"
+    if sent < readings:
+        return f"published {sent:,} of {readings:,} readings"
+    if stored < sent:
+        return f"{sent - stored:,} of {sent:,} published readings were never stored"
+    return None
+
+
 def _print_table(console: Console, r: dict[str, Any], title: str = "") -> None:
     table = Table(title=f"stationflow bench: MQTT → Kafka → Faust → InfluxDB {title}".strip())
     table.add_column("measure")
@@ -341,6 +363,8 @@ def _print_table(console: Console, r: dict[str, Any], title: str = "") -> None:
     table.add_row("readings published", f"{r['published']:,}")
     table.add_row("readings stored", f"{r['stored']:,}")
     table.add_row("lost", f"{r['lost']:,}")
+    if r.get("failed"):
+        table.add_row("FAILED", str(r["failed"]))
     resent, unrouted = r.get("resent", 0), r.get("unrouted", 0)
     table.add_row("messages resent / no subscriber (0x10)", f"{resent:,} / {unrouted:,}")
     table.add_row("end-to-end readings/s", f"{r['readings_per_s']:,}")

@@ -96,7 +96,7 @@ def test_shards_partition_messages_by_device(shards: int) -> None:
         {"readings": -1},
         {"per_message": 0},
         {"devices": 0},
-        {"devices": 10_000},
+        {"devices": 100_000},
         {"start": datetime(2026, 1, 1)},  # noqa: DTZ001 - naive on purpose
     ],
 )
@@ -105,6 +105,26 @@ def test_plan_refuses_bad_arguments(kwargs: dict[str, object]) -> None:
     args.update(kwargs)
     with pytest.raises(ValueError):
         plan(**args)  # type: ignore[arg-type]
+
+
+def test_ten_thousand_devices_get_distinct_valid_ids() -> None:
+    p = plan(readings=50_000, devices=10_000, per_message=5, start=START)
+    ids = {p.device_id(k) for k in range(p.messages)}
+    assert len(ids) == 10_000
+    assert all(re.fullmatch(DEVICE_ID_PATTERN, i) for i in ids)
+    assert plan(readings=10, devices=9999, per_message=5, start=START).device_id(0) == "bench-0001"
+
+
+def test_a_bench_whose_load_did_not_run_or_lost_readings_fails() -> None:
+    from stationflow.bench.runner import _failure
+
+    assert _failure(None, readings=100, sent=100, stored=100) is None
+    stopped = _failure("ValueError: devices", readings=100, sent=0, stored=0)
+    assert stopped is not None and "load generator stopped" in stopped
+    assert _failure(None, readings=100, sent=0, stored=0) == "published 0 of 100 readings"
+    assert (
+        _failure(None, readings=100, sent=100, stored=97) == "3 of 100 published readings were never stored"
+    )
 
 
 def test_probe_payload_carries_its_publish_time() -> None:
