@@ -149,6 +149,7 @@ def station_info(row: Station) -> StationInfo:
         region=row.region,
         basin=row.basin,
         attributes=attributes,
+        public=row.public,
     )
 
 

@@ -25,7 +25,7 @@ from .schemas import DeviceCreate, StationCreate
 __all__ = ["ImportResult", "import_devices", "import_stations"]
 
 STATION_COLUMNS = ("id", "name", "kind", "lat", "lon", "region", "basin", "warning_level",
-                   "guaranteed_level", "target_class", "thresholds")  # fmt: skip
+                   "guaranteed_level", "target_class", "thresholds", "public")  # fmt: skip
 DEVICE_COLUMNS = ("id", "type", "station_id", "status", "expected_interval_s", "calibration")
 
 

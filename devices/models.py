@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, TypeDecorator
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, TypeDecorator, false
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -70,6 +70,8 @@ class Station(Base):
     guaranteed_level: Mapped[float | None] = mapped_column(Float)
     target_class: Mapped[str | None] = mapped_column(String(3))
     thresholds: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Published by the open-data service (opendata/) only when true; hidden by default.
+    public: Mapped[bool] = mapped_column(default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     devices: Mapped[list[Device]] = relationship(back_populates="station")

@@ -214,6 +214,7 @@ class StationBase(BaseModel):
     guaranteed_level: Finite | None = Field(default=None, description="m, gauges only (保证水位)")
     target_class: WaterClass | None = Field(default=None, description="GB 3838 class, water only")
     thresholds: dict[Metric, Finite] = Field(default_factory=dict, description="overrides by name")
+    public: bool = Field(default=False, description="published by the open-data service")
 
     @model_validator(mode="after")
     def _per_kind(self) -> Self:
@@ -249,6 +250,7 @@ class StationUpdate(BaseModel):
     guaranteed_level: Finite | None = None
     target_class: WaterClass | None = None
     thresholds: dict[Metric, Finite] | None = None
+    public: bool | None = None
 
 
 class StationPublic(StationCreate):

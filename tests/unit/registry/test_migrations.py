@@ -44,7 +44,7 @@ def test_migrated_schema_matches_models(engine: Engine) -> None:
             conn, opts={"compare_type": True, "compare_server_default": True}
         )
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0004"
+        assert context.get_current_revision() == "0005"
 
 
 def test_downgrade_to_base_and_upgrade_again(engine: Engine) -> None:
@@ -59,7 +59,7 @@ def test_downgrade_to_base_and_upgrade_again(engine: Engine) -> None:
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-        assert context.get_current_revision() == "0004"
+        assert context.get_current_revision() == "0005"
 
 
 def _upgrade(engine: Engine, revision: str) -> None:
