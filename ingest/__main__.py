@@ -28,7 +28,7 @@ async def run(settings: IngestSettings) -> None:
     logger.info("starting ingest settings=%s", masked(settings))
     await start_with_retry("kafka topics", lambda: ensure_topics(settings))
     if settings.ingest_metrics_port:
-        start_http_server(settings.ingest_metrics_port, addr="127.0.0.1")
+        start_http_server(settings.ingest_metrics_port, addr=settings.ingest_metrics_bind)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -43,6 +43,8 @@ class IngestSettings(CommonSettings):
     ingest_max_future_s: float = 300.0
     ingest_max_past_s: float = 30 * 86400.0
     ingest_metrics_port: int = 9461  # 0 disables the Prometheus endpoint
+    # Loopback by default; 0.0.0.0 in a container, so Prometheus can scrape it (compose).
+    ingest_metrics_bind: str = "127.0.0.1"
     # Longer linger = fewer, larger produce requests; acks wait for it, so keep it short.
     ingest_kafka_linger_ms: int = 20
     # HJ 212 over MQTT (devices/<id>/hj212): frames are read with the device's registry record.

@@ -261,6 +261,19 @@ def alerts() -> None:
     main()
 
 
+@app.command("broker-init")
+def broker_init() -> None:
+    """Provision the MQTT broker for compose: roles and the collector, simulator and alerts accounts.
+
+    Logs in to Mosquitto's dynamic-security plugin (STATIONFLOW_MQTT_HOST/PORT) as
+    STATIONFLOW_BROKER_ADMIN_USERNAME / STATIONFLOW_BROKER_ADMIN_PASSWORD and applies
+    STATIONFLOW_BROKER_{COLLECTOR,SIMULATOR,ALERTS}_PASSWORD, as `stationflow up` does; idempotent.
+    """
+    from stationflow.stack.brokerinit import run_broker_init
+
+    raise typer.Exit(run_broker_init())
+
+
 @app.command()
 def simulate(
     interval: Annotated[float, typer.Option(help="Seconds between messages of each device.")] = 5.0,

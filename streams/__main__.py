@@ -28,7 +28,7 @@ def main() -> None:
     changelogs = changelog_topics(settings) if settings.analytics_enabled else ()
     asyncio.run(start_with_retry("kafka topics", lambda: ensure_topics(settings, changelogs=changelogs)))
     if settings.streams_metrics_port:
-        start_http_server(settings.streams_metrics_port, addr="127.0.0.1")
+        start_http_server(settings.streams_metrics_port, addr=settings.streams_metrics_bind)
     app = create_app(settings)
     tune_gc()
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), loop=new_event_loop())

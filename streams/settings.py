@@ -27,6 +27,8 @@ class StreamsSettings(CommonSettings):
     streams_heartbeat_s: float = 2.0
     streams_commit_interval_s: float = 1.0
     streams_metrics_port: int = 9462  # 0 disables the Prometheus endpoint
+    # Loopback by default; 0.0.0.0 in a container, so Prometheus can scrape it (compose).
+    streams_metrics_bind: str = "127.0.0.1"
     streams_web_port: int = 6066
     streams_web_enabled: bool = False
     # On-disk buffer for InfluxDB outages (bounded; the overflow is counted and logged).
