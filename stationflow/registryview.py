@@ -58,6 +58,10 @@ class RegistryView:
     def __len__(self) -> int:
         return len(self._records)
 
+    def records(self) -> list[DeviceRecord]:
+        """Every device's record (a snapshot: later changes do not alter the list)."""
+        return list(self._records.values())
+
     def get(self, device_id: str) -> DeviceRecord | None:
         """The device's record, or None if it is not registered."""
         return self._records.get(device_id)
