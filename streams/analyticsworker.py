@@ -327,12 +327,14 @@ def _station_subject(hv: HourlyValues, record: DeviceRecord | None) -> Subject:
 
 
 def _alert_line(event: AlertEvent) -> str:
-    """An ``alerts`` point for Grafana annotations."""
+    """An ``alerts`` point for Grafana annotations (region and basin: the dashboards' variables)."""
     tags = {
         "rule": event.rule,
         "severity": event.severity.value,
         "station": event.station_id,
         "device": event.device_id,
+        "region": event.region,
+        "basin": event.basin,
     }
     fields: dict[str, FieldValue] = {
         "state": event.state.value,

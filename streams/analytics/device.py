@@ -179,9 +179,11 @@ def subject_for(device_id: str, record: DeviceRecord | None, domain: str) -> Sub
 
 
 def _tags(subject: Subject) -> str:
+    """``device=…`` plus station, region and basin when known (dashboards filter by them)."""
     tags = f"device={_esc(subject.id)}"
-    if subject.station_id:
-        tags += f",station={_esc(subject.station_id)}"
+    for key, value in (("station", subject.station_id), ("region", subject.region), ("basin", subject.basin)):
+        if value:
+            tags += f",{key}={_esc(value)}"
     return tags
 
 
@@ -267,7 +269,7 @@ def update_device(
     minute = int(state.wm // SLOT)
     if minute != state.emitted:
         state.emitted = minute
-        out.lines.extend(_derived_lines(state, subject, signals))
+        out.lines.extend(_derived_lines(state, subject, signals, station_attrs))
     return out
 
 
@@ -572,7 +574,9 @@ def mkt_c(ship: list[float]) -> float | None:
     return coldchain.mkt_from_sums(ship[_MKT_SUM], ship[_WEIGHT], ship[_LAST_T])
 
 
-def _derived_lines(state: DeviceState, subject: Subject, signals: Mapping[str, float]) -> list[str]:
+def _derived_lines(
+    state: DeviceState, subject: Subject, signals: Mapping[str, float], attrs: Mapping[str, float | str]
+) -> list[str]:
     ns = _ns(state.wm)
     tags = _tags(subject)
     lines: list[str] = []
@@ -596,8 +600,14 @@ def _derived_lines(state: DeviceState, subject: Subject, signals: Mapping[str, f
         if grade is not None:
             fields["grade_24h"] = grade.name_en
         lines.append(f"rainfall_sum,{tags} {_fields(fields)} {ns}")
-    trend = {k.partition(".")[2]: v for k, v in signals.items() if k.startswith("level.")}
+    trend: dict[str, float | int | str] = {
+        k.partition(".")[2]: v for k, v in signals.items() if k.startswith("level.")
+    }
     if trend:
+        for attr in ("warning_level", "guaranteed_level"):  # the station's lines, for the flood dashboard
+            limit = attrs.get(attr)
+            if isinstance(limit, int | float):
+                trend[attr] = float(limit)
         lines.append(f"level_trend,{tags} {_fields(trend)} {ns}")
     for key, ship in state.shipments.items():
         cc: dict[str, float | int | str] = {

@@ -41,7 +41,7 @@ from streams.analytics.rules import RuleState, Subject, evaluate, resolve_levels
 from streams.lineprotocol import escape_string
 from streams.lineprotocol import escape_tag as _esc
 
-__all__ = ["AQI_METRICS", "StationOutput", "StationState", "update_station"]
+__all__ = ["AQI_METRICS", "StationOutput", "StationState", "station_tags", "target_class", "update_station"]
 
 HOUR = 3600
 KEEP_HOURS = 48
@@ -59,6 +59,7 @@ WATER_METRICS = {
     "tp": "tp",
     "tn": "tn",
 }
+_ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5}
 
 
 @dataclass(slots=True)
@@ -131,7 +132,7 @@ def update_station(
     oldest = max(state.hours) - KEEP_HOURS * HOUR
     state.hours = {h: v for h, v in state.hours.items() if h >= oldest}
     out = StationOutput()
-    tags = f"station={_esc(subject.id)}"
+    tags = station_tags(subject)
     signals: dict[str, float] = {}
     if hv.domain == "air" or any(m in AQI_METRICS for m in hv.means):
         result = _hourly_aqi(state, hour)
@@ -160,6 +161,9 @@ def update_station(
         signals["water.class"] = float(wc.klass)
         label, deciding = escape_string(wc.label), escape_string(",".join(wc.deciding))
         fields = f"class={wc.klass}i,label={label},deciding={deciding}"
+        target = target_class(attributes)
+        if target is not None:
+            fields += f",target_class={target}i"
         out.lines.append(f"water_quality,{tags} {fields} {_ns(hour)}")
     for rule in rules_for_station(hv.domain):
         value = signals.get(rule.signal)
@@ -171,6 +175,23 @@ def update_station(
         if event is not None:
             out.events.append(event)
     return out
+
+
+def station_tags(subject: Subject) -> str:
+    """``station=…`` plus the station's region and basin (when known), so dashboards filter by them."""
+    tags = f"station={_esc(subject.id)}"
+    for key, value in (("region", subject.region), ("basin", subject.basin)):
+        if value:
+            tags += f",{key}={_esc(value)}"
+    return tags
+
+
+def target_class(attributes: Mapping[str, float | str]) -> int | None:
+    """The section's GB 3838 target class (attribute ``target_class``, ``"III"`` or 3) as 1…5."""
+    value = attributes.get("target_class")
+    if isinstance(value, str):
+        value = _ROMAN.get(value.strip().upper(), 0)
+    return int(value) if isinstance(value, int | float) and 1 <= value <= 5 else None
 
 
 def _series(state: StationState, metric: str, hours: range) -> list[Fraction]:
