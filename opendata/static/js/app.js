@@ -5,7 +5,7 @@ import { ApiError, loadHistory, loadOverview } from "./api.js";
 import { applyStatic, initialLang, rememberLang, storedLang, translator } from "./i18n.js";
 import { renderList } from "./list.js";
 import { renderMap } from "./map.js";
-import { legendRows, mainLayer, present, stationLayers } from "./present.js";
+import { legendRows, mainLayer, present, shortName, stationLayers } from "./present.js";
 import { renderStation } from "./station.js";
 import { h } from "./svg.js";
 
@@ -54,7 +54,8 @@ function mapItems(overview, layer, t) {
     const layers = stationLayers(station, overview.latest);
     if (layer !== "all" && !layers.includes(layer)) continue;
     const shown = layer === "all" ? mainLayer(station, layers) : layer;
-    items.push({ station, layer: shown, look: present(station, shown, overview.latest, t, state.lang) });
+    const look = present(station, shown, overview.latest, t, state.lang);
+    items.push({ station, layer: shown, look, label: shortName(station.name, state.lang) });
   }
   return items;
 }

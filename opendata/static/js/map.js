@@ -64,7 +64,7 @@ export function renderMap(container, items, allPoints, t) {
     .filter((it) => it.station.lat != null && it.station.lon != null)
     .map((it) => {
       const [x, y] = proj.project(it.station.lon, it.station.lat);
-      return { ...it, x, y, text: `${it.station.name} ${it.look.value}` };
+      return { ...it, x, y, text: `${it.label ?? it.station.name} ${it.look.value}` };
     });
   const spots = placeLabels(
     placed.map((p) => ({ x: p.x, y: p.y, w: textWidth(p.text), h: FONT_PX + 4, r: MARKER_R })),

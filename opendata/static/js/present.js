@@ -3,12 +3,14 @@
 // standards' colours for items that lack one. Rain is coloured here by its 24 h grade.
 
 export const AQI_COLORS = ["#00E400", "#FFFF00", "#FF7E00", "#FF0000", "#99004C", "#7E0023"]; // HJ 633 Table A.1
-export const WATER_COLORS = { 1: "#1E6FD9", 2: "#1E6FD9", 3: "#2E9E44", 4: "#F2C500", 5: "#FF8C00", 6: "#E02020" };
+// GB 3838 quality colours (I–II blue, III green, IV yellow, V orange, 劣V red), as the API's.
+export const WATER_COLORS = { 1: "#1E90FF", 2: "#1E90FF", 3: "#00B050", 4: "#FFD700", 5: "#FF7E00", 6: "#FF0000" };
+// Level against warning, in the flood signals' colours (as the API's).
 export const LEVEL_COLORS = {
-  normal: "#2E9E44",
-  approaching: "#F2C500",
-  above_warning: "#FF6A00",
-  above_guaranteed: "#C00000",
+  normal: "#00B050",
+  approaching: "#1E90FF",
+  above_warning: "#FFD700",
+  above_guaranteed: "#FF7E00",
 };
 // GB/T 28592-2012 24 h grades (lower bounds, mm) with the usual precipitation palette.
 export const RAIN_GRADES = [
@@ -24,7 +26,8 @@ export const NO_DATA_COLOR = "#9E9E9E";
 
 export const LAYERS = ["air", "water", "flood", "rain"];
 const LAYER_OF_KIND = { air: "air", water: "water", gauge: "flood", rain: "rain" };
-const LAYER_OF_DOMAIN = { air: "air", water: "water", hydro: "flood", rain: "rain", rainfall: "rain" };
+// "hydro" is left out: rain gauges and river gauges both measure it; their kind or data decides.
+const LAYER_OF_DOMAIN = { air: "air", water: "water" };
 
 /** The 24 h rainfall grade rank (0 = no rain, 1..6) of a total in mm. */
 export function rainRank(mm) {
@@ -65,10 +68,8 @@ function fmt(value, digits) {
 
 /** The grade name of a rainfall item: the API's text in `lang`, else ours from the total. */
 export function rainGradeText(item, t, lang) {
-  const g = item.grade_24h;
-  if (g && typeof g === "object") return g[lang] || g.en || g.zh || "";
-  if (typeof g === "string" && g) return g;
-  return t(`rain_${rainRank(item.sum_24h)}`);
+  const g = lang === "zh" ? item.grade_24h_zh : item.grade_24h;
+  return g || t(`rain_${rainRank(item.sum_24h)}`);
 }
 
 /** The water class label of an item ("III类" / "Class III"). */
@@ -98,10 +99,11 @@ export function present(station, layer, latest, t, lang) {
   if (layer === "water") {
     const item = latest.water.get(id);
     if (!item) return { layer, color: NO_DATA_COLOR, value: t("no_data"), category: "", hasData: false };
-    let category = "";
+    const quality = lang === "zh" ? item.quality_zh : item.quality_en;
+    let category = quality || "";
     if (item.meets_target != null) {
       const target = item.target != null ? ` (${t("target", { label: romanOf(item.target) })})` : "";
-      category = `${item.meets_target ? t("meets") : t("fails")}${target}`;
+      category = [category, `${item.meets_target ? t("meets") : t("fails")}${target}`].filter(Boolean).join(" · ");
     }
     return { layer, color: item.color || WATER_COLORS[item.class], value: waterLabel(item, t, lang), category, hasData: true };
   }
@@ -155,3 +157,10 @@ export function legendRows(layer, t) {
 }
 
 export const AQI_BANDS = ["0–50", "51–100", "101–150", "151–200", "201–300", ">300"];
+
+/** The part of a bilingual name ("福田 Futian") in `lang`; the whole name when it is not bilingual. */
+export function shortName(name, lang) {
+  const m = /^([^A-Za-z]*[\u3400-\u9fff][^A-Za-z]*?)\s+([A-Za-z].*)$/.exec(name || "");
+  if (!m) return name;
+  return lang === "zh" ? m[1] : m[2];
+}

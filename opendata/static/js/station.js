@@ -9,8 +9,10 @@ import { h } from "./svg.js";
 const HOUR = 3600e3;
 const AQI_LIMITS = [0, 50, 100, 150, 200, 300, 500];
 
-function ms(time) {
-  return typeof time === "number" ? time : Date.parse(time);
+/** A time as epoch ms: ISO text, epoch seconds or epoch ms. */
+export function ms(time) {
+  if (typeof time === "number") return time < 1e11 ? time * 1000 : time;
+  return Date.parse(time);
 }
 
 function toPoints(pairs) {
