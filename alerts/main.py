@@ -36,6 +36,7 @@ from alerts.models import Alert
 from alerts.runtime import Runtime
 from alerts.settings import AlertsSettings
 from stationflow import topics
+from stationflow.consumerlag import ConsumerLagMonitor, GroupTopics
 from stationflow.contracts import DeviceStatus
 from stationflow.registryview import RegistryFollower, RegistryView
 
@@ -191,6 +192,16 @@ def create_app(
         ]
         if kafka:
             tasks.append(asyncio.create_task(_supervise("events", consumer.run)))
+            lag = ConsumerLagMonitor(
+                settings.kafka_bootstrap,
+                [
+                    GroupTopics(
+                        settings.alerts_group_id,
+                        (settings.topic(topics.ALERTS), settings.topic(topics.ALERT_SYNC)),
+                    )
+                ],
+            )
+            tasks.append(asyncio.create_task(_supervise("consumer lag", lag.run)))
         else:
             consumer.ready.set()
         if registry is not None and kafka:

@@ -12,6 +12,8 @@ import logging
 
 import faust
 
+from stationflow import topics
+from stationflow.consumerlag import ConsumerLagMonitor, GroupTopics
 from stationflow.registryview import RegistryFollower, RegistryView
 from streams.analyticsworker import install_analytics
 from streams.rawconsumer import RawConsumer
@@ -20,7 +22,7 @@ from streams.sink import BufferedSink, DiskSpool, make_writer
 from streams.sink.rejected import RejectedStore
 from streams.sink.spool import REJECTED_DIR
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "lag_watches"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +65,26 @@ def create_app(settings: StreamsSettings) -> faust.App:
         if registry is not None:
             await RegistryFollower(settings, registry).run()
 
+    async def report_lag() -> None:
+        """stationflow_consumer_lag of the worker's consumer groups."""
+        await ConsumerLagMonitor(settings.kafka_bootstrap, lag_watches(settings)).run()
+
     app.task(normalise_and_store)
     app.task(follow_registry)
+    app.task(report_lag)
     if settings.analytics_enabled:
         install_analytics(app, settings, registry, lambda: _open_sink(settings, "analytics-spool"))
 
     return app
+
+
+def lag_watches(settings: StreamsSettings) -> list[GroupTopics]:
+    """The worker's groups: the raw consumer's, and Faust's (the app id) on the analytics topics."""
+    watches = [GroupTopics(f"{settings.streams_app_id}.raw", (settings.topic(topics.RAW),))]
+    if settings.analytics_enabled:
+        analytics = (settings.topic(topics.CLEAN), settings.topic(topics.HOURLY))
+        watches.append(GroupTopics(settings.streams_app_id, analytics))
+    return watches
 
 
 def _open_sink(settings: StreamsSettings, spool_dir: str = "spool") -> BufferedSink:
