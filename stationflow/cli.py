@@ -33,6 +33,9 @@ def up(
     streams_metrics_port: Annotated[int, typer.Option(help="Worker's Prometheus endpoint.")] = 9462,
     registry_port: Annotated[int, typer.Option(help="Device registry REST API.")] = 8080,
     alerts_port: Annotated[int, typer.Option(help="Alert service: REST API and duty console.")] = 8090,
+    opendata_port: Annotated[
+        int, typer.Option(help="Open-data service: public map page and read-only API (no key).")
+    ] = 8070,
     hj212_port: Annotated[
         int | None,
         typer.Option(help="HJ 212 stations connect here (default: STATIONFLOW_HJ212_PORT, else 9212)."),
@@ -72,6 +75,7 @@ def up(
                 "streams_metrics": streams_metrics_port,
                 "registry": registry_port,
                 "alerts": alerts_port,
+                "opendata": opendata_port,
                 "hj212": tcp.hj212_port if hj212_port is None else hj212_port,
                 "sl651": tcp.sl651_port if sl651_port is None else sl651_port,
                 "tcp_metrics": tcp.tcp_metrics_port if tcp_metrics_port is None else tcp_metrics_port,
@@ -216,6 +220,44 @@ def bench_hj212(
     )
 
 
+@bench_app.command("opendata")
+def bench_opendata(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="A running open-data service to load (default: start a private one on a private stack)."
+        ),
+    ] = None,
+    requests: Annotated[
+        int, typer.Option(help="Requests to send (the loop is bounded by this and --seconds).")
+    ] = 5000,
+    seconds: Annotated[float, typer.Option(help="Stop sending after this long at the latest.")] = 60.0,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 16,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+) -> None:
+    """Load the open-data API from a second process and measure it.
+
+    Without --url: starts InfluxDB and Tansu on a private state dir, puts public air, water,
+    gauge and rain stations (and hidden ones) on the registry topic, writes their latest AQI,
+    class, level and rainfall, and starts the open-data service twice: once with the rate limit raised
+    (for the throughput run) and once with the default limit (to show the 429s and Retry-After).
+    A separate process sends the requests, cycling over the endpoints and formats.
+
+    Reports requests/s, latency p50/p99, errors, cache hits, and for the limited run how many
+    answers were 429 and their Retry-After. Exits 1 if any request failed or a hidden station
+    appeared.
+    """
+    from stationflow.bench.opendatabench import run_opendata_bench
+
+    raise typer.Exit(
+        run_opendata_bench(
+            url=url, requests=requests, seconds=seconds, concurrency=concurrency, as_json=as_json
+        )
+    )
+
+
 @app.command()
 def ingest() -> None:
     """Run the MQTT collector (settings from STATIONFLOW_* variables)."""
@@ -272,6 +314,15 @@ def broker_init() -> None:
     from stationflow.stack.brokerinit import run_broker_init
 
     raise typer.Exit(run_broker_init())
+
+
+@app.command()
+def opendata() -> None:
+    """Run the open-data service: public map page and read-only API, rate-limited and cached
+    (settings from STATIONFLOW_* / STATIONFLOW_OPENDATA_*; port 8070)."""
+    from opendata.__main__ import main
+
+    main()
 
 
 @app.command()

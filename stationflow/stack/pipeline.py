@@ -58,6 +58,8 @@ ALERTS_READY_S = 60.0
 # binds after it has read the registry topic, which takes seconds.
 TCP_READY_LINES = ("listening protocol=hj212", "listening protocol=sl651")
 TCP_READY_S = 60.0
+OPENDATA_READY_LINE = "opendata service ready"
+OPENDATA_READY_S = 60.0
 # Service kind → module run as ``python -m <module>``.
 SERVICE_MODULES = {
     "ingest": "ingest",
@@ -65,10 +67,11 @@ SERVICE_MODULES = {
     "streams": "streams",
     "devices": "devices",
     "alerts": "alerts",
+    "opendata": "opendata",
 }
 # Stop order: both collectors first (nothing new enters Kafka), then the worker drains; the
 # alert service delivers what it has; the registry last.
-STOP_ORDER = ("ingest", "tcp", "streams", "alerts", "devices")
+STOP_ORDER = ("ingest", "tcp", "streams", "alerts", "opendata", "devices")
 COLLECTORS = ("ingest", "tcp")
 # A draining stop polls the consumer groups' lag; two zero readings a poll apart mean done
 # (Faust commits every second; a worker that just consumed may still be producing downstream).
@@ -137,6 +140,7 @@ def start_service(kind: str, *, env: Mapping[str, str], log_path: Path, wait: bo
         "streams": ((STREAMS_READY_LINE,), STREAMS_READY_S),
         "devices": ((REGISTRY_READY_LINE,), REGISTRY_READY_S),
         "alerts": ((ALERTS_READY_LINE,), ALERTS_READY_S),
+        "opendata": ((OPENDATA_READY_LINE,), OPENDATA_READY_S),
     }[kind]
     proc = ManagedProcess(kind, [sys.executable, "-m", SERVICE_MODULES[kind]], log_path=log_path, env=env)
     offset = log_path.stat().st_size if log_path.exists() else 0
@@ -155,7 +159,7 @@ class Pipeline:
     """Tansu + Mosquitto + InfluxDB 1.x + collectors + stream worker under one state dir.
 
     ``ports`` names fixed ports: ``kafka``, ``mqtt``, ``influx``, ``ingest_metrics``,
-    ``streams_metrics``, ``registry``, ``alerts``, and for the TCP collector ``hj212``,
+    ``streams_metrics``, ``registry``, ``alerts``, ``opendata``, and for the TCP collector ``hj212``,
     ``sl651`` and ``tcp_metrics``; any other is a free port chosen once.
     """
 
@@ -300,6 +304,8 @@ class Pipeline:
             extra.setdefault("STATIONFLOW_ALERTS_WEBHOOK_SECRET", self._secret("alerts-webhook-secret"))
             if self.accounts is not None:
                 extra["STATIONFLOW_MQTT_USERNAME"], extra["STATIONFLOW_MQTT_PASSWORD"] = self.accounts.alerts
+        if kind == "opendata":
+            extra["STATIONFLOW_OPENDATA_PORT"] = str(self.opendata_port)
         if kind == "streams":
             extra["STATIONFLOW_STREAMS_INSTANCE"] = str(instance)
         elif kind == "ingest" and instance > 1:
@@ -372,6 +378,16 @@ class Pipeline:
     def alerts_admin_key(self) -> str:
         """The alert service's bootstrap admin API key (0600 in the state dir)."""
         return self._secret("alerts-admin-key")
+
+    @property
+    def opendata_port(self) -> int:
+        """Port of the open-data service (``ports["opendata"]``, else a free one, chosen once)."""
+        return self._port("opendata-api", "opendata")
+
+    @property
+    def opendata_url(self) -> str:
+        """Base URL of the open-data service (public page, /api/v1, /docs, /metrics)."""
+        return f"http://127.0.0.1:{self.opendata_port}"
 
     def _secret(self, name: str) -> str:
         path = self.state_dir / name

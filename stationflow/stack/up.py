@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 REFRESH_S = 2.0  # status refresh; each refresh runs one InfluxDB count query
 SIM_STOP_S = 15.0  # the simulator's own wait for outstanding acknowledgements is 10 s
 TCP_DEADLETTERS = "stationflow_tcp_deadletters_total"  # every refusal of the TCP collector
-SERVICES = ("devices", "ingest", "tcp", "streams", "alerts")
+SERVICES = ("devices", "ingest", "tcp", "streams", "alerts", "opendata")
 
 
 @dataclass
@@ -97,6 +97,8 @@ def run_up(
             pipeline.start("streams")
             # the alert service gets ready while data already flows (its status is in the table)
             pipeline.start("alerts", wait=False)
+            # the open-data API (public, read-only) likewise
+            pipeline.start("opendata", wait=False)
         _banner(console, pipeline)
         asyncio.run(_live(console, pipeline, interval_s=interval_s, simulate=simulate, duration_s=duration_s))
     except KeyboardInterrupt:
@@ -159,6 +161,8 @@ def _banner(console: Console, p: Pipeline) -> None:
         f"  registry   {p.registry_url}/docs   admin API key in {p.state_dir / 'registry-admin-key'}\n"
         f"  alerts     {p.alerts_url}/console (duty console), {p.alerts_url}/docs   "
         f"admin API key in {p.state_dir / 'alerts-admin-key'}\n"
+        f"  open data  {p.opendata_url}/ (public map page), {p.opendata_url}/docs   "
+        "no key, read-only, rate-limited\n"
         f"  metrics    http://127.0.0.1:{p.metrics_ports['ingest']}/metrics (MQTT collector), "
         f"http://127.0.0.1:{p.tcp_metrics_port}/metrics (TCP collector), "
         f"http://127.0.0.1:{p.metrics_ports['streams']}/metrics (worker)\n"
