@@ -42,7 +42,7 @@ function latestFacts(station, layer, latest, t, lang) {
   const when = (item) => [t("time"), new Date(item.time).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB")];
   if (layer === "air") {
     const item = latest.air.get(id);
-    const iaqi = Object.entries(item.iaqi || {}).map(([k, v]) => `${k.toUpperCase()} ${v}`).join(", ");
+    const iaqi = Object.entries(item.iaqi || {}).map(([k, v]) => `${pollutantName(k)} ${v}`).join(", ");
     return block(t("layer_air"), badge, facts([[t("primary"), (item.primary || []).join(", ") || "—"], ["IAQI", iaqi], when(item)]));
   }
   if (layer === "water") {
@@ -70,6 +70,15 @@ function latestFacts(station, layer, latest, t, lang) {
   return block(t("layer_rain"), badge, facts([[t("rain_sums"), `${sums} mm`], [t("rain_24h"), rainGradeText(item, t, lang)], when(item)]));
 }
 
+const POLLUTANTS = { pm2_5: "PM2.5", pm25: "PM2.5", pm10: "PM10", so2: "SO₂", no2: "NO₂", co: "CO", o3: "O₃" };
+
+/** A pollutant key ("pm2_5_24h", "o3_8h", "pm25") as it is written ("PM2.5 24h", "O₃ 8h"). */
+export function pollutantName(key) {
+  const m = /^(.*?)(?:_(1h|8h|24h))?$/.exec(key);
+  const name = POLLUTANTS[m[1]] || key;
+  return m[2] && POLLUTANTS[m[1]] ? `${name} ${m[2]}` : name;
+}
+
 function seriesKey(series, pattern, not = /$^/) {
   return Object.keys(series || {}).find((k) => pattern.test(k) && !not.test(k));
 }
@@ -93,6 +102,7 @@ function charts(doc, station, layers, latest, t, lang, width) {
   const series = doc.series || {};
   const used = new Set();
   if (layers.includes("air")) {
+    used.add("aqi"); // the same hourly AQI, drawn with its bands below
     const points = (doc.aqi_hourly || []).map((it) => [ms(it.time), it.aqi]).filter(([tm, v]) => Number.isFinite(tm) && v != null);
     const bands = AQI_COLORS.map((color, i) => ({ lo: AQI_LIMITS[i], hi: AQI_LIMITS[i + 1], color: `${color}40` }));
     const top = Math.max(100, ...points.map((p) => p[1]));
@@ -124,7 +134,7 @@ function charts(doc, station, layers, latest, t, lang, width) {
     out.push(chart(t("chart_rain"), points, { kind: "bars" }));
   }
   for (const key of Object.keys(series).filter((k) => !used.has(k)).slice(0, 12)) {
-    out.push(chart(key, toPoints(series[key]), {}));
+    out.push(chart(pollutantName(key), toPoints(series[key]), {}));
   }
   return out;
 }
