@@ -57,7 +57,8 @@ def _stations(request: Request) -> dict[str, StationEntry]:
 def _station(request: Request, station_id: str) -> StationEntry:
     station = _stations(request).get(station_id)
     if station is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no public station '{station_id}'")
+        # the same answer for unknown and hidden ids (and no echo of the id)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such public station")
     return station
 
 

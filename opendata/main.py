@@ -59,7 +59,7 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: frozenset[st
 
 def _problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
+    return JSONResponse(body, status_code=status, headers=headers, media_type="application/json")
 
 
 def _endpoint(path: str) -> str:

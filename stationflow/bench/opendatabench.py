@@ -36,7 +36,7 @@ from stationflow.stack.pipeline import Pipeline, start_service
 from stationflow.stack.ports import free_port
 from stationflow.stack.procs import ManagedProcess, StackError
 
-__all__ = ["BenchFleet", "bench_fleet", "publish_records", "run_opendata_bench", "verdict"]
+__all__ = ["BenchFleet", "bench_fleet", "bench_station", "publish_records", "run_opendata_bench", "verdict"]
 
 KINDS = (("air", "air", "air-station"), ("water", "water", "water-station"),
          ("gauge", "hydro", "level-gauge"), ("rain", "hydro", "rain-gauge"))  # fmt: skip
@@ -56,60 +56,71 @@ class BenchFleet:
     hidden: list[str]
 
 
-def bench_fleet(per_kind: int, now: datetime) -> BenchFleet:
-    """``per_kind`` stations of each kind (every 4th hidden) with their latest analytics rows (pure)."""
+KIND_DOMAINS = {kind: (domain, device_type) for kind, domain, device_type in KINDS}
+
+
+def bench_station(
+    sid: str, kind: str, i: int, *, public: bool, now: datetime
+) -> tuple[DeviceRecord, list[str]]:
+    """One station of ``kind`` (air, water, gauge, rain) with its device record and latest rows (pure)."""
+    domain, device_type = KIND_DOMAINS[kind]
     hour = int(now.timestamp()) // 3600 * 3600
     ns, hour_ns = int(now.timestamp()) * 10**9, hour * 10**9
-    records: list[DeviceRecord] = []
-    lines: list[str] = []
-    public: list[str] = []
-    hidden: list[str] = []
-    for kind, domain, device_type in KINDS:
+    attrs: dict[str, float | str] = {"kind": kind}
+    if kind == "gauge":
+        attrs |= {"warning_level": 23.5, "guaranteed_level": 25.0}
+    if kind == "water":
+        attrs["target_class"] = "III"
+    info = StationInfo(
+        station_id=sid, name=f"{kind} {i}", lat=30.0 + i / 100, lon=120.0 + i / 100,
+        region="330100", basin="qiantang", attributes=attrs, public=public,
+    )  # fmt: skip
+    device = f"{sid}-d"
+    record = DeviceRecord(
+        device_id=device,
+        device_type=device_type,
+        domain=domain,
+        station=info,
+        expected_interval_s=60,
+        updated_at=now,
+    )
+    tags = f"device={device},station={sid}"
+    if kind == "air":
+        aqi = 20 + 7 * i
+        lines = [
+            f"air,{tags} pm25={aqi * 0.6:.1f},pm10={aqi:.1f} {ns}",
+            f'aqi,station={sid},report=hourly aqi={aqi}i,primary="pm2_5_1h",standard="HJ 633-2026",'
+            f"iaqi_pm2_5_1h={aqi}i,iaqi_pm10_1h={aqi // 2}i {hour_ns}",
+            f"hourly,{tags},metric=pm25 value={aqi * 0.6:.1f},n=60i {hour_ns}",
+        ]
+    elif kind == "water":
+        lines = [
+            f"water,{tags} nh3_n={0.1 * i:.2f} {ns}",
+            f'water_quality,station={sid} class={1 + i % 6}i,label="x",deciding="nh3_n" {hour_ns}',
+        ]
+    elif kind == "gauge":
+        lines = [
+            f"hydro,{tags} level={22.0 + i * 0.1:.2f} {ns}",
+            f"level_trend,{tags} rise_per_h={0.05 * i:.2f} {ns}",
+        ]
+    else:
+        sums = ",".join(f"sum_{h}h={h * 0.5 * i:.1f}" for h in (1, 3, 6, 12, 24))
+        lines = [f"hydro,{tags} rain={0.2 * i:.1f} {ns}", f"rainfall_sum,{tags} {sums} {ns}"]
+    return record, lines
+
+
+def bench_fleet(per_kind: int, now: datetime, prefix: str = "odb-") -> BenchFleet:
+    """``per_kind`` stations of each kind (every 4th hidden) with their latest analytics rows (pure)."""
+    fleet = BenchFleet([], [], [], [])
+    for kind in KIND_DOMAINS:
         for i in range(1, per_kind + 1):
-            sid = f"odb-{kind}-{i:03d}"
-            is_public = i % HIDDEN_EVERY != 0
-            (public if is_public else hidden).append(sid)
-            attrs: dict[str, float | str] = {"kind": kind}
-            if kind == "gauge":
-                attrs |= {"warning_level": 23.5, "guaranteed_level": 25.0}
-            if kind == "water":
-                attrs["target_class"] = "III"
-            info = StationInfo(
-                station_id=sid, name=f"{kind} {i}", lat=30.0 + i / 100, lon=120.0 + i / 100,
-                region="330100", basin="qiantang", attributes=attrs, public=is_public,
-            )  # fmt: skip
-            device = f"{sid}-d"
-            records.append(
-                DeviceRecord(
-                    device_id=device,
-                    device_type=device_type,
-                    domain=domain,
-                    station=info,
-                    expected_interval_s=60,
-                    updated_at=now,
-                )
-            )
-            tags = f"device={device},station={sid}"
-            if kind == "air":
-                aqi = 20 + 7 * i
-                lines.append(f"air,{tags} pm25={aqi * 0.6:.1f},pm10={aqi:.1f} {ns}")
-                lines.append(
-                    f'aqi,station={sid},report=hourly aqi={aqi}i,primary="pm2_5_1h",standard="HJ 633-2026",'
-                    f"iaqi_pm2_5_1h={aqi}i,iaqi_pm10_1h={aqi // 2}i {hour_ns}"
-                )
-            elif kind == "water":
-                lines.append(f"water,{tags} nh3_n={0.1 * i:.2f} {ns}")
-                lines.append(
-                    f'water_quality,station={sid} class={1 + i % 6}i,label="x",deciding="nh3_n" {hour_ns}'
-                )
-            elif kind == "gauge":
-                lines.append(f"hydro,{tags} level={22.0 + i * 0.1:.2f} {ns}")
-                lines.append(f"level_trend,{tags} rise_per_h={0.05 * i:.2f} {ns}")
-            else:
-                lines.append(f"hydro,{tags} rain={0.2 * i:.1f} {ns}")
-                sums = ",".join(f"sum_{h}h={h * 0.5 * i:.1f}" for h in (1, 3, 6, 12, 24))
-                lines.append(f"rainfall_sum,{tags} {sums} {ns}")
-    return BenchFleet(records, lines, public, hidden)
+            sid = f"{prefix}{kind}-{i:03d}"
+            public = i % HIDDEN_EVERY != 0
+            record, lines = bench_station(sid, kind, i, public=public, now=now)
+            fleet.records.append(record)
+            fleet.lines.extend(lines)
+            (fleet.public if public else fleet.hidden).append(sid)
+    return fleet
 
 
 async def publish_records(settings: CommonSettings, records: list[DeviceRecord]) -> None:
