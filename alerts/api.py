@@ -4,20 +4,19 @@ history), silences, contact groups, policies, the outbox, API keys and a live SS
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
-from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import BaseModel
 from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alerts import lifecycle
-from alerts.auth import ROLE_RANK, create_key, find_key
+from alerts.auth import TOKEN_PREFIX, AdminKey, OperatorKey, ReaderKey, RuntimeDep, SessionDep
 from alerts.models import Alert, ApiKey, ContactGroup, History, Outbox, Policy, Silence
 from alerts.runtime import Runtime
 from alerts.schemas import (
@@ -28,18 +27,12 @@ from alerts.schemas import (
     ContactGroupIn,
     HistoryOut,
     PolicyIn,
-    Role,
     SilenceIn,
     Utc,
 )
+from stationflow.apikeys import Message, create_key, invalid
 
 __all__ = ["SEVERITY_ORDER", "router"]
-
-
-class Problem(BaseModel):
-    """An error: what went wrong, in words."""
-
-    detail: str
 
 
 def _answers(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -50,75 +43,13 @@ def _answers(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "not found",
         409: "conflict",
     }
-    return {code: {"model": Problem, "description": words[code]} for code in codes}
+    return {code: {"model": Message, "description": words[code]} for code in codes}
 
 
 router = APIRouter(responses=_answers(400, 401, 403))
 RowId = Annotated[int, Path(ge=1, le=2**31 - 1, description="numeric id")]
 SEVERITY_ORDER = {"critical": 0, "major": 1, "moderate": 2, "minor": 3, "info": 4}
 HEARTBEAT_S = 15.0
-
-
-def runtime(request: Request) -> Runtime:
-    """The service's runtime."""
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
-
-
-def get_session(rt: RuntimeDep) -> Iterator[Session]:
-    """One session per request."""
-    with rt.sessions() as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key token")
-_query = APIKeyQuery(
-    name="key", auto_error=False, description="API key (for EventSource, which has no headers)"
-)
-
-
-def current_key(
-    session: SessionDep,
-    header: Annotated[str | None, Security(_header)],
-    query: Annotated[str | None, Security(_query)],
-) -> ApiKey:
-    """The request's API key; 401 when missing or unknown."""
-    token = header or query
-    if not token:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key: send it in the X-API-Key header")
-    key = find_key(session, token)
-    if key is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown API key")
-    return key
-
-
-def require(role: Role) -> Callable[[ApiKey], ApiKey]:
-    """Keys with ``role`` or higher; 403 otherwise."""
-
-    def check(key: Annotated[ApiKey, Depends(current_key)]) -> ApiKey:
-        if ROLE_RANK[Role(key.role)] < ROLE_RANK[role]:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"API key role '{key.role}' may not do this: it needs '{role}'"
-            )
-        return key
-
-    return check
-
-
-ReaderKey = Annotated[ApiKey, Depends(require(Role.READ_ONLY))]
-OperatorKey = Annotated[ApiKey, Depends(require(Role.OPERATOR))]
-AdminKey = Annotated[ApiKey, Depends(require(Role.ADMIN))]
-
-
-def _invalid(field: str, message: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        [{"loc": ["body", field], "msg": message, "type": "value_error"}],
-    )
 
 
 def _actor(key: ApiKey) -> str:
@@ -360,7 +291,7 @@ def create_silence(body: SilenceIn, session: SessionDep, key: OperatorKey) -> Si
     now = datetime.now(UTC)
     starts = body.starts_at or now
     if body.ends_at <= starts:
-        raise _invalid("ends_at", "must be after starts_at (default: now)")
+        raise invalid("ends_at", "must be after starts_at (default: now)")
     row = Silence(
         station_id=body.station_id,
         device_id=body.device_id,
@@ -402,7 +333,7 @@ def list_groups(session: SessionDep, _key: ReaderKey) -> list[ContactGroupIn]:
 def put_group(name: str, body: ContactGroupIn, session: SessionDep, _key: AdminKey) -> ContactGroupIn:
     """Create or replace a contact group (the name in the path and the body must agree)."""
     if body.name != name:
-        raise _invalid("name", f"body name {body.name!r} differs from the path's {name!r}")
+        raise invalid("name", f"body name {body.name!r} differs from the path's {name!r}")
     row = session.get(ContactGroup, name)
     members = [m.model_dump() for m in body.members]
     if row is None:
@@ -460,7 +391,7 @@ def _policy_out(p: Policy) -> PolicyOut:
 def _check_groups(session: Session, groups: list[str]) -> None:
     missing = [g for g in groups if session.get(ContactGroup, g) is None]
     if missing:
-        raise _invalid("groups", f"contact groups {missing} do not exist; create them first")
+        raise invalid("groups", f"contact groups {missing} do not exist; create them first")
 
 
 def _policy_fields(body: PolicyIn) -> dict[str, Any]:
@@ -583,7 +514,7 @@ def list_keys(session: SessionDep, _key: AdminKey) -> list[ApiKeyOut]:
 @router.post("/api-keys", tags=["keys"], status_code=status.HTTP_201_CREATED)
 def create_api_key(body: ApiKeyIn, session: SessionDep, _key: AdminKey) -> ApiKeyOut:
     """A new key; its token is shown in this response only."""
-    row, token = create_key(session, name=body.name, role=body.role)
+    row, token = create_key(session, model=ApiKey, name=body.name, role=body.role, token_prefix=TOKEN_PREFIX)
     session.commit()
     return ApiKeyOut.model_validate(row).model_copy(update={"token": token})
 

@@ -1,46 +1,54 @@
-"""API keys of the alert service: ``X-API-Key`` header (or ``?key=`` for the browser's
-EventSource, which cannot send headers); only the sha256 of a token is stored."""
+"""The alert service's request dependencies: its runtime, a database session per request and
+the API key with its role (``X-API-Key``, or ``?key=`` for the browser's EventSource, which
+cannot send headers). Keys are handled by the shared kit, ``stationflow.apikeys``."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
+from collections.abc import Iterator
+from typing import Annotated
 
-from sqlalchemy import select
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from alerts.models import ApiKey
+from alerts.runtime import Runtime
 from alerts.schemas import Role
+from stationflow.apikeys import KeyAuth
 
-__all__ = ["ROLE_RANK", "create_key", "ensure_bootstrap_key", "find_key", "hash_token"]
+__all__ = [
+    "BOOTSTRAP_NAME",
+    "TOKEN_PREFIX",
+    "AdminKey",
+    "OperatorKey",
+    "ReaderKey",
+    "RuntimeDep",
+    "SessionDep",
+    "auth",
+    "get_session",
+    "runtime",
+]
 
-ROLE_RANK = {Role.READ_ONLY: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
-PREFIX = "sfa_"
-
-
-def hash_token(token: str) -> str:
-    """sha256 hex of a token."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def create_key(session: Session, *, name: str, role: Role, token: str | None = None) -> tuple[ApiKey, str]:
-    """A new key (flushed, not committed) and its token, which is shown only now."""
-    token = token or PREFIX + secrets.token_urlsafe(32)
-    row = ApiKey(name=name, role=role.value, key_hash=hash_token(token), prefix=token[:10])
-    session.add(row)
-    session.flush()
-    return row, token
+TOKEN_PREFIX = "sfa_"  # noqa: S105 - a marker to recognise our tokens, not a secret
+BOOTSTRAP_NAME = "bootstrap admin"
 
 
-def find_key(session: Session, token: str) -> ApiKey | None:
-    """The key of ``token``, if any."""
-    return session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_token(token)))
+def runtime(request: Request) -> Runtime:
+    """The service's runtime."""
+    rt: Runtime = request.app.state.runtime
+    return rt
 
 
-def ensure_bootstrap_key(session: Session, token: str) -> bool:
-    """Make sure the configured admin token exists; True if it was created now."""
-    if find_key(session, token) is not None:
-        return False
-    create_key(session, name="bootstrap admin", role=Role.ADMIN, token=token)
-    session.commit()
-    return True
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+
+
+def get_session(rt: RuntimeDep) -> Iterator[Session]:
+    """One session per request."""
+    with rt.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+auth = KeyAuth(ApiKey, roles=list(Role), get_session=get_session, query=True)
+ReaderKey = Annotated[ApiKey, Depends(auth.require(Role.READ_ONLY))]
+OperatorKey = Annotated[ApiKey, Depends(auth.require(Role.OPERATOR))]
+AdminKey = Annotated[ApiKey, Depends(auth.require(Role.ADMIN))]

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -21,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerts import metrics
 from alerts.api import router
-from alerts.auth import ensure_bootstrap_key
+from alerts.auth import BOOTSTRAP_NAME
+from alerts.board import StationBoard
 from alerts.channels import Channel
 from alerts.channels.email import EmailChannel
 from alerts.channels.mqtt import MqttChannel
@@ -32,10 +34,13 @@ from alerts.db import make_engine, make_sessions
 from alerts.dispatcher import Dispatcher
 from alerts.lifecycle import due_escalations
 from alerts.live import Broadcaster
-from alerts.models import Alert
+from alerts.models import Alert, ApiKey
 from alerts.runtime import Runtime
 from alerts.settings import AlertsSettings
-from stationflow import topics
+from alerts.stations import router as stations_router
+from opendata.influxql import InfluxQL
+from opendata.state import station_board
+from stationflow import apikeys, topics
 from stationflow.consumerlag import ConsumerLagMonitor, GroupTopics
 from stationflow.contracts import DeviceStatus
 from stationflow.registryview import RegistryFollower, RegistryView
@@ -45,7 +50,6 @@ __all__ = ["build_channels", "create_app"]
 logger = logging.getLogger(__name__)
 CONSOLE = Path(__file__).parent / "console.html"
 SEVERITIES = ("info", "minor", "moderate", "major", "critical")
-DEFAULT_SECRET = "change-me"  # noqa: S105 - the placeholder a deployment must replace
 
 
 def build_channels(settings: AlertsSettings) -> dict[str, Channel]:
@@ -104,6 +108,17 @@ def _refresh_gauges(sessions: sessionmaker[Session]) -> None:
             metrics.OPEN_ALERTS.labels(st, sev).set(counts.get((st, sev), 0))
 
 
+def _station_board(
+    settings: AlertsSettings, sessions: sessionmaker[Session], registry: RegistryView, influx: InfluxQL
+) -> StationBoard:
+    """Every station's state (hidden ones too: this is the bureau's console) with its open alerts."""
+
+    async def states(now: datetime) -> list[Any]:
+        return list(await station_board(influx, registry, include_hidden=True, now=now))
+
+    return StationBoard(states, sessions, refresh_s=settings.alerts_board_refresh_s)
+
+
 async def _supervise(name: str, run: Callable[[], Awaitable[None]]) -> None:
     """Run a background loop; log and restart it after an unexpected error (never die silently)."""
     while True:
@@ -125,7 +140,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.alerts_webhook_secret.get_secret_value() == DEFAULT_SECRET:
+        if settings.alerts_admin_key is not None:
+            key = settings.alerts_admin_key.get_secret_value()
+            apikeys.check_admin_key(key, setting="STATIONFLOW_ALERTS_ADMIN_KEY", dev=settings.dev)
+        if settings.alerts_webhook_secret.get_secret_value() == apikeys.DEFAULT_SECRET:
             logger.warning(
                 "webhook signatures use the default secret; set STATIONFLOW_ALERTS_WEBHOOK_SECRET "
                 "so receivers can trust them"
@@ -133,8 +151,9 @@ def create_app(
         engine = make_engine(settings.database_url)
         sessions = make_sessions(engine)
         if settings.alerts_admin_key is not None:
+            token = settings.alerts_admin_key.get_secret_value()
             with sessions() as session:
-                if ensure_bootstrap_key(session, settings.alerts_admin_key.get_secret_value()):
+                if apikeys.ensure_bootstrap_key(session, model=ApiKey, token=token, name=BOOTSTRAP_NAME):
                     logger.info("bootstrap admin API key created")
         live = Broadcaster()
         live.bind(asyncio.get_running_loop())
@@ -147,7 +166,12 @@ def create_app(
             record = registry.get(device_id)
             return record is not None and record.status is DeviceStatus.MAINTENANCE
 
-        app.state.runtime = Runtime(settings, sessions, live, maintenance)
+        # the station board reads InfluxDB (client closed by the exit stack below)
+        influx = InfluxQL.from_settings(settings) if registry is not None else None
+        board = None
+        if influx is not None and registry is not None:
+            board = _station_board(settings, sessions, registry, influx)
+        app.state.runtime = Runtime(settings, sessions, live, maintenance, board)
         active = dict(channels) if channels is not None else build_channels(settings)
         dispatcher = Dispatcher(
             sessions,
@@ -209,6 +233,8 @@ def create_app(
             tasks.append(asyncio.create_task(_supervise("registry", follower.run)))
         async with AsyncExitStack() as stack:
             stack.callback(engine.dispose)
+            if influx is not None:
+                stack.push_async_callback(influx.aclose)
             for channel in active.values():
                 stack.push_async_callback(channel.aclose)
             try:
@@ -257,19 +283,11 @@ def create_app(
         """The duty console (the page asks for an API key and keeps it in the browser)."""
         return HTMLResponse(CONSOLE.read_text(encoding="utf-8"))
 
-    app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(DataError, apikeys.data_error)
     app.include_router(router)
+    if settings.alerts_registry:
+        app.include_router(stations_router)
     return app
-
-
-async def _data_error(request: Request, exc: Exception) -> JSONResponse:
-    """A value the database refuses (PostgreSQL: a NUL in a text parameter) is a 422, not a 500."""
-    cause = getattr(exc, "orig", None) or exc
-    logger.info("database refused a request value path=%s error=%s", request.url.path, cause)
-    detail = [
-        {"loc": ["request"], "msg": f"value not accepted by the database: {cause}", "type": "value_error"}
-    ]
-    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def _escalate(

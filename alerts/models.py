@@ -13,36 +13,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.engine import Dialect
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
-from stationflow.contracts import utcnow
+from stationflow.apikeys import ApiKeyColumns, UtcDateTime, utcnow
 
 __all__ = ["Alert", "ApiKey", "Base", "ContactGroup", "History", "Outbox", "Policy", "Silence"]
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timestamp stored as its UTC instant and always read back timezone-aware in UTC
-    (SQLite would keep a +08:00 time's digits as if UTC, and hands back naive values)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        # SQLite stores the wall-clock digits and drops the offset: store the UTC instant
-        if value is None or value.tzinfo is None:
-            return value
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -184,14 +163,7 @@ class Outbox(Base):
     event_observed_at: Mapped[datetime | None]  # for notification latency
 
 
-class ApiKey(Base):
-    """An API key of the alert service: only the sha256 of the token is stored."""
+class ApiKey(ApiKeyColumns, Base):
+    """An API key of the alert service (columns and handling: ``stationflow.apikeys``)."""
 
     __tablename__ = "alert_api_keys"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(100))
-    role: Mapped[str] = mapped_column(String(16))
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(12))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerts.board import StationBoard
 from alerts.live import Broadcaster
 from alerts.settings import AlertsSettings
 
@@ -15,9 +16,11 @@ __all__ = ["Runtime"]
 
 @dataclass(slots=True)
 class Runtime:
-    """Database sessions, live-update fan-out, settings, and the registry's maintenance lookup."""
+    """Database sessions, live-update fan-out, settings, the registry's maintenance lookup and the
+    station board (None when the service does not follow the registry)."""
 
     settings: AlertsSettings
     sessions: sessionmaker[Session]
     live: Broadcaster
     maintenance: Callable[[str | None], bool]
+    board: StationBoard | None = None

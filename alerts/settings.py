@@ -22,6 +22,8 @@ class AlertsSettings(CommonSettings):
     alerts_sync_grace_s: float = 30.0
     # Follow the device registry (maintenance status silences a device's alerts).
     alerts_registry: bool = True
+    # The console's station board: how often the page refreshes it (besides on every alert change).
+    alerts_board_refresh_s: float = 15.0
     # Escalation / re-notification scheduler and outbox dispatcher.
     alerts_tick_s: float = 1.0
     alerts_retry_base_s: float = 1.0

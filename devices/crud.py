@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,22 +10,19 @@ from typing import Literal, TypeVar
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from stationflow.contracts import DeviceRecord, MetricSpec
+from stationflow.contracts import DeviceRecord, MetricSpec, utcnow
 from stationflow.passwords import hash_password, verify_password
 
 from .catalog import BUILTIN_TYPES
 from .convert import device_record, metrics_from_json, metrics_to_json
-from .models import ApiKey, Device, DeviceType, OutboxEntry, Station, utcnow
-from .schemas import DeviceBase, DeviceTypeCreate, DeviceTypeUpdate, Role, StationBase
+from .models import ApiKey, Device, DeviceType, OutboxEntry, Station
+from .schemas import DeviceBase, DeviceTypeCreate, DeviceTypeUpdate, StationBase
 
 __all__ = [
     "Change",
     "Problem",
     "check_device",
-    "create_api_key",
     "device_ids",
-    "get_api_key_by_token",
-    "hash_token",
     "list_rows",
     "outbox_batch",
     "outbox_delete",
@@ -42,7 +37,6 @@ __all__ = [
 
 T = TypeVar("T", DeviceType, Station, Device, ApiKey)
 Change = Literal["created", "updated", "unchanged"]
-TOKEN_PREFIX = "sfk_"  # noqa: S105  (a marker to recognise our tokens, not a secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,38 +261,6 @@ def device_ids(session: Session, *, station_id: str | None = None, type_name: st
     if type_name is not None:
         query = query.where(Device.type_name == type_name)
     return list(session.scalars(query.order_by(Device.id)))
-
-
-# ---------------------------------------------------------------- API keys
-
-
-def hash_token(token: str) -> str:
-    """The stored form of a token."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def create_api_key(
-    session: Session, *, name: str, role: Role, token: str | None = None
-) -> tuple[ApiKey, str]:
-    """Store a new key (a random token unless given) and return it with its token."""
-    token = token or TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = ApiKey(name=name, role=role.value, key_hash=hash_token(token), prefix=token[:10])
-    session.add(row)
-    session.commit()
-    return row, token
-
-
-def get_api_key_by_token(session: Session, *, token: str) -> ApiKey | None:
-    """The key whose token this is."""
-    return session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_token(token)))
-
-
-def ensure_bootstrap_key(session: Session, *, token: str) -> bool:
-    """Make the configured bootstrap admin token valid (idempotent); True if it was added."""
-    if get_api_key_by_token(session, token=token) is not None:
-        return False
-    create_api_key(session, name="bootstrap-admin", role=Role.ADMIN, token=token)
-    return True
 
 
 def device_records(session: Session, *, ids: list[str]) -> list[DeviceRecord]:

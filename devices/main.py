@@ -8,14 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
 
-from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
-from stationflow import topics
+from stationflow import apikeys, topics
 
 from . import crud
 from .api.deps import Runtime
@@ -23,6 +23,7 @@ from .api.routes import api_keys, device_types, devices, imports, stations
 from .broker import BrokerAccounts, open_broker_accounts
 from .consumer import StatusConsumer
 from .db import make_engine, upgrade_head
+from .models import ApiKey
 from .provisioning import Provisioner
 from .publisher import KafkaRegistryPublisher, MemoryRegistryPublisher, RegistryPublisher
 from .relay import OutboxRelay
@@ -59,18 +60,10 @@ def _prepare_database(settings: RegistrySettings, sessions: sessionmaker[Session
     with sessions() as session:
         added = crud.seed_builtin_types(session)
         if settings.registry_admin_key is not None:
-            crud.ensure_bootstrap_key(session, token=settings.registry_admin_key.get_secret_value())
+            token = settings.registry_admin_key.get_secret_value()
+            apikeys.check_admin_key(token, setting="STATIONFLOW_REGISTRY_ADMIN_KEY", dev=settings.dev)
+            apikeys.ensure_bootstrap_key(session, model=ApiKey, token=token, name="bootstrap-admin")
     logger.info("registry database ready builtin_types_added=%d", added)
-
-
-async def _data_error(request: Request, exc: Exception) -> JSONResponse:
-    """A value the database refuses (PostgreSQL: a NUL in a path or query parameter) is a 422, not a 500."""
-    cause = getattr(exc, "orig", None) or exc
-    logger.info("database refused a request value path=%s error=%s", request.url.path, cause)
-    detail = [
-        {"loc": ["request"], "msg": f"value not accepted by the database: {cause}", "type": "value_error"}
-    ]
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 def _relay(
@@ -142,7 +135,7 @@ def create_app(
             yield
 
     app = FastAPI(title="stationflow device registry", version="1", lifespan=lifespan)
-    app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(DataError, apikeys.data_error)
 
     @app.get("/health", tags=["health"])
     async def health(request: Request) -> HealthPublic:

@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, TypeDecorator, false
-from sqlalchemy.engine import Dialect
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["ApiKey", "Base", "Device", "DeviceType", "OutboxEntry", "Station", "UtcDateTime", "utcnow"]
+from stationflow.apikeys import ApiKeyColumns, UtcDateTime, utcnow
 
-
-def utcnow() -> datetime:
-    """Current time, aware, UTC."""
-    return datetime.now(UTC)
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """``DateTime(timezone=True)`` that always returns aware UTC (SQLite drops the zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Store UTC."""
-        return None if value is None else value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Read back as aware UTC."""
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+__all__ = ["ApiKey", "Base", "Device", "DeviceType", "OutboxEntry", "Station"]
 
 
 class Base(DeclarativeBase):
@@ -110,17 +89,10 @@ class Device(Base):
     station: Mapped[Station | None] = relationship(back_populates="devices", lazy="joined")
 
 
-class ApiKey(Base):
-    """An API key: only the sha256 of the token is stored."""
+class ApiKey(ApiKeyColumns, Base):
+    """An API key of the registry (columns and handling: ``stationflow.apikeys``)."""
 
     __tablename__ = "api_keys"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(100))
-    role: Mapped[str] = mapped_column(String(16))
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(12))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class OutboxEntry(Base):

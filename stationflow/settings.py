@@ -46,6 +46,9 @@ class CommonSettings(BaseSettings):
 
     state_dir: Path = Path(".state")
     log_level: str = "INFO"
+    # A development machine: the well-known default secret ``change-me`` is accepted as an admin
+    # key (with a warning) instead of refusing to start.
+    dev: bool = False
 
     def topic(self, name: str) -> str:
         """Full topic name for a logical name such as ``readings.raw``."""

@@ -1,14 +1,14 @@
-"""Dependencies: database session, API key with role checks, outbox, status tracker, provisioner."""
+"""Dependencies: database session, API key with role checks (``stationflow.apikeys``), outbox,
+status tracker, provisioner."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,8 +20,10 @@ from devices.relay import OutboxRelay
 from devices.schemas import Role
 from devices.settings import RegistrySettings
 from devices.status import StatusTracker
+from stationflow.apikeys import KeyAuth, invalid
 
 __all__ = [
+    "TOKEN_PREFIX",
     "AdminKey",
     "IntegratorKey",
     "Outbox",
@@ -31,12 +33,12 @@ __all__ = [
     "Runtime",
     "SessionDep",
     "TrackerDep",
+    "auth",
     "invalid",
     "merged",
 ]
 
 M = TypeVar("M", bound=BaseModel)
-ROLE_RANK = {Role.READ_ONLY: 0, Role.INTEGRATOR: 1, Role.ADMIN: 2}
 
 
 @dataclass(slots=True)
@@ -105,41 +107,11 @@ OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 ProvisionerDep = Annotated[Provisioner, Depends(get_provisioner)]
 TrackerDep = Annotated[StatusTracker, Depends(get_tracker)]
 
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key token")
-
-
-def current_key(session: SessionDep, token: Annotated[str | None, Security(api_key_header)]) -> ApiKey:
-    """The API key of the request; 401 when missing or unknown."""
-    if not token:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key: send it in the X-API-Key header")
-    key = crud.get_api_key_by_token(session, token=token)
-    if key is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown API key")
-    return key
-
-
-def require(role: Role) -> Callable[[ApiKey], ApiKey]:
-    """A dependency accepting keys with ``role`` or a higher one; 403 otherwise."""
-
-    def check(key: Annotated[ApiKey, Depends(current_key)]) -> ApiKey:
-        if ROLE_RANK[Role(key.role)] < ROLE_RANK[role]:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"API key role '{key.role}' may not do this: it needs '{role}'"
-            )
-        return key
-
-    return check
-
-
-ReaderKey = Annotated[ApiKey, Depends(require(Role.READ_ONLY))]
-IntegratorKey = Annotated[ApiKey, Depends(require(Role.INTEGRATOR))]
-AdminKey = Annotated[ApiKey, Depends(require(Role.ADMIN))]
-
-
-def invalid(field: str, message: str) -> HTTPException:
-    """A 422 in FastAPI's validation-error shape, naming the body field."""
-    detail = [{"loc": ["body", field], "msg": message, "type": "value_error"}]
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
+TOKEN_PREFIX = "sfk_"  # noqa: S105  (a marker to recognise our tokens, not a secret)
+auth = KeyAuth(ApiKey, roles=list(Role), get_session=get_session)
+ReaderKey = Annotated[ApiKey, Depends(auth.require(Role.READ_ONLY))]
+IntegratorKey = Annotated[ApiKey, Depends(auth.require(Role.INTEGRATOR))]
+AdminKey = Annotated[ApiKey, Depends(auth.require(Role.ADMIN))]
 
 
 def merged(model: type[M], current: BaseModel, patch: BaseModel) -> M:

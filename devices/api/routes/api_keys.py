@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, status
 
 from devices import crud
-from devices.api.deps import AdminKey, SessionDep
+from devices.api.deps import TOKEN_PREFIX, AdminKey, SessionDep
 from devices.models import ApiKey
 from devices.schemas import ERRORS, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, ApiKeysPublic, Message, Role
+from stationflow import apikeys
 
 router = APIRouter(prefix="/api-keys", tags=["api-keys"], responses=ERRORS)
 
@@ -30,7 +31,10 @@ def list_keys(session: SessionDep, _key: AdminKey) -> ApiKeysPublic:
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_key(body: ApiKeyCreate, session: SessionDep, _key: AdminKey) -> ApiKeyCreated:
     """Create a key; the answer holds the token, which is not stored and cannot be shown again."""
-    row, token = crud.create_api_key(session, name=body.name, role=body.role)
+    row, token = apikeys.create_key(
+        session, model=ApiKey, name=body.name, role=body.role, token_prefix=TOKEN_PREFIX
+    )
+    session.commit()
     return ApiKeyCreated(**_public(row).model_dump(), token=token)
 
 
