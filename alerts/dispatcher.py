@@ -50,6 +50,9 @@ class Dispatcher:
     ) -> None:
         self.sessions = sessions
         self.channels = channels
+        for name in channels:  # every channel's series exists from the start (0), for the dashboards
+            for result in ("sent", "failed_attempt"):
+                metrics.NOTIFICATIONS.labels(name, result)
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.max_attempts = max_attempts

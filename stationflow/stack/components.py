@@ -14,7 +14,7 @@ import re
 import secrets
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -537,8 +537,11 @@ def influx_write(url: str, db: str, lines: str, *, precision: str = "ns") -> Non
 # --- VictoriaMetrics -------------------------------------------------------------------------
 
 
-def start_victoria_metrics(workdir: Path, port: int | None = None) -> Component:
-    """Start VictoriaMetrics (an ``/api/v2/write`` target); ready when ``/health`` answers 200."""
+def start_victoria_metrics(workdir: Path, port: int | None = None, *, args: Sequence[str] = ()) -> Component:
+    """Start VictoriaMetrics (an ``/api/v2/write`` target); ready when ``/health`` answers 200.
+
+    ``args`` are more command-line flags, e.g. ``-promscrape.config=FILE`` to scrape targets.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     binary = _require_binary("victoria-metrics", "victoria-metrics")
     port = port or free_port()
@@ -546,6 +549,7 @@ def start_victoria_metrics(workdir: Path, port: int | None = None) -> Component:
         binary,
         f"-storageDataPath={workdir / 'data'}",
         f"-httpListenAddr={LOOPBACK}:{port}",
+        *args,
     ]
     return _launch(
         "victoria-metrics",
