@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerts import metrics
 from alerts.models import Alert
 from opendata.items import LEVEL_COLOURS, WATER_COLOURS
 from opendata.state import StationState
@@ -163,6 +164,9 @@ class StationBoard:
     ) -> StationBoardOut:
         """The board now, filtered, worst first."""
         now = datetime.now(UTC)
-        states, alerts = await asyncio.gather(self._load_states(now), asyncio.to_thread(self._open_alerts))
+        with metrics.BOARD_SECONDS.time():
+            states, alerts = await asyncio.gather(
+                self._load_states(now), asyncio.to_thread(self._open_alerts)
+            )
         rows = board_rows(states, alerts, region=region, basin=basin, kind=kind)
         return StationBoardOut(data=rows, count=len(rows), generated_at=now, refresh_s=self.refresh_s)

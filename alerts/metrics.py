@@ -23,3 +23,8 @@ RECONCILED = Counter(
     "Open alerts resolved because the analytics' active set (AlertSync) no longer holds them",
 )
 ESCALATIONS = Counter("stationflow_alerts_escalations_total", "Alerts escalated or re-notified")
+BOARD_SECONDS = Histogram(
+    "stationflow_alerts_board_seconds",
+    "Time to build the console's station board (InfluxDB reads and the open-alert count)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

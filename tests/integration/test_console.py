@@ -221,6 +221,12 @@ def test_the_board_endpoint_joins_registry_influx_and_open_alerts(board_pipeline
     # a read-only key may look at it
     viewer = api.post("/api-keys", json={"name": "wall", "role": "read-only"}).json()["token"]
     assert _board(p, viewer)["count"] == len(STATIONS)
+    # and how long the board takes is measured
+    scraped = httpx.get(f"{p.alerts_url}/metrics", timeout=10).text
+    counts = [
+        line for line in scraped.splitlines() if line.startswith("stationflow_alerts_board_seconds_count")
+    ]
+    assert counts and float(counts[0].split()[-1]) >= 5, counts
 
 
 def test_the_console_shows_the_board_live(board_pipeline: Pipeline) -> None:
