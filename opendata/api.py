@@ -7,11 +7,11 @@ exactly like an unknown one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import Response
 
@@ -77,7 +77,7 @@ def _render(data: Sequence[Item], fmt: Format, name: str) -> Response:
     if fmt == "geojson":
         return Response(geojson_bytes(data), media_type="application/geo+json")
     body = {"data": list(data), "count": len(data), "generated_at": _now()}
-    return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def _items(
@@ -196,4 +196,4 @@ async def station_history(
     }
     if format == "geojson":
         return Response(geojson_bytes([body]), media_type="application/geo+json")
-    return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
+    return Response(orjson.dumps(body), media_type="application/json")

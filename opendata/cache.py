@@ -13,11 +13,12 @@ __all__ = ["CachedAnswer", "ResponseCache"]
 
 @dataclass(frozen=True, slots=True)
 class CachedAnswer:
-    """A rendered answer: status, body, media type."""
+    """A rendered answer: status, body, media type, other headers (e.g. Content-Disposition)."""
 
     status: int
     body: bytes
     media_type: str
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class ResponseCache:

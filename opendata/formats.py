@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import orjson
 
 __all__ = ["geojson_bytes", "to_csv", "to_geojson"]
 
@@ -61,4 +62,4 @@ def to_geojson(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def geojson_bytes(items: Sequence[Mapping[str, Any]]) -> bytes:
     """:func:`to_geojson` serialised (UTF-8, no ASCII escapes)."""
-    return json.dumps(to_geojson(items), ensure_ascii=False).encode()
+    return orjson.dumps(to_geojson(items))

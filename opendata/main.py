@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -25,14 +23,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opendata import metrics
 from opendata.api import router
-from opendata.cache import CachedAnswer, ResponseCache
+from opendata.cache import ResponseCache
+from opendata.gate import Gate
 from opendata.influxql import InfluxQL, InfluxQLError
 from opendata.limiter import RateLimiter
 from opendata.settings import OpendataSettings
 from opendata.stations import public_stations
 from stationflow.registryview import RegistryFollower, RegistryView
 
-__all__ = ["READY_LINE", "client_ip", "create_app"]
+__all__ = ["READY_LINE", "create_app"]
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -41,41 +40,15 @@ REGISTRY_WAIT_S = 30.0  # start answering after this even if the registry topic 
 EXEMPT = ("/health", "/metrics")
 
 
-def client_ip(peer: str | None, forwarded_for: str | None, trusted: frozenset[str]) -> str:
-    """The client's address: the peer, or (behind a trusted proxy) the right-most untrusted
-    address of ``X-Forwarded-For`` (pure)."""
-    ip = peer or "unknown"
-    if ip not in trusted or not forwarded_for:
-        return ip
-    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
-            return ip
-        if hop not in trusted:
-            return hop
-    return ip
-
-
 def _problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     return JSONResponse(body, status_code=status, headers=headers, media_type="application/json")
-
-
-def _endpoint(path: str) -> str:
-    """A low-cardinality label for a path (station ids folded)."""
-    if path.startswith("/api/v1/stations/") and path.endswith("/history"):
-        return "/api/v1/stations/{id}/history"
-    return path if path.startswith("/api/") else "other"
 
 
 def create_app(
     settings: OpendataSettings, *, view: RegistryView | None = None, influx: InfluxQL | None = None
 ) -> FastAPI:
     """The app; ``view`` / ``influx`` given: used as they are (tests), else made by the lifespan."""
-    limiter = RateLimiter(settings.opendata_rate_per_minute / 60.0, settings.opendata_burst)
-    cache = ResponseCache(settings.opendata_cache_ttl_s, settings.opendata_cache_size)
-    trusted = frozenset(settings.opendata_trusted_proxies)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,52 +93,14 @@ def create_app(
     )
     app.include_router(router)
 
-    @app.middleware("http")
-    async def limit_and_cache(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        path = request.url.path
-        if path in EXEMPT:
-            return await call_next(request)
-        started = time.perf_counter()
-        ip = client_ip(
-            request.client.host if request.client else None, request.headers.get("x-forwarded-for"), trusted
-        )
-        decision = limiter.check(ip, time.monotonic())
-        endpoint = _endpoint(path)
-        fmt = request.query_params.get("format", "json")
-        if not decision.allowed:
-            metrics.LIMITED.inc()
-            metrics.REQUESTS.labels(endpoint, fmt, "429").inc()
-            logger.info("rate limited client=%s path=%s retry_after_s=%d", ip, path, decision.retry_after_s)
-            return _problem(
-                429,
-                "Too Many Requests",
-                f"at most {settings.opendata_rate_per_minute:g} requests per minute "
-                f"(bursts of {settings.opendata_burst}); retry after {decision.retry_after_s} s",
-                {"Retry-After": str(decision.retry_after_s)},
-            )
-        if not path.startswith("/api/"):
-            return await call_next(request)
-        key = cache.key(path, list(request.query_params.multi_items()))
-        hit = cache.get(key)
-        if hit is not None:
-            metrics.CACHE.labels("hit").inc()
-            response: Response = Response(hit.body, status_code=hit.status, media_type=hit.media_type)
-            response.headers["X-Cache"] = "hit"
-        else:
-            metrics.CACHE.labels("miss").inc()
-            response = await call_next(request)
-            body = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
-            media_type = response.headers.get("content-type", "application/json")
-            cache.put(key, CachedAnswer(response.status_code, body, media_type))
-            headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-            response = Response(body, status_code=response.status_code, headers=headers)
-            response.headers["X-Cache"] = "miss"
-        response.headers["Cache-Control"] = f"public, max-age={int(settings.opendata_cache_ttl_s)}"
-        metrics.REQUESTS.labels(endpoint, fmt, str(response.status_code)).inc()
-        metrics.SECONDS.labels(endpoint).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(
+        Gate,
+        limiter=RateLimiter(settings.opendata_rate_per_minute / 60.0, settings.opendata_burst),
+        cache=ResponseCache(settings.opendata_cache_ttl_s, settings.opendata_cache_size),
+        trusted=frozenset(settings.opendata_trusted_proxies),
+        limit_text=f"at most {settings.opendata_rate_per_minute:g} requests per minute "
+        f"(bursts of {settings.opendata_burst})",
+    )
 
     @app.exception_handler(InfluxQLError)
     async def influx_down(request: Request, exc: InfluxQLError) -> JSONResponse:

@@ -232,7 +232,7 @@ def bench_opendata(
         int, typer.Option(help="Requests to send (the loop is bounded by this and --seconds).")
     ] = 5000,
     seconds: Annotated[float, typer.Option(help="Stop sending after this long at the latest.")] = 60.0,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 16,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 4,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
@@ -187,9 +188,14 @@ def measure(*, requests: int, seconds: float, concurrency: int, per_kind: int = 
             urls = (f"http://127.0.0.1:{open_port}", f"http://127.0.0.1:{limited_port}")
             for url in urls:
                 _wait_public(url, len(fleet.public))
+            service = psutil.Process(pipeline.services["opendata"].pid)
+            cpu_before = sum(service.cpu_times()[:2])
             throughput = _load(
                 urls[0], requests=requests, seconds=seconds, concurrency=concurrency, forbid=fleet.hidden
             )
+            cpu_s = sum(service.cpu_times()[:2]) - cpu_before
+            throughput["service_cpu_s"] = round(cpu_s, 2)
+            throughput["service_cpu_ms_per_request"] = round(1000 * cpu_s / max(1, throughput["requests"]), 3)
             limited = _load(
                 urls[1],
                 requests=LIMITED_REQUESTS,
@@ -254,7 +260,17 @@ def run_opendata_bench(
 def _print(console: Console, result: dict[str, Any]) -> None:
     table = Table(title="stationflow bench opendata")
     table.add_column("run")
-    for col in ("requests", "req/s", "p50 ms", "p99 ms", "errors", "cache hits", "statuses", "Retry-After"):
+    for col in (
+        "requests",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "cache hits",
+        "statuses",
+        "Retry-After",
+        "CPU ms/req",
+    ):
         table.add_column(col, justify="right")
     for run in ("throughput", "limited"):
         r = result.get(run)
@@ -263,6 +279,7 @@ def _print(console: Console, result: dict[str, Any]) -> None:
         table.add_row(
             run, f"{r['requests']:,}", str(r["requests_per_s"]), str(r["p50_ms"]), str(r["p99_ms"]),
             str(r["errors"]), f"{r['cache_hits']:,}", json.dumps(r["statuses"]), json.dumps(r["retry_after"]),
+            str(r.get("service_cpu_ms_per_request", "")),
         )  # fmt: skip
     console.print(table)
     if "stations" in result:

@@ -252,3 +252,27 @@ def test_openapi_lists_every_endpoint_and_operations_conform(service: Service) -
             case.call_and_validate(checks=checks)
 
         conforms()
+
+
+def test_answers_are_cached_per_path_and_query(
+    tansu: Component, influxd: Component, influx_db: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    cached = {"STATIONFLOW_OPENDATA_RATE_PER_MINUTE": "1e9", "STATIONFLOW_OPENDATA_BURST": "1000000",
+              "STATIONFLOW_OPENDATA_CACHE_TTL_S": "30"}  # fmt: skip
+    for svc in _start(tansu, influxd, influx_db, topic_prefix, tmp_path, **cached):
+        record, lines = bench_station("cache-air-1", "air", 1, public=True, now=datetime.now(UTC))
+        svc.publish([record], lines)
+        assert wait_for(lambda: _ids_listed(svc, "cache-") == {"cache-air-1"}, timeout=30)  # noqa: B023
+        with httpx.Client(base_url=svc.url, timeout=5) as http:
+            first = http.get("/api/v1/aqi/latest", params={"format": "csv"})
+            again = http.get("/api/v1/aqi/latest", params={"format": "csv"})
+            other = http.get("/api/v1/aqi/latest", params={"format": "geojson"})
+        assert (first.headers["x-cache"], again.headers["x-cache"], other.headers["x-cache"]) == (
+            "miss",
+            "hit",
+            "miss",
+        )
+        assert again.content == first.content and "cache-air-1" in again.text
+        assert again.headers["content-type"].startswith("text/csv")
+        assert again.headers["content-disposition"] == first.headers["content-disposition"]
+        assert again.headers["cache-control"] == "public, max-age=30"

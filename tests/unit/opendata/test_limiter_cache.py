@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from opendata.cache import CachedAnswer, ResponseCache
+from opendata.gate import client_ip
 from opendata.limiter import RateLimiter
-from opendata.main import client_ip
 
 
 def test_burst_then_refused_with_retry_after() -> None:
