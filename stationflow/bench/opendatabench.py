@@ -3,11 +3,12 @@
 Without ``--url`` the bench builds a private stack: InfluxDB, Tansu (and Mosquitto, as every
 pipeline has one), a fleet of public and hidden air, water, gauge and rain stations put on the
 registry topic, their latest AQI / class / level / rainfall written to InfluxDB. It starts the
-open-data service twice from the same settings: once with the rate limit raised out of reach
-(the throughput run) and once with the default limit (the limit run, which must answer 429 with
-``Retry-After``). The load runs in a separate process (:mod:`stationflow.bench.opendataload`),
-bounded in requests and seconds. Any failed request, or a hidden station id in any body, fails
-the run (exit 1).
+open-data service three times from the same settings: with the rate limit raised out of reach
+(the throughput run, default cache), the same with the cache off (the uncached run: every
+request reads InfluxDB; a fifth of the requests) and with the default limit (the limit run,
+which must answer 429 with ``Retry-After``). The load runs in a separate process
+(:mod:`stationflow.bench.opendataload`), bounded in requests and seconds. Any failed request,
+or a hidden station id in any body, fails the run (exit 1).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ __all__ = ["BenchFleet", "bench_fleet", "bench_station", "publish_records", "run
 KINDS = (("air", "air", "air-station"), ("water", "water", "water-station"),
          ("gauge", "hydro", "level-gauge"), ("rain", "hydro", "rain-gauge"))  # fmt: skip
 HIDDEN_EVERY = 4  # every 4th station of each kind is hidden
+UNCACHED_SHARE = 5  # the uncached run sends a fifth of --requests (each one reads InfluxDB)
+RUNS = ("throughput", "uncached", "limited")
 LIMITED_REQUESTS = 200  # the limit run: more than the default burst, fewer than a minute's refill + burst × 2
 HEALTH_TIMEOUT_S = 60.0
 LOAD_GRACE_S = 60.0  # the load process may take this much longer than --seconds (start-up, last answers)
@@ -178,41 +181,43 @@ def measure(*, requests: int, seconds: float, concurrency: int, per_kind: int = 
             fleet = bench_fleet(per_kind, datetime.now(UTC))
             asyncio.run(publish_records(CommonSettings(kafka_bootstrap=ep.kafka), fleet.records))
             influx_write(ep.influx_url, ep.influx_db, "\n".join(fleet.lines))
-            open_port, limited_port = free_port(), free_port()
+            ports = {"opendata": free_port(), "opendata-2": free_port(), "opendata-3": free_port()}
             unlimited = {
                 "STATIONFLOW_OPENDATA_RATE_PER_MINUTE": "1e9",
                 "STATIONFLOW_OPENDATA_BURST": "1000000000",
             }
-            _start_opendata(pipeline, "opendata", open_port, unlimited)
-            _start_opendata(pipeline, "opendata-2", limited_port, {})
-            urls = (f"http://127.0.0.1:{open_port}", f"http://127.0.0.1:{limited_port}")
-            for url in urls:
+            _start_opendata(pipeline, "opendata", ports["opendata"], unlimited)
+            _start_opendata(pipeline, "opendata-2", ports["opendata-2"], {})
+            _start_opendata(
+                pipeline,
+                "opendata-3",
+                ports["opendata-3"],
+                {**unlimited, "STATIONFLOW_OPENDATA_CACHE_TTL_S": "0"},
+            )
+            urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+            for url in urls.values():
                 _wait_public(url, len(fleet.public))
-            service = psutil.Process(pipeline.services["opendata"].pid)
-            cpu_before = sum(service.cpu_times()[:2])
-            throughput = _load(
-                urls[0], requests=requests, seconds=seconds, concurrency=concurrency, forbid=fleet.hidden
-            )
-            cpu_s = sum(service.cpu_times()[:2]) - cpu_before
-            throughput["service_cpu_s"] = round(cpu_s, 2)
-            throughput["service_cpu_ms_per_request"] = round(1000 * cpu_s / max(1, throughput["requests"]), 3)
-            limited = _load(
-                urls[1],
-                requests=LIMITED_REQUESTS,
-                seconds=min(seconds, 30.0),
-                concurrency=4,
-                forbid=fleet.hidden,
-            )
+            runs = {}
+            for run, name, n, c in (
+                ("throughput", "opendata", requests, concurrency),
+                ("uncached", "opendata-3", max(1, requests // UNCACHED_SHARE), concurrency),
+                ("limited", "opendata-2", LIMITED_REQUESTS, 4),
+            ):
+                service = psutil.Process(pipeline.services[name].pid)
+                cpu_before = sum(service.cpu_times()[:2])
+                report = _load(urls[name], requests=n, seconds=seconds, concurrency=c, forbid=fleet.hidden)
+                cpu_s = sum(service.cpu_times()[:2]) - cpu_before
+                report["service_cpu_ms_per_request"] = round(1000 * cpu_s / max(1, report["requests"]), 3)
+                runs[run] = report
         finally:
             pipeline.stop()
-    return {"stations": {"public": len(fleet.public), "hidden": len(fleet.hidden)},
-            "throughput": throughput, "limited": limited}  # fmt: skip
+    return {"stations": {"public": len(fleet.public), "hidden": len(fleet.hidden)}, **runs}
 
 
 def verdict(result: dict[str, Any]) -> list[str]:
     """Why the run failed (empty: it passed)."""
     problems = []
-    for run in ("throughput", "limited"):
+    for run in RUNS:
         r = result.get(run)
         if r is None:
             continue
@@ -233,7 +238,7 @@ def run_opendata_bench(
     *, url: str | None, requests: int, seconds: float, concurrency: int, as_json: bool
 ) -> int:
     """Run, print a table (or JSON), exit 0 / 1."""
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     try:
         if url is None:
             with console.status("starting a private stack and two open-data services…"):
@@ -259,26 +264,28 @@ def run_opendata_bench(
 
 def _print(console: Console, result: dict[str, Any]) -> None:
     table = Table(title="stationflow bench opendata")
-    table.add_column("run")
     for col in (
+        "run",
         "requests",
         "req/s",
         "p50 ms",
         "p99 ms",
         "errors",
-        "cache hits",
+        "cached",
         "statuses",
         "Retry-After",
         "CPU ms/req",
     ):
-        table.add_column(col, justify="right")
-    for run in ("throughput", "limited"):
+        table.add_column(col, justify="left" if col == "run" else "right", no_wrap=True)
+    for run in RUNS:
         r = result.get(run)
         if r is None:
             continue
+        statuses = " ".join(f"{k}:{v}" for k, v in r["statuses"].items())
+        retry = " ".join(f"{k}s:{v}" for k, v in r["retry_after"].items())
         table.add_row(
             run, f"{r['requests']:,}", str(r["requests_per_s"]), str(r["p50_ms"]), str(r["p99_ms"]),
-            str(r["errors"]), f"{r['cache_hits']:,}", json.dumps(r["statuses"]), json.dumps(r["retry_after"]),
+            str(r["errors"]), f"{r['cache_hits']:,}", statuses, retry,
             str(r.get("service_cpu_ms_per_request", "")),
         )  # fmt: skip
     console.print(table)
