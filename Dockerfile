@@ -13,5 +13,10 @@ COPY opendata opendata
 COPY simulator simulator
 ARG EXTRAS=""
 RUN pip install --no-cache-dir ".${EXTRAS}"
+# The services run unprivileged; the state dir (the worker's volume) is theirs. A named volume
+# mounted there takes this owner on first use.
+RUN useradd --system --uid 10001 --home-dir /var/lib/stationflow stationflow \
+    && install -d -o stationflow -g stationflow /var/lib/stationflow
+USER stationflow
 ENV STATIONFLOW_STATE_DIR=/var/lib/stationflow
 ENTRYPOINT ["stationflow"]
