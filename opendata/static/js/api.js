@@ -1,11 +1,12 @@
 // The open-data API, read relative to the page (the service serves both).
 
-/** An API answer that was not 2xx: `status` (0 = no answer) and a short `reason`. */
+/** An API answer that was not 2xx: `status` (0 = no answer), a short `reason`, `retryAfterS` (429). */
 export class ApiError extends Error {
-  constructor(status, reason) {
+  constructor(status, reason, retryAfterS = null) {
     super(reason);
     this.status = status;
     this.reason = reason;
+    this.retryAfterS = retryAfterS;
   }
 }
 
@@ -17,7 +18,10 @@ export async function getJson(path) {
   } catch {
     throw new ApiError(0, "network");
   }
-  if (!resp.ok) throw new ApiError(resp.status, resp.status === 429 ? "rate" : `HTTP ${resp.status}`);
+  if (!resp.ok) {
+    const retry = Number.parseInt(resp.headers.get("Retry-After") || "", 10);
+    throw new ApiError(resp.status, resp.status === 429 ? "rate" : `HTTP ${resp.status}`, Number.isFinite(retry) ? retry : null);
+  }
   return resp.json();
 }
 

@@ -15,6 +15,7 @@ const state = {
   lang: initialLang(window.location.search, storedLang(), navigator.language),
   layer: "all",
   overview: null,
+  overviewAt: 0,
   history: null,
   error: null,
   loadedAt: null,
@@ -97,20 +98,39 @@ function render() {
   else if (state.error?.status === 404) $("station-view").replaceChildren(h("p", {}, h("a", { href: "#/", class: "back", text: t("back") })));
 }
 
-async function refresh() {
+/** Load what the current view needs: the overview when it is older than a refresh period (or
+ * `force`), and the station's history on a station page. */
+async function refresh(force = false) {
   const r = route();
+  const stale = force || !state.overview || Date.now() - state.overviewAt >= REFRESH_MS - 1000;
   try {
-    const [overview, history] = await Promise.all([loadOverview(), r.page === "station" ? loadHistory(r.id, 48) : null]);
+    const [overview, history] = await Promise.all([
+      stale ? loadOverview() : state.overview,
+      r.page === "station" ? loadHistory(r.id, 48) : null,
+    ]);
     if (route().page !== r.page || (r.page === "station" && route().id !== r.id)) return; // navigated meanwhile
-    state.overview = overview;
+    if (stale) [state.overview, state.overviewAt] = [overview, Date.now()];
     state.history = history;
     state.error = null;
     state.loadedAt = new Date();
   } catch (err) {
     state.error = err instanceof ApiError ? err : new ApiError(0, String(err?.message || err));
+    retrySoon(state.error);
   }
   render();
   document.body.dataset.ready = "true";
+}
+
+let retryTimer = 0;
+
+/** After a failed load, one earlier try (after Retry-After, else 15 s) besides the minute's refresh. */
+function retrySoon(err) {
+  if (retryTimer || err.status === 404) return;
+  const delayS = Math.min(60, Math.max(2, err.retryAfterS ?? 15));
+  retryTimer = window.setTimeout(() => {
+    retryTimer = 0;
+    refresh();
+  }, delayS * 1000);
 }
 
 function setup() {
@@ -139,7 +159,7 @@ function setup() {
     window.clearTimeout(resizeTimer);
     resizeTimer = window.setTimeout(render, 150);
   });
-  window.setInterval(refresh, REFRESH_MS);
+  window.setInterval(() => refresh(true), REFRESH_MS);
   render();
   refresh();
 }

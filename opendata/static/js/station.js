@@ -3,11 +3,14 @@
 
 import { timeChart } from "./chart.js";
 import { kindKey } from "./list.js";
-import { AQI_COLORS, LEVEL_COLORS, WATER_COLORS, present, rainGradeText, romanOf, stationLayers, waterLabel } from "./present.js";
+import { AQI_COLORS, WATER_COLORS, present, rainGradeText, romanOf, stationLayers, waterLabel } from "./present.js";
 import { h } from "./svg.js";
 
 const HOUR = 3600e3;
 const AQI_LIMITS = [0, 50, 100, 150, 200, 300, 500];
+// the level chart's lines: the warning and guaranteed colours, darkened to read on white
+const REF_WARNING = "#C9A000";
+const REF_GUARANTEED = "#E05A00";
 
 /** A time as epoch ms: ISO text, epoch seconds or epoch ms. */
 export function ms(time) {
@@ -60,7 +63,7 @@ function latestFacts(station, layer, latest, t, lang) {
         [t("warning"), item.warning_level_m == null ? null : `${fmt(item.warning_level_m, 2)} m`],
         [t("guaranteed"), item.guaranteed_level_m == null ? null : `${fmt(item.guaranteed_level_m, 2)} m`],
         ["", margin],
-        ["", item.rise_m_per_h == null ? null : t("rise", { v: fmt(item.rise_m_per_h, 2) })],
+        ["", riseText(item.rise_m_per_h, t)],
         when(item),
       ]),
     );
@@ -77,6 +80,12 @@ export function pollutantName(key) {
   const m = /^(.*?)(?:_(1h|8h|24h))?$/.exec(key);
   const name = POLLUTANTS[m[1]] || key;
   return m[2] && POLLUTANTS[m[1]] ? `${name} ${m[2]}` : name;
+}
+
+function riseText(rise, t) {
+  if (rise == null) return null;
+  if (Math.abs(rise) < 0.005) return t("steady");
+  return rise > 0 ? t("rise", { v: fmt(rise, 2) }) : t("fall", { v: fmt(-rise, 2) });
 }
 
 function seriesKey(series, pattern, not = /$^/) {
@@ -114,8 +123,8 @@ function charts(doc, station, layers, latest, t, lang, width) {
     const key = seriesKey(series, /level|^z$|stage/i, /warning|guaranteed|rise/i);
     const item = latest.flood.get(station.station_id) || {};
     const refLines = [];
-    if (item.warning_level_m != null) refLines.push({ y: item.warning_level_m, color: LEVEL_COLORS.above_warning, label: `${t("warning")} ${fmt(item.warning_level_m, 2)}` });
-    if (item.guaranteed_level_m != null) refLines.push({ y: item.guaranteed_level_m, color: LEVEL_COLORS.above_guaranteed, label: `${t("guaranteed")} ${fmt(item.guaranteed_level_m, 2)}` });
+    if (item.warning_level_m != null) refLines.push({ y: item.warning_level_m, color: REF_WARNING, label: `${t("warning")} ${fmt(item.warning_level_m, 2)}` });
+    if (item.guaranteed_level_m != null) refLines.push({ y: item.guaranteed_level_m, color: REF_GUARANTEED, label: `${t("guaranteed")} ${fmt(item.guaranteed_level_m, 2)}` });
     if (key) used.add(key);
     out.push(chart(t("chart_level"), toPoints(series[key]), { refLines }));
   }
