@@ -166,12 +166,7 @@ def create_app(
             record = registry.get(device_id)
             return record is not None and record.status is DeviceStatus.MAINTENANCE
 
-        # the station board reads InfluxDB (client closed by the exit stack below)
-        influx = InfluxQL.from_settings(settings) if registry is not None else None
-        board = None
-        if influx is not None and registry is not None:
-            board = _station_board(settings, sessions, registry, influx)
-        app.state.runtime = Runtime(settings, sessions, live, maintenance, board)
+        runtime = app.state.runtime = Runtime(settings, sessions, live, maintenance)
         active = dict(channels) if channels is not None else build_channels(settings)
         dispatcher = Dispatcher(
             sessions,
@@ -233,8 +228,9 @@ def create_app(
             tasks.append(asyncio.create_task(_supervise("registry", follower.run)))
         async with AsyncExitStack() as stack:
             stack.callback(engine.dispose)
-            if influx is not None:
-                stack.push_async_callback(influx.aclose)
+            if registry is not None:  # the station board: the registry view and InfluxDB
+                influx = await stack.enter_async_context(InfluxQL.from_settings(settings))
+                runtime.board = _station_board(settings, sessions, registry, influx)
             for channel in active.values():
                 stack.push_async_callback(channel.aclose)
             try:
