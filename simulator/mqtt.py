@@ -46,6 +46,7 @@ from simulator.fleet import (
 )
 from simulator.hj212 import codes_for, make_qn, upload_frame
 from simulator.link import BEIJING
+from simulator.places import HIDDEN, place_of
 from stationflow.settings import CommonSettings
 
 __all__ = [
@@ -379,16 +380,23 @@ REGION = "440300"  # the simulated fleet sits in one administrative region
 # level (保证水位) a bit higher: the simulated storms reach the first now and then.
 WARNING_ABOVE_BASE_M = 2.5
 GUARANTEED_ABOVE_BASE_M = 4.0
+# A freezer's air may rise to -15 °C briefly (defrost, doors); the logger alarms above -12 °C.
+FREEZER_RANGE_C = (-30.0, -12.0)
 
 
 def station_body(spec: DeviceSpec) -> dict[str, object]:
-    """The registry station for one simulated device (one station per device)."""
+    """The registry station for one simulated device (one station per device, named and placed)."""
     _, kind = _TYPES[type(spec)]
+    place = place_of(spec.device_id)
     body: dict[str, object] = {
         "id": f"st-{spec.device_id}",
-        "name": f"Simulated {kind} station {spec.device_id}",
+        "name": place.name,
         "kind": kind,
         "region": REGION,
+        "lat": place.lat,
+        "lon": place.lon,
+        # the open-data service publishes air, water and hydrological stations (one kept hidden)
+        "public": kind != "coldchain" and spec.device_id not in HIDDEN,
     }
     basin = getattr(spec, "basin", None)
     if isinstance(basin, Basin):
@@ -398,6 +406,9 @@ def station_body(spec: DeviceSpec) -> dict[str, object]:
         body["guaranteed_level"] = spec.base_level_m + GUARANTEED_ABOVE_BASE_M
     if isinstance(spec, WaterStation):
         body["target_class"] = _CLASSES[max(1, min(5, spec.water_class)) - 1]
+    if isinstance(spec, ColdChainLogger) and spec.mode == "freezer":
+        # frozen goods (GB/T 24616): the analytics' default range is the chilled 0-8 °C
+        body["thresholds"] = {"coldchain.low": FREEZER_RANGE_C[0], "coldchain.high": FREEZER_RANGE_C[1]}
     return body
 
 

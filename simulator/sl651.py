@@ -417,6 +417,22 @@ class Sl651Rtu:
             await self._close()
         return self.counters
 
+    async def upload_history(self, ends: Sequence[datetime], stop: asyncio.Event) -> StationCounters:
+        """Send the hourly reports (34H) of the hours ending at ``ends``, each confirmed, then close.
+
+        What an RTU does after an outage or at commissioning: its stored observations, with their
+        past observation times, one report per hour, oldest first.
+        """
+        try:
+            for end in ends:
+                if stop.is_set():
+                    break
+                if not await self._deliver(self._report(FC_HOURLY, hourly_groups(self.spec, end)), stop):
+                    break
+        finally:
+            await self._close()
+        return self.counters
+
     async def _connect(self, stop: asyncio.Event) -> bool:
         if self._listener is not None and self._listener.done():
             await self._close()  # the center closed the link

@@ -57,12 +57,25 @@ def up(
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
     ] = None,
+    backfill: Annotated[
+        str | None,
+        typer.Option(
+            help="History the simulated fleet publishes first, e.g. 48h, 90m, 0 = none "
+            "(default: STATIONFLOW_BACKFILL, else 48h; a restart fills only the gap)."
+        ),
+    ] = None,
 ) -> None:
     """Run the whole pipeline locally (no Docker) with a simulated fleet; Ctrl-C stops it."""
     from ingest.tcp.settings import TcpSettings
+    from simulator.backfill import parse_duration
+    from simulator.settings import SimulatorSettings
     from stationflow.stack.up import run_up
 
     tcp = TcpSettings()
+    try:
+        backfill_s = parse_duration(backfill or SimulatorSettings().backfill or "48h")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--backfill") from exc
 
     raise typer.Exit(
         run_up(
@@ -84,6 +97,7 @@ def up(
             simulate=simulate,
             duration_s=duration,
             tcp_bind=tcp_bind,
+            backfill_s=backfill_s,
         )
     )
 
@@ -330,11 +344,36 @@ def opendata() -> None:
 def simulate(
     interval: Annotated[float, typer.Option(help="Seconds between messages of each device.")] = 5.0,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    backfill: Annotated[
+        str | None,
+        typer.Option(
+            help="Publish this much history first, e.g. 48h (default: STATIONFLOW_BACKFILL, else 0)."
+        ),
+    ] = None,
+    register: Annotated[
+        bool,
+        typer.Option(
+            help="Register the fleet first through the registry API "
+            "(STATIONFLOW_REGISTRY_URL, STATIONFLOW_REGISTRY_ADMIN_KEY)."
+        ),
+    ] = False,
 ) -> None:
-    """Publish the simulated fleet to the MQTT broker in STATIONFLOW_MQTT_HOST/PORT."""
+    """Publish the simulated fleet to the MQTT broker in STATIONFLOW_MQTT_HOST/PORT.
+
+    With STATIONFLOW_SIMULATOR_HJ212 / STATIONFLOW_SIMULATOR_SL651 (host:port of the TCP
+    collector) the HJ 212 loggers and the SL 651 RTU run too.
+    """
+    from simulator.backfill import parse_duration
+    from simulator.settings import SimulatorSettings
     from stationflow.stack.up import run_simulate
 
-    raise typer.Exit(run_simulate(interval_s=interval, duration_s=duration))
+    try:
+        backfill_s = parse_duration(backfill or SimulatorSettings().backfill or "0")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--backfill") from exc
+    raise typer.Exit(
+        run_simulate(interval_s=interval, duration_s=duration, backfill_s=backfill_s, register=register)
+    )
 
 
 @app.command()

@@ -7,10 +7,11 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import SecretStr
@@ -25,8 +26,11 @@ from stationflow.stack.pipeline import Pipeline
 from stationflow.stack.procs import StackError
 
 if TYPE_CHECKING:
+    from simulator.backfill import BackfillProgress
     from simulator.mqtt import SimStats
+    from simulator.settings import SimulatorSettings
     from simulator.stations import StationStats
+    from stationflow.stack.backfill import BackfillRun
 
 __all__ = ["run_simulate", "run_up"]
 
@@ -58,11 +62,14 @@ def run_up(
     simulate: bool,
     duration_s: float | None,
     tcp_bind: str = "127.0.0.1",
+    backfill_s: float = 0.0,
 ) -> int:
     """Start everything, show live status until Ctrl-C / SIGTERM (or ``duration_s``), stop everything.
 
     ``tcp_bind``: the address the TCP collector listens on (``0.0.0.0`` for stations on the
-    network; every other listener stays on loopback).
+    network; every other listener stays on loopback). ``backfill_s``: the simulated fleet first
+    publishes that much history through the pipeline (on a restart only the gap since the last
+    run), then goes live.
     """
     setup_logging("WARNING")
     signal.signal(signal.SIGTERM, _terminate)  # a supervisor's stop: same clean shutdown as Ctrl-C
@@ -81,6 +88,7 @@ def run_up(
         },
         durable=True,
     )
+    backfill: BackfillRun | None = None
     try:
         with console.status("starting…") as status:
             pipeline.start_infra(on_step=lambda s: status.update(f"starting {s}…"))
@@ -93,6 +101,8 @@ def run_up(
             pipeline.start("ingest")
             status.update("starting the TCP collector (HJ 212, SL 651)…")
             pipeline.start("tcp")
+            if simulate:  # the history waits in Kafka while the worker starts
+                backfill = _start_backfill(console, pipeline, backfill_s)
             status.update("starting the Faust stream worker (joins its consumer group)…")
             pipeline.start("streams")
             # the alert service gets ready while data already flows (its status is in the table)
@@ -100,16 +110,50 @@ def run_up(
             # the open-data API (public, read-only) likewise
             pipeline.start("opendata", wait=False)
         _banner(console, pipeline)
-        asyncio.run(_live(console, pipeline, interval_s=interval_s, simulate=simulate, duration_s=duration_s))
+        asyncio.run(
+            _live(
+                console,
+                pipeline,
+                interval_s=interval_s,
+                simulate=simulate,
+                duration_s=duration_s,
+                backfill=backfill,
+            )
+        )
     except KeyboardInterrupt:
         console.print("\nstopping…")
     except StackError as exc:
         console.print(f"[red]could not start the stack:[/red] {exc}")
         return 1
     finally:
+        if backfill is not None:
+            backfill.stop()
         _stop(console, pipeline)
         console.print("all processes stopped; state kept in " + str(state_dir))
     return 0
+
+
+def _simulator_settings(p: Pipeline) -> CommonSettings:
+    """The broker as the simulated fleet sees it (with the simulator's account)."""
+    ep = p.endpoints
+    assert ep is not None  # noqa: S101 - start_infra() ran
+    user, password = p.accounts.simulator if p.accounts else (None, None)
+    return CommonSettings(
+        mqtt_host=ep.mqtt_host,
+        mqtt_port=ep.mqtt_port,
+        mqtt_username=user,
+        mqtt_password=SecretStr(password) if password else None,
+    )
+
+
+def _start_backfill(console: Console, p: Pipeline, backfill_s: float) -> BackfillRun | None:
+    """Start publishing the fleet's history (None: nothing to publish)."""
+    from simulator.fleet import default_fleet
+    from stationflow.stack.backfill import BackfillRun
+
+    settings = _simulator_settings(p)
+    sl651 = ("127.0.0.1", p.sl651_port)
+    return BackfillRun.start(console, p.state_dir, backfill_s, settings, default_fleet(), sl651)
 
 
 def _terminate(_signum: int, _frame: object) -> None:
@@ -201,11 +245,18 @@ def _table(p: Pipeline, st: _Status) -> Table:
 
 
 async def _live(
-    console: Console, p: Pipeline, *, interval_s: float, simulate: bool, duration_s: float | None
+    console: Console,
+    p: Pipeline,
+    *,
+    interval_s: float,
+    simulate: bool,
+    duration_s: float | None,
+    backfill: BackfillRun | None = None,
 ) -> None:
     from simulator.fleet import default_fleet
     from simulator.mqtt import run_simulator
     from simulator.stations import run_stations
+    from stationflow.stack.backfill import published_until
 
     ep = p.endpoints
     assert ep is not None  # noqa: S101 - start_infra() ran
@@ -225,13 +276,9 @@ async def _live(
         loop.add_signal_handler(sig, stop.set)
     if simulate:
         fleet = default_fleet()
-        user, password = p.accounts.simulator if p.accounts else (None, None)
-        settings = CommonSettings(
-            mqtt_host=ep.mqtt_host,
-            mqtt_port=ep.mqtt_port,
-            mqtt_username=user,
-            mqtt_password=SecretStr(password) if password else None,
-        )
+        settings = _simulator_settings(p)
+        if backfill is not None:
+            await backfill.wait(stop)
         sim = asyncio.create_task(
             run_simulator(
                 settings,
@@ -264,6 +311,8 @@ async def _live(
                     break
                 await asyncio.to_thread(_refresh, p, st)
                 live.update(_table(p, st))
+                if simulate:
+                    published_until(p.state_dir)
                 for task, what in ((sim, "simulator"), (stations, "simulated TCP stations")):
                     if task is not None and task.done() and task.exception() is not None:
                         raise StackError(f"{what} failed: {task.exception()!r}")
@@ -274,6 +323,8 @@ async def _live(
             await _finish_simulator(console, sim)
         if stations is not None:
             await _finish_stations(console, stations)
+        if simulate:
+            published_until(p.state_dir)
 
 
 async def _finish_simulator(console: Console, sim: asyncio.Task[SimStats]) -> None:
@@ -327,15 +378,71 @@ def _refresh(p: Pipeline, st: _Status) -> None:
             p.start(kind, wait=False)
 
 
-def run_simulate(*, interval_s: float, duration_s: float | None) -> int:
-    """Publish the simulated fleet to the broker named in the settings."""
-    from simulator.fleet import default_fleet
-    from simulator.mqtt import run_simulator
+def run_simulate(
+    *, interval_s: float, duration_s: float | None, backfill_s: float = 0.0, register: bool = False
+) -> int:
+    """Publish the simulated fleet to the broker named in the settings.
 
-    settings = CommonSettings()
+    ``register``: register the fleet through the registry API first (``STATIONFLOW_REGISTRY_URL``,
+    ``STATIONFLOW_REGISTRY_ADMIN_KEY``). ``backfill_s``: publish that much history first (with
+    its episodes), then go live.
+    """
+    from simulator.settings import SimulatorSettings
+
+    settings = SimulatorSettings()
     setup_logging(settings.log_level, service="simulator")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            run_simulator(settings, fleet=default_fleet(), interval_s=interval_s, duration_s=duration_s)
-        )
+        asyncio.run(_simulate(settings, interval_s, duration_s, backfill_s, register))
     return 0
+
+
+async def _simulate(
+    settings: SimulatorSettings,
+    interval_s: float,
+    duration_s: float | None,
+    backfill_s: float,
+    register: bool,
+) -> None:
+    from simulator.backfill import plan_window, run_backfill
+    from simulator.fleet import Hj212Wire, Sl651Wire, default_fleet
+    from simulator.mqtt import is_mqtt, register_fleet, run_simulator
+    from simulator.settings import parse_address
+    from simulator.stations import run_stations
+
+    hj212, sl651 = parse_address(settings.simulator_hj212), parse_address(settings.simulator_sl651)
+    tcp = (Hj212Wire,) * (hj212 is not None) + (Sl651Wire,) * (sl651 is not None)
+    fleet = [spec for spec in default_fleet() if is_mqtt(spec) or isinstance(spec.link, tcp)]
+    if register:
+        if settings.registry_admin_key is None:
+            raise SystemExit("--register needs STATIONFLOW_REGISTRY_ADMIN_KEY (and STATIONFLOW_REGISTRY_URL)")
+        key = settings.registry_admin_key.get_secret_value()
+        await register_fleet(settings.registry_url, key, fleet, interval_s=interval_s)
+    window = plan_window(backfill_s, datetime.now(UTC), None)
+    if window is not None:
+
+        def progress(pr: BackfillProgress) -> None:
+            logger.info(
+                "backfill hours_done=%d hours=%d readings=%d rate=%.0f",
+                pr.hours_done,
+                pr.hours,
+                pr.readings,
+                pr.rate,
+            )
+
+        stats = await run_backfill(settings, fleet, window, sl651=sl651, on_progress=progress)
+        logger.info(
+            "backfill done hours=%.0f readings=%d messages=%d acked=%d seconds=%.1f",
+            stats.hours,
+            stats.readings,
+            stats.messages,
+            stats.acked,
+            stats.seconds,
+        )
+    live: list[Coroutine[Any, Any, object]] = [
+        run_simulator(settings, fleet=fleet, interval_s=interval_s, duration_s=duration_s)
+    ]
+    if tcp:
+        live.append(
+            run_stations(fleet, hj212=hj212, sl651=sl651, interval_s=interval_s, duration_s=duration_s)
+        )
+    await asyncio.gather(*live)

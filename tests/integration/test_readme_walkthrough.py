@@ -99,7 +99,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
              "--mqtt-port", str(mqtt), "--kafka-port", str(kafka), "--influx-port", str(influx),
              "--ingest-metrics-port", str(m1), "--streams-metrics-port", str(m2),
              "--registry-port", str(registry), "--alerts-port", str(alerts), "--interval", "1",
-             "--hj212-port", str(hj212), "--sl651-port", str(sl651), "--tcp-metrics-port", str(m3)],
+             "--hj212-port", str(hj212), "--sl651-port", str(sl651), "--tcp-metrics-port", str(m3),
+             "--backfill", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -55,7 +55,8 @@ def test_up_stores_simulated_readings_within_30s_and_ctrl_c_stops_everything(tmp
         [sys.executable, "-m", "stationflow.cli", "up", "--state-dir", str(state),
          "--mqtt-port", str(mqtt), "--kafka-port", str(kafka), "--influx-port", str(influx),
          "--ingest-metrics-port", str(m1), "--streams-metrics-port", str(m2),
-         "--registry-port", str(registry), "--alerts-port", str(alerts), "--interval", "1"],
+         "--registry-port", str(registry), "--alerts-port", str(alerts), "--interval", "1",
+         "--backfill", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )  # fmt: skip

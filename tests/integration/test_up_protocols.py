@@ -41,7 +41,7 @@ def test_up_runs_the_tcp_collector_and_its_stations_readings_are_stored(tmp_path
          "--ingest-metrics-port", str(m1), "--streams-metrics-port", str(m2),
          "--registry-port", str(registry), "--alerts-port", str(alerts),
          "--hj212-port", str(hj212), "--sl651-port", str(sl651), "--tcp-metrics-port", str(m3),
-         "--interval", "1", "--duration", str(STORED_WITHIN_S + 60)],
+         "--interval", "1", "--duration", str(STORED_WITHIN_S + 60), "--backfill", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )  # fmt: skip

@@ -68,7 +68,7 @@ class Up:
              "--mqtt-port", str(p["mqtt"]), "--kafka-port", str(p["kafka"]),
              "--influx-port", str(p["influx"]), "--ingest-metrics-port", str(p["m1"]),
              "--streams-metrics-port", str(p["m2"]), "--registry-port", str(p["registry"]),
-             "--alerts-port", str(p["alerts"]), "--interval", "1"],
+             "--alerts-port", str(p["alerts"]), "--interval", "1", "--backfill", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "COLUMNS": "200"},
