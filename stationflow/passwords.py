@@ -103,6 +103,9 @@ class PasswordCache:
         self._size = size
         self._known: OrderedDict[tuple[str, str], bool] = OrderedDict()
         self._executor: ThreadPoolExecutor | None = None
+        # first checks in progress: concurrent callers of one pair share one scrypt and resume
+        # in the order they asked (else a burst of one station's frames overtook each other)
+        self._pending: dict[tuple[str, str], asyncio.Future[bool]] = {}
 
     def _lookup(self, key: tuple[str, str]) -> bool | None:
         found = self._known.get(key)
@@ -129,15 +132,37 @@ class PasswordCache:
         found = self._lookup(key)
         if found is not None:
             return found
+        pending = self._pending.get(key)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if pending.cancelled() and not self._cancelling():
+                    return await self.verify_off_loop(password, stored)  # the first check failed
+                raise
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="password-check")
         loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(self._executor, verify_password, password, stored)
-        return self._remember(key, ok)
+        future: asyncio.Future[bool] = loop.create_future()
+        self._pending[key] = future
+        try:
+            ok = await loop.run_in_executor(self._executor, verify_password, password, stored)
+        except BaseException:
+            future.cancel()  # the callers waiting on it ask again
+            raise
+        finally:
+            self._pending.pop(key, None)
+        future.set_result(self._remember(key, ok))
+        return ok
 
     async def warm(self, password: str, stored: str) -> None:
         """Learn a pair's outcome off the loop, so a later synchronous ``verify`` is answered from memory."""
         await self.verify_off_loop(password, stored)
+
+    @staticmethod
+    def _cancelling() -> bool:
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
 
     def close(self) -> None:
         """Stop the worker thread, if one was started."""
