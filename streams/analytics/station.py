@@ -165,12 +165,15 @@ def update_station(
         if target is not None:
             fields += f",target_class={target}i"
         out.lines.append(f"water_quality,{tags} {fields} {_ns(hour)}")
+    # the registry stores the target class as "I".."V": the rule compares it as a number
+    target_no = target_class(attributes)
+    rule_attrs = {**attributes, "target_class": target_no} if target_no is not None else attributes
     for rule in rules_for_station(hv.domain):
         value = signals.get(rule.signal)
         if value is None:
             continue
         rs = RuleState.load(state.rules.get(rule.id))
-        event = evaluate(rule, resolve_levels(rule, attributes, overrides), rs, value, hour + HOUR, subject)
+        event = evaluate(rule, resolve_levels(rule, rule_attrs, overrides), rs, value, hour + HOUR, subject)
         state.rules[rule.id] = rs.dump()
         if event is not None:
             out.events.append(event)
