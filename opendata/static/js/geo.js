@@ -84,32 +84,38 @@ function overlaps(a, b) {
   return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
 }
 
+function spotsFor(l, w) {
+  const gap = l.r + 3;
+  return [
+    { box: { x: l.x + gap, y: l.y - l.h / 2, w, h: l.h }, tx: l.x + gap, ty: l.y, anchor: "start" },
+    { box: { x: l.x - gap - w, y: l.y - l.h / 2, w, h: l.h }, tx: l.x - gap, ty: l.y, anchor: "end" },
+    { box: { x: l.x - w / 2, y: l.y - gap - l.h, w, h: l.h }, tx: l.x, ty: l.y - gap - l.h / 2, anchor: "middle" },
+    { box: { x: l.x - w / 2, y: l.y + gap, w, h: l.h }, tx: l.x, ty: l.y + gap + l.h / 2, anchor: "middle" },
+  ];
+}
+
 /**
- * Greedy label placement: each label ({x, y, w, h, r} at a marker of radius r) goes right,
- * left, above or below its marker, the first spot inside the box that overlaps no earlier
- * label or marker; if none is free, the spot inside the box that overlaps the fewest.
- * Returns [{x, y, anchor}] (text position and text-anchor) in input order.
+ * Greedy label placement: each label ({x, y, w, h, r, shortW} at a marker of radius r) goes
+ * right, left, above or below its marker, the first spot inside the box that overlaps no
+ * earlier label, marker or `reserved` box. When none is free and the label has a short form
+ * (`shortW`: its value without the name), the short form is tried the same way; failing
+ * that, the spot that overlaps the fewest. Returns [{x, y, anchor, short}] in input order.
  */
-export function placeLabels(labels, width, height) {
-  const taken = labels.map((l) => ({ x: l.x - l.r, y: l.y - l.r, w: 2 * l.r, h: 2 * l.r }));
+export function placeLabels(labels, width, height, reserved = []) {
+  const taken = [...reserved, ...labels.map((l) => ({ x: l.x - l.r, y: l.y - l.r, w: 2 * l.r, h: 2 * l.r }))];
+  const inBox = (b) => b.x >= 0 && b.x + b.w <= width && b.y >= 0 && b.y + b.h <= height;
+  const hits = (b) => taken.filter((t) => overlaps(t, b)).length;
   return labels.map((l) => {
-    const gap = l.r + 3;
-    const spots = [
-      { box: { x: l.x + gap, y: l.y - l.h / 2, w: l.w, h: l.h }, tx: l.x + gap, ty: l.y, anchor: "start" },
-      { box: { x: l.x - gap - l.w, y: l.y - l.h / 2, w: l.w, h: l.h }, tx: l.x - gap, ty: l.y, anchor: "end" },
-      { box: { x: l.x - l.w / 2, y: l.y - gap - l.h, w: l.w, h: l.h }, tx: l.x, ty: l.y - gap - l.h / 2, anchor: "middle" },
-      { box: { x: l.x - l.w / 2, y: l.y + gap, w: l.w, h: l.h }, tx: l.x, ty: l.y + gap + l.h / 2, anchor: "middle" },
-    ];
-    const inside = spots.filter((s) => s.box.x >= 0 && s.box.x + s.box.w <= width && s.box.y >= 0 && s.box.y + s.box.h <= height);
-    const candidates = inside.length ? inside : spots;
-    let best = candidates[0];
-    let bestHits = Infinity;
-    for (const s of candidates) {
-      const hits = taken.filter((b) => overlaps(b, s.box)).length;
-      if (hits < bestHits) [best, bestHits] = [s, hits];
-      if (hits === 0) break;
+    const forms = [{ w: l.w, short: false }, ...(l.shortW ? [{ w: l.shortW, short: true }] : [])];
+    let best = null;
+    for (const form of forms) {
+      for (const spot of spotsFor(l, form.w)) {
+        const score = hits(spot.box) + (inBox(spot.box) ? 0 : 100) + (form.short ? 0.5 : 0);
+        if (!best || score < best.score) best = { ...spot, short: form.short, score };
+      }
+      if (best.score === 0) break;
     }
     taken.push(best.box);
-    return { x: best.tx, y: best.ty, anchor: best.anchor };
+    return { x: best.tx, y: best.ty, anchor: best.anchor, short: best.short };
   });
 }

@@ -66,10 +66,13 @@ export function renderMap(container, items, allPoints, t) {
       const [x, y] = proj.project(it.station.lon, it.station.lat);
       return { ...it, x, y, text: `${it.label ?? it.station.name} ${it.look.value}` };
     });
+  // where labels may not go: the scale bar (bottom right)
+  const reserved = [{ x: width - 170, y: height - 42, w: 170, h: 42 }];
   const spots = placeLabels(
-    placed.map((p) => ({ x: p.x, y: p.y, w: textWidth(p.text), h: FONT_PX + 4, r: MARKER_R })),
+    placed.map((p) => ({ x: p.x, y: p.y, w: textWidth(p.text), shortW: textWidth(p.look.value), h: FONT_PX + 4, r: MARKER_R })),
     width,
     height,
+    reserved,
   );
   const labels = s("g", { class: "labels", "aria-hidden": "true" });
   const hits = s("g", { class: "hits", "aria-hidden": "true" }); // touch targets, under every marker
@@ -78,7 +81,11 @@ export function renderMap(container, items, allPoints, t) {
     const { station, look } = p;
     const spot = spots[i];
     labels.append(
-      s("text", { x: spot.x, y: spot.y, "text-anchor": spot.anchor, "dominant-baseline": "middle", "data-station-id": station.station_id }, p.text),
+      s(
+        "text",
+        { x: spot.x, y: spot.y, "text-anchor": spot.anchor, "dominant-baseline": "middle", "data-station-id": station.station_id },
+        spot.short ? look.value : p.text,
+      ),
     );
     const href = `#/station/${encodeURIComponent(station.station_id)}`;
     hits.append(s("a", { href, tabindex: -1 }, s("circle", { class: "hit", cx: p.x, cy: p.y, r: HIT_R })));
