@@ -67,9 +67,19 @@ class BackfillRun:
         settings: CommonSettings,
         fleet: Sequence[DeviceSpec],
         sl651: tuple[str, int] | None,
+        *,
+        earlier_run: bool = False,
     ) -> BackfillRun | None:
-        """Plan the window (the gap since the last run on a restart) and start publishing it."""
-        window = plan_window(backfill_s, datetime.now(UTC), load_until(state_dir))
+        """Plan the window (the gap since the last run on a restart) and start publishing it.
+
+        ``earlier_run``: the state dir holds data of a run that kept no backfill record (an
+        older ``up``): its devices are past any history, so none is published.
+        """
+        until = load_until(state_dir)
+        if until is None and earlier_run and backfill_s > 0:
+            console.print("backfill: skipped (this state dir has data of an earlier run)")
+            return None
+        window = plan_window(backfill_s, datetime.now(UTC), until)
         if window is None:
             return None
         run = cls(console, state_dir, window, settings, fleet, sl651)

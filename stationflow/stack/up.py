@@ -72,6 +72,8 @@ def run_up(
     run), then goes live.
     """
     setup_logging("WARNING")
+    # a state dir from a run that kept no backfill record: its devices are past any history
+    earlier_run = (state_dir / "kafka-archive").exists()
     signal.signal(signal.SIGTERM, _terminate)  # a supervisor's stop: same clean shutdown as Ctrl-C
     console = Console()
     pipeline = Pipeline(
@@ -102,7 +104,7 @@ def run_up(
             status.update("starting the TCP collector (HJ 212, SL 651)…")
             pipeline.start("tcp")
             if simulate:  # the history waits in Kafka while the worker starts
-                backfill = _start_backfill(console, pipeline, backfill_s)
+                backfill = _start_backfill(console, pipeline, backfill_s, earlier_run=earlier_run)
             status.update("starting the Faust stream worker (joins its consumer group)…")
             pipeline.start("streams")
             # the alert service gets ready while data already flows (its status is in the table)
@@ -146,14 +148,18 @@ def _simulator_settings(p: Pipeline) -> CommonSettings:
     )
 
 
-def _start_backfill(console: Console, p: Pipeline, backfill_s: float) -> BackfillRun | None:
+def _start_backfill(
+    console: Console, p: Pipeline, backfill_s: float, *, earlier_run: bool
+) -> BackfillRun | None:
     """Start publishing the fleet's history (None: nothing to publish)."""
     from simulator.fleet import default_fleet
     from stationflow.stack.backfill import BackfillRun
 
     settings = _simulator_settings(p)
     sl651 = ("127.0.0.1", p.sl651_port)
-    return BackfillRun.start(console, p.state_dir, backfill_s, settings, default_fleet(), sl651)
+    return BackfillRun.start(
+        console, p.state_dir, backfill_s, settings, default_fleet(), sl651, earlier_run=earlier_run
+    )
 
 
 def _terminate(_signum: int, _frame: object) -> None:
