@@ -182,6 +182,21 @@ def check_screenshot(page: Page, markers: list[dict[str, Any]], path: Path, air_
     )
 
 
+def check_layers(page: Page, view: ApiView) -> None:
+    """The layer switch: "air" shows exactly the air stations (in AQI colours), "all" every station again."""
+    air = {
+        s["station_id"] for s in view.stations if s["kind"] == "air" or "air" in s["domains"]
+    } & view.mapped
+    page.click('#layers button[data-layer="air"]')
+    expect(page.locator('#layers button[data-layer="air"]')).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#map-svg a.marker")).to_have_count(len(air))
+    shown = marker_info(page)
+    assert {m["id"] for m in shown} == air and {m["layer"] for m in shown} == {"air"}
+    expect(page.locator("#legend .legend-group")).to_have_count(1)
+    page.click('#layers button[data-layer="all"]')
+    expect(page.locator("#map-svg a.marker")).to_have_count(len(view.mapped))
+
+
 def check_languages(page: Page, view: ApiView) -> None:
     """The language toggle changes the UI text and the category names (from the API)."""
     page.click("#lang-zh")
@@ -248,6 +263,7 @@ def check_public_page(
             assert not hidden & {m["id"] for m in markers}, "a hidden station is on the map"
             air_colours = {m["fill"] for m in markers if m["layer"] == "air"}
             check_screenshot(page, markers, shots / "public-page.png", air_colours)
+            check_layers(page, later)
             check_languages(page, later)
             worst = max(later.aqi.values(), key=lambda a: a["aqi"])["station_id"]
             check_station_page(page, api, worst)

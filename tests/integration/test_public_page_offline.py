@@ -9,11 +9,15 @@ The same checks as the backfilled-stack test (``public_page_checks``), without t
 from __future__ import annotations
 
 import asyncio
+import functools
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +29,7 @@ from stationflow.settings import CommonSettings
 from stationflow.stack.components import Component, influx_write
 from stationflow.stack.ports import free_ports
 from tests.integration.pipeline_utils import wait_for
-from tests.integration.public_page_checks import check_public_page
+from tests.integration.public_page_checks import browser, check_public_page
 
 pytestmark = pytest.mark.integration
 
@@ -157,3 +161,81 @@ def test_the_public_page_shows_our_stations_in_their_colours(opendata_url: str, 
     }
     assert {v["color"] for v in aqi.values()} == {"#00E400", "#FF7E00", "#99004C"}
     check_public_page(opendata_url, tmp_path, hidden=frozenset({"st-air-hidden", "st-cold-a"}))
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def static_url() -> Iterator[str]:
+    """``opendata/static`` over HTTP (modules cannot be imported from file://)."""
+    root = Path(__file__).resolve().parents[2] / "opendata" / "static"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+LOGIC = """async () => {
+  const geo = await import('/js/geo.js');
+  const present = await import('/js/present.js');
+  const i18n = await import('/js/i18n.js');
+  const station = await import('/js/station.js');
+  const totals = [0, 0.05, 0.1, 9.9, 10, 24.9, 25, 49.9, 50, 99.9, 100, 249.9, 250, 600];
+  // three markers in a row, 30 px apart: no label may cover another label or a marker
+  const labels = [0, 1, 2].map((i) => ({ x: 100 + i * 30, y: 150, w: 80, shortW: 30, h: 16, r: 9 }));
+  const placed = geo.placeLabels(labels, 400, 300);
+  const boxes = placed.map((p, i) => {
+    const w = p.short ? labels[i].shortW : labels[i].w;
+    const x = p.anchor === 'start' ? p.x : p.anchor === 'end' ? p.x - w : p.x - w / 2;
+    return { x, y: p.y - 8, w, h: 16 };
+  });
+  const dots = labels.map((l) => ({ x: l.x - l.r, y: l.y - l.r, w: 2 * l.r, h: 2 * l.r }));
+  const hit = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+  const overlaps = boxes.some((a, i) => [...boxes.filter((_, j) => j !== i), ...dots].some((b) => hit(a, b)));
+  const proj = geo.fitProjection([{ lon: 113.8, lat: 22.5 }, { lon: 114.3, lat: 22.8 }], 600, 400, 30);
+  const corners = [proj.project(113.8, 22.5), proj.project(114.3, 22.8)];
+  return {
+    ranks: totals.map(present.rainRank),
+    lang: [
+      i18n.initialLang('?lang=en', 'zh', 'zh-CN'), i18n.initialLang('?lang=xx', 'zh', 'en-US'),
+      i18n.initialLang('', null, 'zh-TW'), i18n.initialLang('', null, 'de-DE'),
+    ],
+    names: [
+      present.shortName('福田 Futian', 'zh'), present.shortName('福田 Futian', 'en'),
+      present.shortName('深圳河 罗湖断面 Shenzhen River, Luohu', 'en'), present.shortName('Plain', 'zh'),
+    ],
+    nice: [geo.niceAtMost(7.3), geo.niceAtMost(0.42), geo.niceAtLeast(0.07), geo.niceAtLeast(3)],
+    scale: geo.scaleBar(10, 140),
+    overlaps, corners, placed,
+    inside: corners.every(([x, y]) => x >= 30 - 1e-9 && x <= 570 + 1e-9 && y >= 30 - 1e-9 && y <= 370 + 1e-9),
+    times: [station.ms(1764547200), station.ms(1764547200000), station.ms('2025-12-01T00:00:00Z')],
+    sums: station.hourlySums([[0, 1], [1800e3, 2.5], [3600e3, 4]]),
+    pollutants: ['pm2_5', 'pm10_24h', 'o3_8h', 'humidity'].map(station.pollutantName),
+  };
+}"""
+
+
+def test_the_page_logic(static_url: str) -> None:
+    """The page's pure functions: rain grades, language choice, names, scale, labels, projection."""
+    with browser() as b:
+        page = b.new_page()
+        page.goto(f"{static_url}/js/")
+        got = page.evaluate(LOGIC)
+    # GB/T 28592-2012 24 h grades: < 0.1 none, 0.1-9.9 light ... >= 250 extreme
+    assert got["ranks"] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]
+    assert got["lang"] == ["en", "zh", "zh", "en"]  # ?lang= wins, then the stored choice, then the browser
+    assert got["names"] == ["福田", "Futian", "Shenzhen River, Luohu", "Plain"]
+    assert got["nice"] == [5, 0.2, 0.1, 5]
+    assert got["scale"] == {"km": 10, "px": 100, "text": "10 km"}  # 10 px/km, about 140 px wanted
+    assert not got["overlaps"], f"a label covers another label or a marker: {got['placed']}"
+    assert got["inside"], got["corners"]
+    assert got["times"] == [1764547200000, 1764547200000, 1764547200000]
+    assert got["sums"] == [[1800000, 3.5], [5400000, 4]]
+    assert got["pollutants"] == ["PM2.5", "PM10 24h", "O₃ 8h", "humidity"]
