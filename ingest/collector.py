@@ -92,6 +92,7 @@ class Collector:
         self._shed_throttle = LogThrottle()
         self._shed_labels = DeviceLabels()
         self._reports: set[asyncio.Future[None]] = set()
+        self._sending: dict[bytes, tuple[asyncio.Lock, int]] = {}  # per Kafka key: lock, users
         self.client = self._make_client()
 
     def _make_client(self) -> gmqtt.Client:
@@ -218,7 +219,7 @@ class Collector:
                 if out is None:  # nothing to store (e.g. an HJ 212 state upload): acknowledge
                     return PUBACK_SUCCESS
             kafka_topic, key, value = out
-            delivery = await self.producer.send(kafka_topic, value, key=key)
+            delivery = await self._send_in_order(kafka_topic, value, key)
             await delivery
         except Exception as exc:
             self._fail(exc)
@@ -231,6 +232,29 @@ class Collector:
                 self._qos0.release(mqtt_topic)
         metrics.ACK_SECONDS.observe(time.monotonic() - started)
         return PUBACK_SUCCESS
+
+    async def _send_in_order(self, kafka_topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]:
+        """Hand a record to the producer after the same key's earlier ones; its delivery future.
+
+        aiokafka appends to a full batch only after that batch drained, and the messages waiting
+        for it resume behind any that arrived meanwhile: under a burst (a device's stored history)
+        one device's records overtook each other, and the worker took the earlier ones as late.
+        A fair lock per key keeps arrival order; uncontended it does not suspend.
+        """
+        lock, users = self._sending.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._sending[key] = (lock, users + 1)
+        try:
+            async with lock:
+                delivery: asyncio.Future[Any] = await self.producer.send(kafka_topic, value, key=key)
+                return delivery
+        finally:
+            lock, users = self._sending[key]
+            if users > 1:
+                self._sending[key] = (lock, users - 1)
+            else:
+                del self._sending[key]
 
     async def _prepare_hj212(self, mqtt_topic: str, payload: bytes) -> None:
         try:
