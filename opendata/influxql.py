@@ -94,7 +94,9 @@ class InfluxQL:
             client.headers.update(headers)
 
     @classmethod
-    def from_settings(cls, settings: CommonSettings, *, timeout_s: float = 10.0) -> InfluxQL:
+    def from_settings(
+        cls, settings: CommonSettings, *, timeout_s: float = 10.0, client: httpx.AsyncClient | None = None
+    ) -> InfluxQL:
         """A client for the InfluxDB of the common settings (v2: the bucket is the database)."""
         token = settings.influx_token.get_secret_value() if settings.influx_token else None
         v2 = settings.influx_dialect is InfluxDialect.V2
@@ -104,6 +106,7 @@ class InfluxQL:
             token=token,
             dialect=settings.influx_dialect,
             timeout_s=timeout_s,
+            client=client,
         )
 
     async def query_many(self, statements: Sequence[str]) -> list[list[Series]]:

@@ -9,8 +9,9 @@ document lists every endpoint and every operation conforms to it (schemathesis).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from stationflow.bench.opendatabench import KIND_DOMAINS, bench_station, publish
 from stationflow.contracts import DeviceRecord
 from stationflow.settings import CommonSettings
 from stationflow.stack import Component
-from stationflow.stack.components import influx_write
+from stationflow.stack.components import influx_create_db, influx_write
 from stationflow.stack.pipeline import Endpoints, service_env, start_service
 from stationflow.stack.ports import free_port
 from stationflow.stack.procs import ManagedProcess
@@ -75,6 +76,7 @@ class Service:
             influx_write(self.influx_url, self.influx_db, "\n".join(lines))
 
 
+@contextlib.contextmanager
 def _start(
     tansu: Component, influxd: Component, influx_db: str, prefix: str, tmp_path: Path, **extra: str
 ) -> Iterator[Service]:
@@ -109,7 +111,8 @@ def service(
     tansu: Component, influxd: Component, influx_db: str, topic_prefix: str, tmp_path: Path
 ) -> Iterator[Service]:
     """An open-data service without rate limit or cache (changes are seen at once)."""
-    yield from _start(tansu, influxd, influx_db, topic_prefix, tmp_path, **UNLIMITED)
+    with _start(tansu, influxd, influx_db, topic_prefix, tmp_path, **UNLIMITED) as svc:
+        yield svc
 
 
 def _ids_listed(service: Service, prefix: str) -> set[str]:
@@ -201,21 +204,23 @@ def test_rate_limit_answers_429_with_retry_after(
     tansu: Component, influxd: Component, influx_db: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     limited = {"STATIONFLOW_OPENDATA_RATE_PER_MINUTE": "6", "STATIONFLOW_OPENDATA_BURST": "3"}
-    for svc in _start(tansu, influxd, influx_db, topic_prefix, tmp_path, **limited):
-        with httpx.Client(base_url=svc.url, timeout=5) as http:
-            codes = [http.get("/api/v1/stations").status_code for _ in range(3)]
-            assert codes == [200, 200, 200]
-            refused = http.get("/api/v1/aqi/latest")
-            assert refused.status_code == 429
-            assert refused.headers["Retry-After"] == "10"  # one token at 6 per minute
-            problem = refused.json()
-            assert problem["status"] == 429 and problem["title"] == "Too Many Requests"
-            assert "retry after 10 s" in problem["detail"]
-            assert http.get("/").status_code == 429  # the page counts too …
-            assert http.get("/health").status_code == 200  # … health and metrics do not
-            metrics = http.get("/metrics")
-            assert metrics.status_code == 200
-            assert "stationflow_opendata_rate_limited_total 2.0" in metrics.text
+    with (
+        _start(tansu, influxd, influx_db, topic_prefix, tmp_path, **limited) as svc,
+        httpx.Client(base_url=svc.url, timeout=5) as http,
+    ):
+        codes = [http.get("/api/v1/stations").status_code for _ in range(3)]
+        assert codes == [200, 200, 200]
+        refused = http.get("/api/v1/aqi/latest")
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "10"  # one token at 6 per minute
+        problem = refused.json()
+        assert problem["status"] == 429 and problem["title"] == "Too Many Requests"
+        assert "retry after 10 s" in problem["detail"]
+        assert http.get("/").status_code == 429  # the page counts too …
+        assert http.get("/health").status_code == 200  # … health and metrics do not
+        metrics = http.get("/metrics")
+        assert metrics.status_code == 200
+        assert "stationflow_opendata_rate_limited_total 2.0" in metrics.text
 
 
 def test_openapi_lists_every_endpoint_and_operations_conform(service: Service) -> None:
@@ -259,10 +264,10 @@ def test_answers_are_cached_per_path_and_query(
 ) -> None:
     cached = {"STATIONFLOW_OPENDATA_RATE_PER_MINUTE": "1e9", "STATIONFLOW_OPENDATA_BURST": "1000000",
               "STATIONFLOW_OPENDATA_CACHE_TTL_S": "30"}  # fmt: skip
-    for svc in _start(tansu, influxd, influx_db, topic_prefix, tmp_path, **cached):
+    with _start(tansu, influxd, influx_db, topic_prefix, tmp_path, **cached) as svc:
         record, lines = bench_station("cache-air-1", "air", 1, public=True, now=datetime.now(UTC))
         svc.publish([record], lines)
-        assert wait_for(lambda: _ids_listed(svc, "cache-") == {"cache-air-1"}, timeout=30)  # noqa: B023
+        assert wait_for(lambda: _ids_listed(svc, "cache-") == {"cache-air-1"}, timeout=30)
         with httpx.Client(base_url=svc.url, timeout=5) as http:
             first = http.get("/api/v1/aqi/latest", params={"format": "csv"})
             again = http.get("/api/v1/aqi/latest", params={"format": "csv"})
@@ -276,3 +281,25 @@ def test_answers_are_cached_per_path_and_query(
         assert again.headers["content-type"].startswith("text/csv")
         assert again.headers["content-disposition"] == first.headers["content-disposition"]
         assert again.headers["cache-control"] == "public, max-age=30"
+
+
+def test_influxdb_down_is_a_503_problem_and_not_cached(
+    tansu: Component, influxd_factory: Callable[[], Component], topic_prefix: str, tmp_path: Path
+) -> None:
+    private = influxd_factory()
+    influx_create_db(private.url, "od")
+    settings = {"STATIONFLOW_OPENDATA_CACHE_TTL_S": "30", "STATIONFLOW_OPENDATA_QUERY_TIMEOUT_S": "2"}
+    with _start(tansu, private, "od", topic_prefix, tmp_path, **settings) as svc:
+        assert httpx.get(f"{svc.url}/api/v1/water/latest", timeout=10).status_code == 200
+        private.stop()
+        down = httpx.get(f"{svc.url}/api/v1/aqi/latest", timeout=10)
+        assert down.status_code == 503
+        assert down.json() == {
+            "type": "about:blank",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": "the measurement database cannot be read right now",
+        }
+        again = httpx.get(f"{svc.url}/api/v1/aqi/latest", timeout=10)
+        assert again.status_code == 503 and again.headers["x-cache"] == "miss"
+        assert "stationflow_opendata_influx_errors_total 2.0" in httpx.get(f"{svc.url}/metrics").text
