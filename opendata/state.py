@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 OFFLINE_INTERVALS = 3  # offline after 3× the devices' expected interval without a reading …
+OFFLINE_MIN_S = 60.0  # … but never sooner than this (1-5 s intervals would flap with pipeline latency) …
 OFFLINE_FLOOR_S = 600.0  # … or 10 min when no interval is registered
 Row = dict[str, object]
 
@@ -61,10 +62,11 @@ class StationState(BaseModel):
 
 
 def is_offline(last_seen_s: float | None, interval_s: int | None, now_s: float) -> bool:
-    """No reading for more than 3× the expected interval (10 min without one); never seen = offline."""
+    """No reading for more than 3× the expected interval, at least 60 s (10 min without an
+    interval); never seen = offline."""
     if last_seen_s is None:
         return True
-    limit = OFFLINE_INTERVALS * interval_s if interval_s else OFFLINE_FLOOR_S
+    limit = max(OFFLINE_MIN_S, OFFLINE_INTERVALS * interval_s) if interval_s else OFFLINE_FLOOR_S
     return now_s - last_seen_s > limit
 
 

@@ -151,6 +151,7 @@ def test_offline_rule() -> None:
     assert is_offline(None, 60, 1000.0)
     assert not is_offline(1000.0 - 180, 60, 1000.0) and is_offline(1000.0 - 181, 60, 1000.0)
     assert not is_offline(1000.0 - 600, None, 1000.0) and is_offline(1000.0 - 601, None, 1000.0)
+    assert not is_offline(1000.0 - 60, 5, 1000.0) and is_offline(1000.0 - 61, 5, 1000.0)  # at least 60 s
 
 
 def test_board_rows_join() -> None:
