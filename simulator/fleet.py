@@ -479,6 +479,9 @@ def hydro_level(spec: HydroRtu, t: datetime) -> tuple[float, float]:
     """(stage m, discharge m3/s) at ``t``, without sensor noise (a resent report repeats them)."""
     river = _hydro_river(spec)
     level = river.base_level_m + river.stage_gain_m * _routed_rain(spec.basin, _epoch(t), spec.lag_h)
+    # a 2 cm seiche (40 min): a real stage never holds to the centimetre for hours, and the
+    # worker's stuck-sensor rule would flag the RTU in dry weather
+    level += 0.02 * math.sin(2 * math.pi * _epoch(t) / 2400.0 + zlib.crc32(spec.device_id.encode()) % 7)
     flow = river.rating_a * max(level - river.base_level_m + 1.0, 0.0) ** river.rating_b
     return level, flow
 

@@ -138,7 +138,7 @@ class BackfillRun:
             return None
         stats = done.result()
         self.console.print(
-            f"[bold]backfill done: {stats.hours:,.0f} h, {stats.readings:,} readings "
+            f"[bold]backfill done: {_hours(stats.hours)} h, {stats.readings:,} readings "
             f"in {stats.seconds:,.1f} s[/bold] ({stats.messages:,} MQTT messages, "
             f"{stats.acked:,} acknowledged, {stats.rejected:,} refused; SL 651 hourly reports "
             f"{stats.rtu.acked:,}/{stats.rtu.uploads:,} confirmed); going live"
@@ -151,6 +151,10 @@ class BackfillRun:
             stats.seconds,
         )
         return stats
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:,.0f}" if hours >= 10 else f"{hours:,.1f}"
 
 
 def published_until(state_dir: Path) -> None:
