@@ -10,7 +10,7 @@ nothing else, so every backfill shows the same story, at the same distance from 
   primary, a dust event with PM10 primary, and an ozone afternoon (the last local afternoon
   before the end) with O3 primary;
 * **storm with a flood wave** in ``basin-a``: about 60 mm of rain in 6 h at its rain gauges
-  (a rainstorm signal, 暴雨 over 24 h), and a river wave that rises about 3 m above its base
+  (a rainstorm signal, 暴雨 over 24 h), and a river wave that rises about 3.4 m above its base
   (over the warning level, 2.5 m above base) and falls back below it hours before the end;
 * **water section worse than its target class**: ammonia nitrogen of class IV at
   ``water-001`` (target class II) for 16 hours;
