@@ -55,8 +55,8 @@ export function renderMap(container, items, allPoints, t) {
     width,
     height,
     viewBox: `0 0 ${width} ${height}`,
-    role: "img",
-    "aria-label": t("title"),
+    role: "group", // holds links (the markers), so not role="img"
+    "aria-label": t("map"),
   });
   svg.append(s("rect", { class: "sea", x: 0, y: 0, width, height }), ...drawGraticule(proj, width, height, t));
 
