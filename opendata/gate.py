@@ -2,8 +2,9 @@
 
 A plain ASGI middleware (no per-request task or body streaming wrapper), because a cached answer
 is the common case and should cost little more than writing it out. ``/health`` and
-``/metrics`` pass untouched; everything else spends a token of the client's bucket (429 with
-``Retry-After`` and a problem body when empty); ``/api/`` answers are cached per path + query.
+``/metrics`` pass untouched, and so do the public page's static files, ``/docs`` and
+``/openapi.json``; every ``/api/`` request spends a token of the client's bucket (429 with
+``Retry-After`` and a problem body when empty), and ``/api/`` answers are cached per path + query.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ class Gate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or path in EXEMPT:
+        if scope["type"] != "http" or path in EXEMPT or not path.startswith("/api/"):
+            # The page's own files (about a dozen per visit), /docs and /openapi.json are static
+            # and cheap: limiting them would answer a second visit's HTML with a JSON 429.
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -98,9 +101,6 @@ class Gate:
                 CachedAnswer(429, body, "application/json"),
                 [(b"retry-after", str(decision.retry_after_s).encode())],
             )
-            return
-        if not path.startswith("/api/"):
-            await self.app(scope, receive, send)
             return
         key = self.cache.key(path, pairs)
         answer = self.cache.get(key)
