@@ -10,6 +10,7 @@ COPY streams streams
 COPY alerts alerts
 COPY devices devices
 COPY opendata opendata
+COPY stationview stationview
 COPY simulator simulator
 ARG EXTRAS=""
 RUN pip install --no-cache-dir ".${EXTRAS}"

@@ -1,5 +1,5 @@
 """The duty console's station board: every station's latest state (from InfluxDB and the
-registry, by ``opendata.state.station_board``) with its open alerts (from the alert database),
+registry, by ``stationview.state.station_board``) with its open alerts (from the alert database),
 worst first.
 
 The ranking is a pure function (:func:`badness`), so the order is table-tested without servers.
@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerts import metrics
 from alerts.models import Alert
-from opendata.items import LEVEL_COLOURS, WATER_COLOURS
-from opendata.state import StationState
+from stationview.items import LEVEL_COLOURS, WATER_COLOURS
+from stationview.state import StationState
 from streams.analytics import water
 
 __all__ = [

@@ -38,12 +38,12 @@ from alerts.models import Alert, ApiKey
 from alerts.runtime import Runtime
 from alerts.settings import AlertsSettings
 from alerts.stations import router as stations_router
-from opendata.influxql import InfluxQL
-from opendata.state import station_board
 from stationflow import apikeys, topics
 from stationflow.consumerlag import ConsumerLagMonitor, GroupTopics
 from stationflow.contracts import DeviceStatus
 from stationflow.registryview import RegistryFollower, RegistryView
+from stationview.influxql import InfluxQL
+from stationview.state import station_board
 
 __all__ = ["build_channels", "create_app"]
 

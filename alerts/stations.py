@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from alerts.auth import ReaderKey, RuntimeDep
 from alerts.board import StationBoardOut
-from opendata.influxql import InfluxQLError
+from stationview.influxql import InfluxQLError
 
 __all__ = ["router"]
 

@@ -15,12 +15,12 @@ import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import Response
 
-from opendata import items, queries
 from opendata.formats import geojson_bytes, to_csv
-from opendata.influxql import InfluxQL
 from opendata.schemas import AqiList, History, LevelList, Problem, RainList, StationList, WaterList
-from opendata.stations import StationEntry, public_stations
 from stationflow.registryview import RegistryView
+from stationview import items, queries
+from stationview.influxql import InfluxQL
+from stationview.stations import StationEntry, public_stations
 
 __all__ = ["router"]
 

@@ -25,11 +25,11 @@ from opendata import metrics
 from opendata.api import router
 from opendata.cache import ResponseCache
 from opendata.gate import Gate
-from opendata.influxql import InfluxQL, InfluxQLError
 from opendata.limiter import RateLimiter
 from opendata.settings import OpendataSettings
-from opendata.stations import public_stations
 from stationflow.registryview import RegistryFollower, RegistryView
+from stationview.influxql import InfluxQL, InfluxQLError
+from stationview.stations import public_stations
 
 __all__ = ["READY_LINE", "create_app"]
 

@@ -1,5 +1,5 @@
 """Response models of the open-data API: what ``/openapi.json`` documents (items are built as
-dicts in :mod:`opendata.items`; the unit tests validate them against these models)."""
+dicts in :mod:`stationview.items`; the unit tests validate them against these models)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from tests.unit.alerts.conftest import CONSOLE, T0, event
 
 
 def state(station_id: str, **fields: Any) -> dict[str, Any]:
-    """A station state as ``opendata.state.station_board`` gives it (only the fields named)."""
+    """A station state as ``stationview.state.station_board`` gives it (only the fields named)."""
     base = {"station_id": station_id, "name": station_id, "kind": "air", "region": "445100", "offline": False}
     return base | fields
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from opendata.influxql import InfluxQL, InfluxQLError, Series, parse_results, quote_ident, quote_string
 from stationflow.settings import CommonSettings, InfluxDialect
+from stationview.influxql import InfluxQL, InfluxQLError, Series, parse_results, quote_ident, quote_string
 
 ANSWER = {
     "results": [

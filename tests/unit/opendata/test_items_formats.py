@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from opendata import items
 from opendata.formats import to_csv, to_geojson
 from opendata.schemas import AqiItem, LevelItem, RainItem, StationItem, WaterItem
-from opendata.state import board_rows, is_offline
-from opendata.stations import StationEntry, public_stations, stations_from_records, target_class
 from stationflow.contracts import DeviceRecord, StationInfo
+from stationview import items
+from stationview.state import board_rows, is_offline
+from stationview.stations import StationEntry, public_stations, stations_from_records, target_class
 from streams.analytics.aqi import CATEGORIES
 
 T0 = 1_796_090_400  # 2026-12-01T02:00:00Z

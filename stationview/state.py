@@ -2,7 +2,7 @@
 
 ``station_board`` joins the registry's stations with their newest readings, hourly AQI, water
 class and river level from InfluxDB. The join (:func:`board_rows`) is pure; the reads are in
-:mod:`opendata.queries`. Unlike the public API the board may include hidden stations.
+:mod:`stationview.queries`. Unlike the public API the board may include hidden stations.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from opendata import items, queries
-from opendata.influxql import InfluxQL
-from opendata.stations import StationEntry, stations_from_records
 from stationflow.registryview import RegistryView
+from stationview import items, queries
+from stationview.influxql import InfluxQL
+from stationview.stations import StationEntry, stations_from_records
 
 __all__ = [
     "OFFLINE_FLOOR_S",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from opendata.stations import StationEntry
+from stationview.stations import StationEntry
 from streams.analytics import aqi as aqi_mod
 from streams.analytics import flood, rain, water
 

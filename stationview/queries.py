@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from opendata.influxql import InfluxQL, Series, quote_ident, quote_string
+from stationview.influxql import InfluxQL, Series, quote_ident, quote_string
 
 __all__ = [
     "LATEST_WINDOW",
