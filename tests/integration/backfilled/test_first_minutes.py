@@ -158,3 +158,25 @@ def test_water_class_and_cold_chain_excursion_alerts(backfilled: BackfilledStack
     assert {a["rule"] for a in storm} >= {"rain.storm_signal"}
     cold_others = [a for a in _alerts(backfilled, "coldchain.excursion") if a["device_id"] != "cold-001"]
     assert not cold_others, cold_others  # the freezer has its own range; the other fridge had no excursion
+
+
+def test_history_arrives_in_order_and_no_device_is_called_offline(backfilled: BackfilledStack) -> None:
+    """The live simulator starts after the history: no reading is late, no device goes offline."""
+    late: dict[str, int] = {}
+
+    def every_device_reported() -> bool:
+        nonlocal late
+        try:
+            series = influx_query(
+                backfilled.influx_url,
+                backfilled.influx_db,
+                "SELECT last(late) FROM data_quality WHERE time > now() - 10m GROUP BY device",
+            )
+        except Exception:  # noqa: BLE001 - polled again
+            return False
+        late = {s["tags"]["device"]: int(s["values"][0][1]) for s in series}
+        return len(late) >= 17  # the default fleet with its protocol devices
+
+    _within(backfilled, f"data quality of every device {late}", every_device_reported)
+    assert not {d: n for d, n in late.items() if n}, late  # a reading behind its device's hour: late
+    assert not _alerts(backfilled, "health.offline")
