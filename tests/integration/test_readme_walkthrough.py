@@ -90,7 +90,7 @@ def _tail(path: Path, chars: int = 3000) -> str:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     """`stationflow up` as test_up.py runs it, with ``.state`` under a fresh working directory."""
-    mqtt, kafka, influx, m1, m2, registry, alerts, hj212, sl651, m3 = free_ports(10)
+    mqtt, kafka, influx, m1, m2, registry, alerts, hj212, sl651, m3, opendata = free_ports(11)
     state = tmp_path / ".state"
     log = tmp_path / "up.log"
     with log.open("wb") as out:
@@ -100,6 +100,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
              "--ingest-metrics-port", str(m1), "--streams-metrics-port", str(m2),
              "--registry-port", str(registry), "--alerts-port", str(alerts), "--interval", "1",
              "--hj212-port", str(hj212), "--sl651-port", str(sl651), "--tcp-metrics-port", str(m3),
+             "--opendata-port", str(opendata),
              "--backfill", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -48,7 +48,7 @@ def _anonymous_refused(port: int) -> bool:
 
 
 def test_up_stores_simulated_readings_within_30s_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    mqtt, kafka, influx, m1, m2, registry, alerts = free_ports(7)
+    mqtt, kafka, influx, m1, m2, registry, alerts, opendata, hj212, sl651, m3 = free_ports(11)
     state = tmp_path / "state"
     started = time.monotonic()
     up = subprocess.Popen(
@@ -56,7 +56,8 @@ def test_up_stores_simulated_readings_within_30s_and_ctrl_c_stops_everything(tmp
          "--mqtt-port", str(mqtt), "--kafka-port", str(kafka), "--influx-port", str(influx),
          "--ingest-metrics-port", str(m1), "--streams-metrics-port", str(m2),
          "--registry-port", str(registry), "--alerts-port", str(alerts), "--interval", "1",
-         "--backfill", "0"],
+         "--opendata-port", str(opendata), "--hj212-port", str(hj212), "--sl651-port", str(sl651),
+         "--tcp-metrics-port", str(m3), "--backfill", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -88,6 +89,8 @@ def test_up_stores_simulated_readings_within_30s_and_ctrl_c_stops_everything(tmp
     finally:
         if up.poll() is None:
             up.kill()
+            for child in _children_using(state):  # a failed run must not leave brokers on ports
+                child.kill()
     text = out.decode(errors="replace")
     assert up.returncode == 0, text[-2000:]
     assert "stationflow is running" in text and "all processes stopped" in text

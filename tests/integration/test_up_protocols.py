@@ -33,7 +33,7 @@ def _output(up: subprocess.Popen[bytes]) -> str:
 
 
 def test_up_runs_the_tcp_collector_and_its_stations_readings_are_stored(tmp_path: Path) -> None:
-    mqtt, kafka, influx, m1, m2, registry, alerts, hj212, sl651, m3 = free_ports(10)
+    mqtt, kafka, influx, m1, m2, registry, alerts, hj212, sl651, m3, opendata = free_ports(11)
     state = tmp_path / "state"
     up = subprocess.Popen(
         [sys.executable, "-m", "stationflow.cli", "up", "--state-dir", str(state),
@@ -41,6 +41,7 @@ def test_up_runs_the_tcp_collector_and_its_stations_readings_are_stored(tmp_path
          "--ingest-metrics-port", str(m1), "--streams-metrics-port", str(m2),
          "--registry-port", str(registry), "--alerts-port", str(alerts),
          "--hj212-port", str(hj212), "--sl651-port", str(sl651), "--tcp-metrics-port", str(m3),
+             "--opendata-port", str(opendata),
          "--interval", "1", "--duration", str(STORED_WITHIN_S + 60), "--backfill", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

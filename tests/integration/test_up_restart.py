@@ -68,7 +68,9 @@ class Up:
              "--mqtt-port", str(p["mqtt"]), "--kafka-port", str(p["kafka"]),
              "--influx-port", str(p["influx"]), "--ingest-metrics-port", str(p["m1"]),
              "--streams-metrics-port", str(p["m2"]), "--registry-port", str(p["registry"]),
-             "--alerts-port", str(p["alerts"]), "--interval", "1", "--backfill", "0"],
+             "--alerts-port", str(p["alerts"]), "--opendata-port", str(p["opendata"]),
+             "--hj212-port", str(p["hj212"]), "--sl651-port", str(p["sl651"]),
+             "--tcp-metrics-port", str(p["m3"]), "--interval", "1", "--backfill", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "COLUMNS": "200"},
@@ -169,9 +171,11 @@ class Flow(threading.Thread):
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
-    names = ("mqtt", "kafka", "influx", "m1", "m2", "registry", "alerts")
+    names = ("mqtt", "kafka", "influx", "m1", "m2", "registry", "alerts", "opendata", "hj212", "sl651", "m3")
     run = Up(
-        state=tmp_path / ".state", log=tmp_path / "up.log", ports=dict(zip(names, free_ports(7), strict=True))
+        state=tmp_path / ".state",
+        log=tmp_path / "up.log",
+        ports=dict(zip(names, free_ports(len(names)), strict=True)),
     )
     try:
         yield run
