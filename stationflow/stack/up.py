@@ -409,7 +409,7 @@ async def _simulate(
     backfill_s: float,
     register: bool,
 ) -> None:
-    from simulator.backfill import plan_window, run_backfill
+    from simulator.backfill import load_until, plan_window, run_backfill, save_until
     from simulator.fleet import Hj212Wire, Sl651Wire, default_fleet
     from simulator.mqtt import is_mqtt, register_fleet, run_simulator
     from simulator.settings import parse_address
@@ -423,7 +423,11 @@ async def _simulate(
             raise SystemExit("--register needs STATIONFLOW_REGISTRY_ADMIN_KEY (and STATIONFLOW_REGISTRY_URL)")
         key = settings.registry_admin_key.get_secret_value()
         await register_fleet(settings.registry_url, key, fleet, interval_s=interval_s)
-    window = plan_window(backfill_s, datetime.now(UTC), None)
+    # Like `up`, remember up to when the fleet was published (in STATIONFLOW_STATE_DIR, a volume
+    # under compose), so a restart fills only the gap instead of publishing 48 h again.
+    state_dir = settings.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    window = plan_window(backfill_s, datetime.now(UTC), load_until(state_dir))
     if window is not None:
 
         def progress(pr: BackfillProgress) -> None:
@@ -436,6 +440,7 @@ async def _simulate(
             )
 
         stats = await run_backfill(settings, fleet, window, sl651=sl651, on_progress=progress)
+        save_until(state_dir, window.end)
         logger.info(
             "backfill done hours=%.0f readings=%d messages=%d acked=%d seconds=%.1f",
             stats.hours,
@@ -451,4 +456,17 @@ async def _simulate(
         live.append(
             run_stations(fleet, hj212=hj212, sl651=sl651, interval_s=interval_s, duration_s=duration_s)
         )
+    if backfill_s > 0:
+        live.append(_remember_published(state_dir, duration_s))
     await asyncio.gather(*live)
+
+
+async def _remember_published(state_dir: Path, duration_s: float | None, every_s: float = 10.0) -> None:
+    """While the live fleet publishes, keep ``backfill.json`` at "published until now"."""
+    from simulator.backfill import save_until
+
+    loop = asyncio.get_running_loop()
+    end = None if duration_s is None else loop.time() + duration_s
+    while end is None or loop.time() < end:
+        save_until(state_dir, datetime.now(UTC))
+        await asyncio.sleep(every_s if end is None else min(every_s, max(0.0, end - loop.time())))
