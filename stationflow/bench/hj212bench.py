@@ -34,13 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stationflow import topics
 from stationflow.bench.hj212load import POLLUTANTS, Hj212Scenario, LoadReport, raise_nofile, run_stations
+from stationflow.bench.registrytopic import publish_records
 from stationflow.bench.sampler import Sampler
 from stationflow.contracts import DeviceRecord, Hj212Link, MetricSpec, utcnow
 from stationflow.passwords import hash_password
@@ -86,19 +85,6 @@ def hj212_records(scenario: Hj212Scenario) -> list[DeviceRecord]:
         )
         for i in range(scenario.connections)
     ]
-
-
-async def _register(settings: CommonSettings, records: list[DeviceRecord]) -> None:
-    """Create the topics and put every record on the registry topic (acknowledged)."""
-    await topics.ensure_topics(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20)
-    await producer.start()
-    try:
-        topic = settings.topic(topics.REGISTRY)
-        sends = [await producer.send(topic, key=r.key(), value=r.model_dump_json().encode()) for r in records]
-        await asyncio.gather(*sends)
-    finally:
-        await producer.stop()
 
 
 def count_stored(influx_url: str, db: str, prefix: str = "hjb-") -> int:
@@ -196,7 +182,9 @@ def measure(
             with console.status("starting the stack…") as status:
                 ep = pipeline.start_infra(on_step=lambda s: status.update(f"starting {s}…"))
                 status.update(f"registering {scenario.connections:,} HJ 212 stations…")
-                asyncio.run(_register(CommonSettings(kafka_bootstrap=ep.kafka), hj212_records(scenario)))
+                asyncio.run(
+                    publish_records(CommonSettings(kafka_bootstrap=ep.kafka), hj212_records(scenario))
+                )
                 status.update("starting the TCP collector (reads the registry first)…")
                 pipeline.start("tcp")
                 status.update("starting the stream worker…")

@@ -26,11 +26,10 @@ from typing import Any
 
 import httpx
 import psutil
-from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from stationflow import topics
+from stationflow.bench.registrytopic import publish_records
 from stationflow.contracts import DeviceRecord, StationInfo
 from stationflow.settings import CommonSettings
 from stationflow.stack.components import influx_write
@@ -125,19 +124,6 @@ def bench_fleet(per_kind: int, now: datetime, prefix: str = "odb-") -> BenchFlee
             fleet.lines.extend(lines)
             (fleet.public if public else fleet.hidden).append(sid)
     return fleet
-
-
-async def publish_records(settings: CommonSettings, records: list[DeviceRecord]) -> None:
-    """Create the topics and put every record on the registry topic (acknowledged)."""
-    await topics.ensure_topics(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20)
-    await producer.start()
-    try:
-        topic = settings.topic(topics.REGISTRY)
-        sends = [await producer.send(topic, key=r.key(), value=r.model_dump_json().encode()) for r in records]
-        await asyncio.gather(*sends)
-    finally:
-        await producer.stop()
 
 
 def _wait_public(url: str, want: int) -> None:

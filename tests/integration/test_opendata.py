@@ -28,7 +28,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from stationflow.bench.opendatabench import KIND_DOMAINS, bench_station, publish_records
+from stationflow.bench.opendatabench import KIND_DOMAINS, bench_station
+from stationflow.bench.registrytopic import publish_records
 from stationflow.contracts import DeviceRecord
 from stationflow.settings import CommonSettings
 from stationflow.stack import Component
