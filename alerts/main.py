@@ -4,7 +4,6 @@ the escalation scheduler, the outbox dispatcher and the registry follower as tas
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -41,6 +40,7 @@ from alerts.stations import router as stations_router
 from stationflow import apikeys, topics
 from stationflow.consumerlag import ConsumerLagMonitor, GroupTopics
 from stationflow.contracts import DeviceStatus
+from stationflow.lifetime import cancel_and_wait
 from stationflow.registryview import RegistryFollower, RegistryView
 from stationview.influxql import InfluxQL
 from stationview.state import station_board
@@ -243,11 +243,7 @@ def create_app(
                 )
                 yield
             finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+                await cancel_and_wait(tasks, logger)
 
     app = FastAPI(
         title="stationflow alerts",

@@ -27,6 +27,7 @@ from opendata.cache import ResponseCache
 from opendata.gate import Gate
 from opendata.limiter import RateLimiter
 from opendata.settings import OpendataSettings
+from stationflow.lifetime import cancel_and_wait
 from stationflow.registryview import RegistryFollower, RegistryView
 from stationview.influxql import InfluxQL, InfluxQLError
 from stationview.stations import public_stations
@@ -71,11 +72,7 @@ def create_app(
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(tasks, logger)
             if own_influx:
                 await app.state.influx.aclose()
 

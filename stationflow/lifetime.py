@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-__all__ = ["AsyncLifetime"]
+__all__ = ["AsyncLifetime", "cancel_and_wait"]
 
 
 class AsyncLifetime(ABC):
@@ -31,3 +34,14 @@ class AsyncLifetime(ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], logger: logging.Logger) -> None:
+    """Cancel a service's background tasks and wait for them; a task that had already failed is
+    logged with its error (not swallowed), so a crash at shutdown is still seen."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    for task, outcome in zip(pending, await asyncio.gather(*pending, return_exceptions=True), strict=True):
+        if isinstance(outcome, Exception):
+            logger.error("background task failed task=%s error=%r", task.get_name(), outcome)
