@@ -128,6 +128,10 @@ def install_analytics(
         async with open_sink() as sink:
             sinks["sink"] = sink
             sink_open.set()
+            if registry is not None:
+                # as the raw consumer does: no device is analysed without its registry record
+                # (its station, thresholds) because the view was still loading after a restart
+                await registry.ready.wait()
             async for values in stream.take(settings.analytics_batch_max, within=settings.analytics_within_s):
                 started = time.perf_counter()
                 by_device: dict[str, list[ReadingBatch]] = {}
