@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from stationflow.contracts import DeviceRecord
+from streams.analytics import water
 
-__all__ = ["HIDDEN_KINDS", "StationEntry", "public_stations", "stations_from_records", "target_class"]
+__all__ = ["HIDDEN_KINDS", "StationEntry", "public_stations", "stations_from_records"]
 
 HIDDEN_KINDS = frozenset({"coldchain"})
 HIDDEN_DOMAINS = frozenset({"coldchain"})
-_ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +48,6 @@ class StationEntry:
             "region": self.region,
             "basin": self.basin,
         }
-
-
-def target_class(value: object) -> int | None:
-    """A target class attribute (``"III"`` or 3) as 1..5, else None."""
-    if isinstance(value, str):
-        value = _ROMAN.get(value.strip().upper())
-    if isinstance(value, int | float) and not isinstance(value, bool) and 1 <= value <= 5:
-        return int(value)
-    return None
 
 
 def _number(value: object) -> float | None:
@@ -104,7 +95,7 @@ def stations_from_records(
             guaranteed_level_m=_number(
                 info.attributes.get("guaranteed_level", newest.thresholds.get("guaranteed_level"))
             ),
-            target=target_class(info.attributes.get("target_class")),
+            target=water.class_number(info.attributes.get("target_class")),
         )
     return out
 

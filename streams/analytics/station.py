@@ -41,7 +41,7 @@ from streams.analytics.rules import RuleState, Subject, evaluate, resolve_levels
 from streams.lineprotocol import escape_string
 from streams.lineprotocol import escape_tag as _esc
 
-__all__ = ["AQI_METRICS", "StationOutput", "StationState", "station_tags", "target_class", "update_station"]
+__all__ = ["AQI_METRICS", "StationOutput", "StationState", "station_tags", "update_station"]
 
 HOUR = 3600
 KEEP_HOURS = 48
@@ -59,7 +59,6 @@ WATER_METRICS = {
     "tp": "tp",
     "tn": "tn",
 }
-_ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5}
 
 
 @dataclass(slots=True)
@@ -148,6 +147,7 @@ def update_station(
                 out.daily_aqi = daily
                 start = datetime(day.year, day.month, day.day, tzinfo=CHINA).timestamp()
                 out.lines.append(f"aqi,{tags},report=daily {_aqi_fields(daily)} {_ns(start)}")
+    target = water_mod.class_number(attributes.get("target_class"))
     water_values = {WATER_METRICS[m]: float(v) for m, v in merged.items() if m in WATER_METRICS}
     wc: water_mod.WaterClassResult | None = None
     if water_values:
@@ -161,13 +161,11 @@ def update_station(
         signals["water.class"] = float(wc.klass)
         label, deciding = escape_string(wc.label), escape_string(",".join(wc.deciding))
         fields = f"class={wc.klass}i,label={label},deciding={deciding}"
-        target = target_class(attributes)
         if target is not None:
             fields += f",target_class={target}i"
         out.lines.append(f"water_quality,{tags} {fields} {_ns(hour)}")
     # the registry stores the target class as "I".."V": the rule compares it as a number
-    target_no = target_class(attributes)
-    rule_attrs = {**attributes, "target_class": target_no} if target_no is not None else attributes
+    rule_attrs = {**attributes, "target_class": target} if target is not None else attributes
     for rule in rules_for_station(hv.domain):
         value = signals.get(rule.signal)
         if value is None:
@@ -187,14 +185,6 @@ def station_tags(subject: Subject) -> str:
         if value:
             tags += f",{key}={_esc(value)}"
     return tags
-
-
-def target_class(attributes: Mapping[str, float | str]) -> int | None:
-    """The section's GB 3838 target class (attribute ``target_class``, ``"III"`` or 3) as 1…5."""
-    value = attributes.get("target_class")
-    if isinstance(value, str):
-        value = _ROMAN.get(value.strip().upper(), 0)
-    return int(value) if isinstance(value, int | float) and 1 <= value <= 5 else None
 
 
 def _series(state: StationState, metric: str, hours: range) -> list[Fraction]:

@@ -29,6 +29,7 @@ __all__ = [
     "WORSE_THAN_V",
     "Quality",
     "WaterClassResult",
+    "class_number",
     "exceedance_multiple",
     "parameter_class",
     "water_class",
@@ -36,6 +37,17 @@ __all__ = [
 
 WORSE_THAN_V = 6  # 劣V类
 LABELS: tuple[str, ...] = ("I", "II", "III", "IV", "V", "劣V")  # index = class - 1
+
+
+def class_number(value: object) -> int | None:
+    """A target class as the registry stores it (``"III"``, ``"iv"`` or 3) as 1…5, else None."""
+    if isinstance(value, str):
+        label = value.strip().upper()
+        value = LABELS.index(label) + 1 if label in LABELS[:5] else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 1 <= value <= 5:
+        return int(value)
+    return None
+
 
 # GB 3838-2002 Table 1, basic items: upper limits in mg/L (fecal coliform in count/L) for
 # classes I..V. Water temperature (item 1) has no concentration limit and is not assessed.

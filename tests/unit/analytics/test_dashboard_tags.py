@@ -11,7 +11,8 @@ import pytest
 from stationflow.contracts import AlertEvent, AlertState, HourlyValues, Reading, Severity
 from streams.analytics.device import AnalyticsConfig, DeviceState, update_device
 from streams.analytics.rules import Subject
-from streams.analytics.station import StationState, target_class, update_station
+from streams.analytics.station import StationState, update_station
+from streams.analytics.water import class_number
 from streams.analyticsworker import _alert_line
 from streams.lineprotocol import parse_series
 from tests.analytics_scenarios import GUARANTEED_LEVEL, WARNING_LEVEL, gauge_record
@@ -77,7 +78,7 @@ def test_station_without_region_or_target_writes_only_what_it_knows() -> None:
     ("value", "expected"), [("III", 3), ("v", 5), (2, 2), (2.0, 2), ("VI", None), (0, None), ("x", None)]
 )
 def test_target_class(value: str | float, expected: int | None) -> None:
-    assert target_class({"target_class": value}) == expected
+    assert class_number(value) == expected
 
 
 def test_alert_point_carries_region_and_basin() -> None:

@@ -13,8 +13,9 @@ from opendata.schemas import AqiItem, LevelItem, RainItem, StationItem, WaterIte
 from stationflow.contracts import DeviceRecord, StationInfo
 from stationview import items
 from stationview.state import board_rows, is_offline
-from stationview.stations import StationEntry, public_stations, stations_from_records, target_class
+from stationview.stations import StationEntry, public_stations, stations_from_records
 from streams.analytics.aqi import CATEGORIES
+from streams.analytics.water import class_number
 
 T0 = 1_796_090_400  # 2026-12-01T02:00:00Z
 
@@ -144,7 +145,7 @@ def test_public_stations_only_public_and_never_coldchain() -> None:
     ("value", "want"), [("III", 3), ("v", 5), (2, 2), (2.0, 2), ("劣V", None), (6, None), (True, None)]
 )
 def test_target_class(value: object, want: int | None) -> None:
-    assert target_class(value) == want
+    assert class_number(value) == want
 
 
 def test_offline_rule() -> None:
