@@ -19,9 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerts import metrics
 from alerts.models import Alert
-from stationview.items import LEVEL_COLOURS, WATER_COLOURS
 from stationview.state import StationState
-from streams.analytics import water
 
 __all__ = [
     "BoardRow",
@@ -46,8 +44,6 @@ class BoardRow(StationState):
     open_alerts: int = Field(default=0, description="open or acknowledged alerts at this station")
     worst_severity: str | None = Field(default=None, description="most severe of those alerts")
     badness: int = Field(default=0, description="0 (all well) … 5: the board's sort key, worst first")
-    water_color: str | None = Field(default=None, description="the class's GB 3838 quality colour")
-    level_color: str | None = Field(default=None, description="the level state's flood-signal colour")
 
 
 class StationBoardOut(BaseModel):
@@ -102,16 +98,6 @@ def badness(row: BoardRow) -> int:
     return max(scores)
 
 
-def _colours(row: BoardRow) -> dict[str, str | None]:
-    """The water class and level state in the public page's colours."""
-    klass = row.water_class
-    quality = water.QUALITY[klass - 1] if klass is not None and 1 <= klass <= len(water.QUALITY) else None
-    return {
-        "water_color": None if quality is None else WATER_COLOURS[quality.colour],
-        "level_color": LEVEL_COLOURS.get(row.level_state or ""),
-    }
-
-
 def _matches(row: BoardRow, filters: Mapping[str, str | None]) -> bool:
     return all(value is None or getattr(row, name) == value for name, value in filters.items())
 
@@ -133,9 +119,7 @@ def board_rows(
         if not _matches(row, filters):
             continue
         found = alerts.get(row.station_id, OpenAlerts(0, None))
-        row = row.model_copy(
-            update={"open_alerts": found.count, "worst_severity": found.worst, **_colours(row)}
-        )
+        row = row.model_copy(update={"open_alerts": found.count, "worst_severity": found.worst})
         rows.append(row.model_copy(update={"badness": badness(row)}))
     rows.sort(key=lambda r: (-r.badness, -r.open_alerts, r.station_id))
     return rows

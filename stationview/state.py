@@ -53,12 +53,14 @@ class StationState(BaseModel):
     primary: list[str] = Field(default_factory=list)
     water_class: int | None = None
     water_label: str | None = None
+    water_color: str | None = Field(default=None, description="the class's GB 3838 quality colour")
     target: int | None = None
     meets_target: bool | None = None
     level_m: float | None = None
     warning_level_m: float | None = None
     margin_m: float | None = Field(default=None, description="warning − level; negative = above warning")
     level_state: str | None = None
+    level_color: str | None = Field(default=None, description="the level state's flood-signal colour")
 
 
 def is_offline(last_seen_s: float | None, interval_s: int | None, now_s: float) -> bool:
@@ -96,10 +98,16 @@ def board_rows(
             fields |= {
                 "water_class": w["class"],
                 "water_label": w["label"],
+                "water_color": w["color"],
                 "meets_target": w["meets_target"],
             }
         if (row := levels.get(sid)) is not None and (lv := items.level_item(st, row)) is not None:
-            fields |= {"level_m": lv["level_m"], "margin_m": lv["margin_m"], "level_state": lv["state"]}
+            fields |= {
+                "level_m": lv["level_m"],
+                "margin_m": lv["margin_m"],
+                "level_state": lv["state"],
+                "level_color": lv["color"],
+            }
         out.append(
             StationState.model_validate(
                 {
