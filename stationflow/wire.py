@@ -1,0 +1,101 @@
+"""The hot path's codec of ``readings.raw`` / ``readings.clean`` records (msgspec).
+
+``stationflow.contracts.ReadingBatch`` (pydantic) stays the documented contract and what the
+APIs and tests use; these msgspec structs decode and encode the same JSON with the same
+checks at a fraction of the CPU (measured here: several times cheaper per record than
+``ReadingBatch.model_validate_json``). Field names match the pydantic models, so code that
+reads ``batch.device_id`` or ``reading.metric`` works on either.
+
+Bundles: a record on ``readings.raw`` may carry several ``ReadingBatch`` documents, one per
+device message, separated by a newline (``\\n``). JSON encoders never write a raw newline
+(it is escaped inside strings), so a record of one document is a bundle of one, and old
+records stay readable. All documents of a bundle belong to devices of the record's partition
+(the collector groups them by the partition their device id hashes to), in arrival order.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from stationflow.contracts import DEVICE_ID_PATTERN, METRIC_PATTERN, SCHEMA_VERSION, Quality
+from stationflow.tagtext import TAG_TEXT_PATTERN
+
+__all__ = [
+    "BUNDLE_SEPARATOR",
+    "WireBatch",
+    "WireReading",
+    "decode_batch",
+    "encode_wire_batch",
+    "join_bundle",
+    "split_bundle",
+]
+
+BUNDLE_SEPARATOR = b"\n"
+
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class WireReading(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``stationflow.contracts.Reading`` on the wire (same fields, same order, same checks)."""
+
+    metric: Annotated[str, msgspec.Meta(pattern=METRIC_PATTERN)]
+    value: float
+    unit: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    ts: AwareDatetime
+    quality: Quality = Quality.NORMAL
+    shipment: Annotated[str, msgspec.Meta(max_length=64, pattern=TAG_TEXT_PATTERN)] | None = None
+
+
+class WireBatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``stationflow.contracts.ReadingBatch`` on the wire."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    device_id: Annotated[str, msgspec.Meta(pattern=DEVICE_ID_PATTERN)]
+    received_at: AwareDatetime
+    source: str
+    readings: Annotated[list[WireReading], msgspec.Meta(min_length=1)]
+
+    def key(self) -> bytes:
+        """Kafka record key."""
+        return self.device_id.encode()
+
+
+_DECODER = msgspec.json.Decoder(WireBatch)
+_ENCODER = msgspec.json.Encoder()
+
+
+def decode_batch(raw: bytes) -> WireBatch:
+    """Decode and check one ``ReadingBatch`` document; raise ``msgspec.ValidationError``.
+
+    Refused like the pydantic model refuses: unknown fields, a bad metric or device id, a
+    naive timestamp, an empty reading list, a value that is not a finite number (JSON has no
+    NaN, and a number too large for a float is out of range).
+    """
+    batch = _DECODER.decode(raw)
+    for reading in batch.readings:
+        if not math.isfinite(reading.value):  # unreachable from JSON today; kept as the contract
+            raise msgspec.ValidationError(
+                f"Expected a finite number - at `$.readings[].value` of {reading.metric}"
+            )
+    return batch
+
+
+def encode_wire_batch(batch: WireBatch) -> bytes:
+    """JSON of one batch (decodes to an equal ``ReadingBatch``)."""
+    return _ENCODER.encode(batch)
+
+
+def join_bundle(documents: list[bytes]) -> bytes:
+    """One record value carrying several ``ReadingBatch`` documents (see the module docs)."""
+    return BUNDLE_SEPARATOR.join(documents)
+
+
+def split_bundle(value: bytes) -> list[bytes]:
+    """The ``ReadingBatch`` documents of a record value (one for a plain record); no empty parts."""
+    if BUNDLE_SEPARATOR not in value:
+        return [value]
+    return [part for part in value.split(BUNDLE_SEPARATOR) if part.strip()]
