@@ -5,15 +5,20 @@ device, a retired device, a metric its type does not report, or a unit with no k
 conversion makes the whole message a dead letter with a reason an integrator can act on.
 Out-of-range values are kept but flagged ``T``; readings from a device in maintenance are
 flagged ``M``.
+
+Works on the hot path's msgspec structs (``stationflow.wire``) and returns them; a pydantic
+``ReadingBatch`` is accepted too (same attribute names), for tests and tools.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from stationflow.contracts import DeviceRecord, DeviceStatus, Quality, Reading, ReadingBatch
+from stationflow.wire import WireBatch, WireReading
 from streams.units import converter
 
 __all__ = ["Enriched", "Rejection", "enrich"]
@@ -30,7 +35,7 @@ class Rejection(NamedTuple):
 class Enriched:
     """A batch in canonical units with the device's measurement and InfluxDB tags."""
 
-    batch: ReadingBatch
+    batch: WireBatch
     domain: str
     tags: tuple[tuple[str, str], ...]
 
@@ -43,7 +48,7 @@ def _tags(record: DeviceRecord) -> tuple[tuple[str, str], ...]:
     return tuple((k, v) for k, v in pairs if v)
 
 
-def enrich(batch: ReadingBatch, record: DeviceRecord | None) -> Enriched | Rejection:
+def enrich(batch: WireBatch | ReadingBatch, record: DeviceRecord | None) -> Enriched | Rejection:
     """Apply the device's registry entry to a batch, or say why the batch is refused."""
     if record is None:
         return Rejection(
@@ -54,19 +59,20 @@ def enrich(batch: ReadingBatch, record: DeviceRecord | None) -> Enriched | Rejec
         return Rejection(
             "retired_device", f"device {batch.device_id!r} is retired; readings are not accepted"
         )
-    readings: list[Reading] = []
-    for index, reading in enumerate(batch.readings):
+    readings: list[WireReading] = []
+    given: Sequence[WireReading | Reading] = batch.readings
+    for index, reading in enumerate(given):
         result = _reading(index, reading, record)
         if isinstance(result, Rejection):
             return result
         readings.append(result)
-    enriched = ReadingBatch(
+    enriched = WireBatch(
         device_id=batch.device_id, received_at=batch.received_at, source=batch.source, readings=readings
     )
     return Enriched(enriched, record.domain, _tags(record))
 
 
-def _reading(index: int, reading: Reading, record: DeviceRecord) -> Reading | Rejection:
+def _reading(index: int, reading: WireReading | Reading, record: DeviceRecord) -> WireReading | Rejection:
     spec = record.metrics.get(reading.metric)
     if spec is None:
         known = ", ".join(sorted(record.metrics)) or "none"
@@ -96,7 +102,14 @@ def _reading(index: int, reading: Reading, record: DeviceRecord) -> Reading | Re
             quality = Quality.MAINTENANCE
         elif (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
             quality = Quality.OVER_RANGE
-    return Reading(
+    if (
+        isinstance(reading, WireReading)
+        and value == reading.value
+        and quality is reading.quality
+        and spec.unit == reading.unit
+    ):
+        return reading  # nothing to change (frozen, so it can be shared)
+    return WireReading(
         metric=reading.metric,
         value=value,
         unit=spec.unit,

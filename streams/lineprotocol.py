@@ -36,10 +36,11 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
-from stationflow.contracts import Quality, ReadingBatch
+from stationflow.contracts import Quality, Reading, ReadingBatch
+from stationflow.wire import WireBatch, WireReading
 from streams import metrics
 from streams.catalog import domain_of
 from streams.normalize import Normalized, ts_ns
@@ -241,18 +242,21 @@ def _field_key(metric: str) -> str:
     return key
 
 
+def _unpack(
+    batch: WireBatch | ReadingBatch | Normalized[WireBatch] | Normalized[ReadingBatch],
+) -> tuple[str, Sequence[WireReading | Reading], list[int]]:
+    if isinstance(batch, Normalized):
+        return batch.batch.device_id, batch.batch.readings, batch.ts_ns
+    return batch.device_id, batch.readings, [ts_ns(r) for r in batch.readings]
+
+
 def batch_lines(
-    batch: ReadingBatch | Normalized,
+    batch: WireBatch | ReadingBatch | Normalized[WireBatch] | Normalized[ReadingBatch],
     extra_tags: Mapping[str, str] | tuple[tuple[str, str], ...] | None = None,
     measurement: str | None = None,
 ) -> list[str]:
-    """Line-protocol lines for one batch (readings grouped by timestamp)."""
-    if isinstance(batch, Normalized):
-        readings, stamps = batch.batch.readings, batch.ts_ns
-        device_id = batch.batch.device_id
-    else:
-        readings, stamps = batch.readings, [ts_ns(r) for r in batch.readings]
-        device_id = batch.device_id
+    """Line-protocol lines for one batch (readings grouped by timestamp; msgspec or pydantic)."""
+    device_id, readings, stamps = _unpack(batch)
     if isinstance(extra_tags, Mapping):
         extra_tags = tuple(extra_tags.items())
     extra = tuple(sorted(extra_tags)) if extra_tags else ()

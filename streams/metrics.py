@@ -5,6 +5,10 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 RECORDS = Counter("stationflow_streams_records_total", "Kafka records consumed from readings.raw")
+DOCUMENTS = Counter(
+    "stationflow_streams_documents_total",
+    "ReadingBatch documents (device messages) in the records of readings.raw (a record is a bundle)",
+)
 READINGS = Counter("stationflow_streams_readings_total", "Readings written after normalisation")
 DUPLICATES = Counter("stationflow_streams_duplicates_total", "Duplicate readings dropped")
 REJECTED = Counter("stationflow_streams_rejected_total", "Records sent to the dead-letter topic", ["code"])

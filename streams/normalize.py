@@ -14,26 +14,31 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+import msgspec
 
 from stationflow.contracts import Reading, ReadingBatch
+from stationflow.wire import WireBatch, WireReading
 
 __all__ = ["Normalized", "RecentKeys", "normalize", "ts_ns"]
 
 _Key = tuple[str, int]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+B = TypeVar("B", WireBatch, ReadingBatch)
 
 
-def ts_ns(reading: Reading) -> int:
+def ts_ns(reading: Reading | WireReading) -> int:
     """Reading timestamp as integer nanoseconds since the epoch (exact, any UTC offset)."""
     delta = reading.ts - _EPOCH
     return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 @dataclass(frozen=True, slots=True)
-class Normalized:
+class Normalized(Generic[B]):
     """A batch without duplicates, with each reading's timestamp in nanoseconds."""
 
-    batch: ReadingBatch
+    batch: B
     ts_ns: list[int]
 
 
@@ -73,8 +78,12 @@ class RecentKeys:
         return out
 
 
-def normalize(batch: ReadingBatch, recent: RecentKeys) -> tuple[Normalized | None, int]:
-    """The batch without duplicate readings (None if nothing is left) and the count dropped."""
+def normalize(batch: B, recent: RecentKeys) -> tuple[Normalized[B] | None, int]:
+    """The batch without duplicate readings (None if nothing is left) and the count dropped.
+
+    The hot path passes ``stationflow.wire.WireBatch`` (msgspec); the pydantic ``ReadingBatch``
+    works the same (tests, tools).
+    """
     readings = batch.readings
     stamps = [ts_ns(r) for r in readings]
     fresh = recent.new_keys(batch.device_id, [(r.metric, ns) for r, ns in zip(readings, stamps, strict=True)])
@@ -84,5 +93,10 @@ def normalize(batch: ReadingBatch, recent: RecentKeys) -> tuple[Normalized | Non
     dropped = len(readings) - len(kept)
     if not kept:
         return None, dropped
-    trimmed = batch.model_copy(update={"readings": [r for r, _ in kept]})
+    readings_kept = [r for r, _ in kept]
+    trimmed: B
+    if isinstance(batch, WireBatch):
+        trimmed = msgspec.structs.replace(batch, readings=readings_kept)
+    else:
+        trimmed = batch.model_copy(update={"readings": readings_kept})
     return Normalized(trimmed, [ns for _, ns in kept]), dropped

@@ -1,8 +1,12 @@
-"""Batch processing of raw readings: parse, normalise, store, emit.
+"""Batch processing of raw readings: split bundles, parse, normalise, store, emit.
 
-The Faust agent hands over a list of raw Kafka values; when ``handle`` returns, every
-reading is either in InfluxDB, in the sink's on-disk spool, counted and logged as dropped,
-or in the dead-letter topic — and only then does the agent acknowledge the offsets.
+The raw consumer hands over a list of ``readings.raw`` record values. Each value is a bundle
+of one or more ``ReadingBatch`` documents (``stationflow.wire``: newline-separated; a plain
+record is a bundle of one), decoded and checked with msgspec. A bad document is
+dead-lettered on its own (``invalid_record``, msgspec's reason, the document as payload) and
+the rest of its bundle goes on. When ``store`` returns, every reading is either in InfluxDB,
+in the sink's on-disk spool, counted and logged as dropped, or in the dead-letter topic — and
+only then does the consumer commit the offsets. Metrics are counted once per batch.
 """
 
 from __future__ import annotations
@@ -10,15 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from pydantic import ValidationError
+import msgspec
 
-from stationflow.contracts import DeadLetter, ReadingBatch, utcnow
+from stationflow.contracts import DEVICE_ID_PATTERN, DeadLetter, utcnow
 from stationflow.logs import LogThrottle
 from stationflow.registryview import RegistryView
+from stationflow.wire import WireBatch, decode_batch, encode_wire_batch, split_bundle
 from streams import metrics
 from streams.enrich import Rejection, enrich
 from streams.lineprotocol import batch_lines, encode
@@ -36,13 +42,14 @@ Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
 class Prepared:
     """A processed batch ready to be stored: line protocol and the records to produce."""
 
-    records: int
+    records: int  # Kafka records (bundles)
     body: bytes
     points: int
     clean: list[tuple[bytes, bytes]]
     dead: list[tuple[bytes, bytes]]
     cpu_s: float
-    unknown: list[bytes] = field(default_factory=list)  # deferred: devices not in the registry view
+    unknown: list[bytes] = field(default_factory=list)  # deferred documents: devices not in the view
+    documents: int = 0  # ReadingBatch documents in the records
 
 
 class ReadingSink(Protocol):
@@ -79,46 +86,56 @@ class BatchProcessor:
         return await self.store(self.prepare(values))
 
     def prepare(self, values: Sequence[bytes], *, defer_unknown: bool = False) -> Prepared:
-        """CPU part: parse, deduplicate, render line protocol and outgoing records (no I/O).
+        """CPU part: split bundles, parse, deduplicate, render line protocol and records (no I/O).
 
         A device's messages within one batch leave as one ``readings.clean`` record (same
         key, readings in arrival order): downstream consumers update per-device state once
         per record, and Kafka carries a fraction of the records.
 
-        ``defer_unknown``: messages of devices the registry view does not know are returned
-        in ``unknown`` (untouched) instead of being refused, for a second pass once the view
-        has caught up with the registry topic.
+        ``defer_unknown``: documents of devices the registry view does not know are returned
+        in ``unknown`` (untouched, one document each) instead of being refused, for a second
+        pass once the view has caught up with the registry topic.
         """
         started = time.perf_counter()
-        by_device: dict[tuple[str, str], list[ReadingBatch]] = {}
+        by_device: dict[tuple[str, str], list[WireBatch]] = {}
         dead: list[DeadLetter] = []
+        refused: Counter[str] = Counter()
         lines: list[str] = []
-        points = 0
+        points = documents = duplicates = 0
         unknown: list[bytes] = []
-        for raw in values:
-            batch = self._parse(raw, dead)
-            if batch is None:
-                continue
-            measurement: str | None = None
-            tags: tuple[tuple[str, str], ...] = ()
-            if self.registry is not None:
-                record = self.registry.get(batch.device_id)
-                if record is None and defer_unknown:
-                    unknown.append(raw)
+        registry, recent = self.registry, self.recent
+        for value in values:
+            # a record with no document at all (blank) is refused like an invalid document
+            for raw in split_bundle(value) or [value]:
+                documents += 1
+                batch = self._parse(raw, dead)
+                if batch is None:
+                    refused["invalid_record"] += 1
                     continue
-                enriched = enrich(batch, record)
-                if isinstance(enriched, Rejection):
-                    dead.append(self._refused(raw, batch, enriched))
-                    continue
-                batch, measurement, tags = enriched.batch, enriched.domain, enriched.tags
-            kept, dropped = normalize(batch, self.recent)
-            if dropped:
-                metrics.DUPLICATES.inc(dropped)
-            if kept is not None:
-                lines.extend(batch_lines(kept, tags, measurement))
-                clean = kept.batch
-                points += len(clean.readings)
-                by_device.setdefault((clean.device_id, clean.source), []).append(clean)
+                measurement: str | None = None
+                tags: tuple[tuple[str, str], ...] = ()
+                if registry is not None:
+                    record = registry.get(batch.device_id)
+                    if record is None and defer_unknown:
+                        unknown.append(raw)
+                        continue
+                    enriched = enrich(batch, record)
+                    if isinstance(enriched, Rejection):
+                        refused[enriched.code] += 1
+                        dead.append(self._refused(raw, batch, enriched))
+                        continue
+                    batch, measurement, tags = enriched.batch, enriched.domain, enriched.tags
+                kept, dropped = normalize(batch, recent)
+                duplicates += dropped
+                if kept is not None:
+                    lines.extend(batch_lines(kept, tags, measurement))
+                    clean = kept.batch
+                    points += len(clean.readings)
+                    by_device.setdefault((clean.device_id, clean.source), []).append(clean)
+        if duplicates:
+            metrics.DUPLICATES.inc(duplicates)
+        for code, count in refused.items():
+            metrics.REJECTED.labels(code).inc(count)
         return Prepared(
             records=len(values),
             body=encode(lines),
@@ -127,6 +144,7 @@ class BatchProcessor:
             dead=[(d.key(), d.model_dump_json().encode()) for d in dead],
             cpu_s=time.perf_counter() - started,
             unknown=unknown,
+            documents=documents,
         )
 
     async def store(self, prepared: Prepared) -> int:
@@ -139,13 +157,13 @@ class BatchProcessor:
         if futures:
             await asyncio.gather(*futures)
         metrics.RECORDS.inc(prepared.records)
+        metrics.DOCUMENTS.inc(prepared.documents)
         metrics.READINGS.inc(prepared.points)
         metrics.BATCH_RECORDS.observe(prepared.records)
         metrics.BATCH_SECONDS.observe(prepared.cpu_s + time.perf_counter() - started)
         return prepared.points
 
-    def _refused(self, raw: bytes, batch: ReadingBatch, rejection: Rejection) -> DeadLetter:
-        metrics.REJECTED.labels(rejection.code).inc()
+    def _refused(self, raw: bytes, batch: WireBatch, rejection: Rejection) -> DeadLetter:
         if self._throttle.allow(batch.device_id, time.monotonic()) is not None:
             logger.warning(
                 "message refused device_id=%s code=%s reason=%s",
@@ -163,11 +181,13 @@ class BatchProcessor:
             device_id=batch.device_id,
         )
 
-    def _parse(self, raw: bytes, dead: list[DeadLetter]) -> ReadingBatch | None:
+    def _parse(self, raw: bytes, dead: list[DeadLetter]) -> WireBatch | None:
+        """One document decoded and checked, or None with its dead letter appended to ``dead``."""
         try:
-            return ReadingBatch.model_validate_json(raw)
-        except ValidationError as exc:
-            reason = f"record on readings.raw is not a valid ReadingBatch: {exc.errors()[0]['msg']}"
+            return decode_batch(raw)
+        except msgspec.DecodeError as exc:  # msgspec.ValidationError is a DecodeError
+            reason = f"document on readings.raw is not a valid ReadingBatch: {exc}"
+            device_id = _device_of(raw)
             dead.append(
                 DeadLetter.build(
                     payload=raw,
@@ -176,12 +196,31 @@ class BatchProcessor:
                     code="invalid_record",
                     reason=reason,
                     received_at=utcnow(),
+                    device_id=device_id,
                 )
             )
-            metrics.REJECTED.labels("invalid_record").inc()
-            if self._throttle.allow("invalid_record", time.monotonic()) is not None:
-                logger.warning("invalid record on raw topic reason=%s", reason)
+            if self._throttle.allow(device_id or "invalid_record", time.monotonic()) is not None:
+                logger.warning(
+                    "invalid document on raw topic device_id=%s reason=%s", device_id or "-", reason
+                )
             return None
+
+
+class _DeviceOnly(msgspec.Struct):
+    """The device id of a document that failed its checks, when it has a valid one."""
+
+    device_id: Annotated[str, msgspec.Meta(pattern=DEVICE_ID_PATTERN)] | None = None
+
+
+_DEVICE_PROBE = msgspec.json.Decoder(_DeviceOnly)
+
+
+def _device_of(raw: bytes) -> str | None:
+    """The valid ``device_id`` of an invalid document, if it is JSON with one (else None)."""
+    try:
+        return _DEVICE_PROBE.decode(raw).device_id
+    except msgspec.DecodeError:
+        return None
 
 
 CLEAN_MAX_READINGS = 2000
@@ -191,10 +230,10 @@ After a restart a worker may fetch thousands of one device's messages in one bat
 into a single record they would exceed the producer's maximum request size."""
 
 
-def _clean_records(group: list[ReadingBatch]) -> list[tuple[bytes, bytes]]:
+def _clean_records(group: list[WireBatch]) -> list[tuple[bytes, bytes]]:
     """Clean records for a device's batches, in arrival order, each of bounded size."""
     records: list[tuple[bytes, bytes]] = []
-    chunk: list[ReadingBatch] = []
+    chunk: list[WireBatch] = []
     size = 0
     for batch in group:
         if chunk and size + len(batch.readings) > CLEAN_MAX_READINGS:
@@ -207,14 +246,18 @@ def _clean_records(group: list[ReadingBatch]) -> list[tuple[bytes, bytes]]:
     return records
 
 
-def _clean_record(group: list[ReadingBatch]) -> tuple[bytes, bytes]:
-    """One clean record for a device's batches (the latest received_at; readings concatenated)."""
+def _clean_record(group: list[WireBatch]) -> tuple[bytes, bytes]:
+    """One clean record for a device's batches (the latest received_at; readings concatenated).
+
+    Encoded with msgspec: the same JSON a ``ReadingBatch`` decodes (the analytics and the
+    registry's consumer parse ``readings.clean``).
+    """
     merged = group[0]
     if len(group) > 1:
-        merged = ReadingBatch(
+        merged = WireBatch(
             device_id=merged.device_id,
             received_at=max(b.received_at for b in group),
             source=merged.source,
             readings=[r for b in group for r in b.readings],
         )
-    return merged.key(), ReadingBatch.__pydantic_serializer__.to_json(merged)
+    return merged.key(), encode_wire_batch(merged)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -148,6 +149,8 @@ class RawConsumer:
                 # a device registered a moment ago may still be on its way to the view
                 if not await self.registry.catch_up(REGISTRY_CATCH_UP_S):
                     logger.warning("registry view not caught up within %.0f s", REGISTRY_CATCH_UP_S)
-                prepared.append(self.processor.prepare(prepared[0].unknown))
+                # the deferred documents were counted (records, documents) by the first pass
+                retried = self.processor.prepare(prepared[0].unknown)
+                prepared.append(dataclasses.replace(retried, records=0, documents=0))
             await self._finish_pending()
             self._pending = asyncio.create_task(self._store_and_commit(prepared, offsets))
