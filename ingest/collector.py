@@ -1,12 +1,14 @@
 """MQTT → Kafka collector.
 
-Each MQTT message becomes one Kafka record: a ``ReadingBatch`` on ``readings.raw`` keyed by
-device id, or a ``DeadLetter`` on ``readings.deadletter`` when the message is refused. The
-QoS 1 PUBACK goes to the broker only after Kafka acknowledged that record (gmqtt with
-``optimistic_acknowledgement=False`` sends it when the async handler returns), so a
-collector that dies loses nothing: the broker redelivers every unacknowledged message of
-its persistent session. If Kafka fails, the handler raises, no PUBACK is sent, and the
-collector stops so its supervisor can restart it.
+Each accepted MQTT message becomes one ``ReadingBatch`` document in a bundle: the messages
+whose device ids hash to the same partition of ``readings.raw`` travel as one record
+(``ingest.bundler``; sent as soon as the event loop has nothing more ready, or at the size
+cap). A refused message becomes one ``DeadLetter`` record on ``readings.deadletter``. The
+QoS 1 PUBACK goes to the broker only after Kafka acknowledged the record that carries the
+message (gmqtt with ``optimistic_acknowledgement=False`` sends it when the async handler
+returns), so a collector that dies loses nothing: the broker redelivers every
+unacknowledged message of its persistent session. If Kafka fails, every handler of the
+bundle raises, no PUBACK is sent, and the collector stops so its supervisor can restart it.
 
 Every device subtopic is heard (``devices/#``): ``readings`` (native JSON), ``senml`` and
 ``hj212`` are decoded, anything else is dead-lettered as ``unknown_subtopic`` and acknowledged
@@ -30,6 +32,7 @@ import gmqtt
 from aiokafka import AIOKafkaProducer
 
 from ingest import metrics
+from ingest.bundler import Bundler
 from ingest.errors import KafkaDeliveryError, RejectedMessage
 from ingest.mqtt_hj212 import Hj212Registry
 from ingest.qos0 import DeviceLabels, Qos0Gate
@@ -92,7 +95,8 @@ class Collector:
         self._shed_throttle = LogThrottle()
         self._shed_labels = DeviceLabels()
         self._reports: set[asyncio.Future[None]] = set()
-        self._sending: dict[bytes, tuple[asyncio.Lock, int]] = {}  # per Kafka key: lock, users
+        self.bundler = Bundler(producer, self.raw_topic, on_sent=_bundle_sent)
+        self._tally = metrics.TALLY
         self.client = self._make_client()
 
     def _make_client(self) -> gmqtt.Client:
@@ -147,7 +151,7 @@ class Collector:
             return False
         if not mqtt_topic or self._qos0.would_admit(mqtt_topic) or mqtt_topic.startswith("$SYS/"):
             return False
-        metrics.MESSAGES.inc()
+        self._tally.messages += 1
         report = self._shed(mqtt_topic, _publish_payload(raw_packet, 2 + length))
         if report is not None:  # at most once per device every 10 s
             task = asyncio.ensure_future(self._send_report(*report))
@@ -200,14 +204,15 @@ class Collector:
             with contextlib.suppress(ValueError):
                 metrics.BROKER_DROPPED.set(float(payload))
             return PUBACK_SUCCESS
-        metrics.MESSAGES.inc()
-        started = time.monotonic()
-        admitted = qos == 0 and self._qos0.try_acquire(mqtt_topic)
+        self._tally.messages += 1
+        admitted = False
         out: tuple[str, bytes, bytes] | None = None  # Kafka topic, key, value
-        if qos == 0 and not admitted:
-            out = self._shed(mqtt_topic, bytes(payload))
-            if out is None:
-                return PUBACK_SUCCESS
+        if qos == 0:
+            admitted = self._qos0.try_acquire(mqtt_topic)
+            if not admitted:
+                out = self._shed(mqtt_topic, bytes(payload))
+                if out is None:
+                    return PUBACK_SUCCESS
         self._inflight += 1
         self._idle.clear()
         try:
@@ -219,8 +224,10 @@ class Collector:
                 if out is None:  # nothing to store (e.g. an HJ 212 state upload): acknowledge
                     return PUBACK_SUCCESS
             kafka_topic, key, value = out
-            delivery = await self._send_in_order(kafka_topic, value, key)
-            await delivery
+            if kafka_topic == self.raw_topic:
+                await self.bundler.add(key, value)  # the bundle's record, acknowledged by Kafka
+            else:  # dead letters stay single records, keyed by device
+                await (await self.producer.send(kafka_topic, value, key=key))
         except Exception as exc:
             self._fail(exc)
             raise
@@ -230,31 +237,7 @@ class Collector:
                 self._idle.set()
             if admitted:
                 self._qos0.release(mqtt_topic)
-        metrics.ACK_SECONDS.observe(time.monotonic() - started)
         return PUBACK_SUCCESS
-
-    async def _send_in_order(self, kafka_topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]:
-        """Hand a record to the producer after the same key's earlier ones; its delivery future.
-
-        aiokafka appends to a full batch only after that batch drained, and the messages waiting
-        for it resume behind any that arrived meanwhile: under a burst (a device's stored history)
-        one device's records overtook each other, and the worker took the earlier ones as late.
-        A fair lock per key keeps arrival order; uncontended it does not suspend.
-        """
-        lock, users = self._sending.get(key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._sending[key] = (lock, users + 1)
-        try:
-            async with lock:
-                delivery: asyncio.Future[Any] = await self.producer.send(kafka_topic, value, key=key)
-                return delivery
-        finally:
-            lock, users = self._sending[key]
-            if users > 1:
-                self._sending[key] = (lock, users - 1)
-            else:
-                del self._sending[key]
 
     async def _prepare_hj212(self, mqtt_topic: str, payload: bytes) -> None:
         try:
@@ -270,7 +253,7 @@ class Collector:
         """Kafka topic, key and value for one MQTT message; None: nothing to send (never raises)."""
         result = route(mqtt_topic, payload, received_at, limits=self.limits, hj212=self.hj212.context)
         if isinstance(result, Accepted):
-            metrics.READINGS.inc(len(result.readings))
+            self._tally.readings += len(result.readings)
             if result.unknown_codes:
                 self._unknown_codes(result, payload)
             return self.raw_topic, result.key(), result.to_json()
@@ -391,6 +374,7 @@ class Collector:
         fatal = asyncio.create_task(self._stop.wait())
         follower = asyncio.create_task(self.hj212.follow())
         try:
+            await self.bundler.start()
             await self._connect()
             await asyncio.wait({waiter, fatal}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -414,3 +398,10 @@ class Collector:
                 await asyncio.wait_for(self._idle.wait(), timeout=DRAIN_TIMEOUT_S)
         if self._inflight:
             logger.warning("shutdown with %d messages unacked; the broker keeps them", self._inflight)
+
+
+def _bundle_sent(documents: int, waited_s: float) -> None:
+    """Per acknowledged bundle: count it and its messages, and how long its first one waited."""
+    metrics.BUNDLES.inc()
+    metrics.BUNDLE_MESSAGES.observe(documents)
+    metrics.ACK_SECONDS.observe(waited_s)
