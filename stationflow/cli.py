@@ -148,9 +148,29 @@ def bench(
     probes: Annotated[
         int, typer.Option(help="With --alerts: threshold crossings to time, one per second.")
     ] = 30,
-    rate: Annotated[
-        int, typer.Option(help="With --alerts: background load in readings/s while the probes run.")
-    ] = 2000,
+    background: Annotated[
+        int | None,
+        typer.Option(
+            help="With --alerts: background load in readings/s while the probes run (default 2000)."
+        ),
+    ] = None,
+    rate: Annotated[int | None, typer.Option(hidden=True, help="Old name of --background.")] = None,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline",
+            help="First run a plain paho-mqtt → InfluxDB bridge (5,000 points or 1 s per write, no Kafka) "
+            "on its own private Mosquitto + InfluxDB under the same load; report baseline_readings_per_s "
+            "and ratio_to_baseline for analytics off (and on, with --analytics).",
+        ),
+    ] = False,
+    runs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Repeat the sequence (baseline, off, on) this many times, alternating; report medians.",
+        ),
+    ] = 1,
 ) -> None:
     """Push N readings MQTT → Kafka → Faust → InfluxDB on a private stack and measure it.
 
@@ -167,7 +187,7 @@ def bench(
 
         raise typer.Exit(
             run_alert_bench(
-                rate=rate,
+                rate=background if background is not None else rate if rate is not None else 2000,
                 per_message=per_message,
                 devices=devices,
                 probes=probes,
@@ -187,6 +207,8 @@ def bench(
             workers=workers,
             analytics=analytics,
             durable=durable,
+            baseline=baseline,
+            runs=runs,
         )
     )
 

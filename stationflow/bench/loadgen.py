@@ -425,6 +425,7 @@ class LoadResult:
     resent: int = 0  # messages sent again (DUP) after the broker went away
     reconnects: int = 0
     unrouted: int = 0  # acknowledged with 0x10 "no matching subscribers": dropped by the broker
+    probe_cpu_seconds: float = 0.0  # CPU the probe process spent publishing probes
 
     @property
     def readings_per_s(self) -> float:
@@ -479,6 +480,7 @@ def _probe_main(
     try:
         if not start_event.wait(READY_TIMEOUT_S):
             raise LoadError("no start signal")
+        cpu = time.process_time()
         sent = probe_worker(
             job.host,
             job.port,
@@ -488,7 +490,7 @@ def _probe_main(
             username=job.username,
             password=job.password,
         )
-        out.put(("probe", -1, sent))
+        out.put(("probe", -1, (sent, time.process_time() - cpu)))
     except Exception as exc:  # noqa: BLE001 - the parent raises it as LoadError
         out.put(("error", -1, _describe("probe", exc)))
 
@@ -568,11 +570,13 @@ def run_load(
     timeout_s: float | None = None,
     start: datetime | None = None,
     rate: float | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> LoadResult:
     """Publish ``readings`` readings from ``processes`` processes plus latency probes.
 
     ``rate``: readings/s of all publishers together, as a fleet would send them; None: as
-    fast as the broker acknowledges.
+    fast as the broker acknowledges. ``on_start`` is called when the publishers are told to
+    start (after they rendered their messages): the first publish.
     """
     schedule = plan(readings, devices=devices, per_message=per_message, start=start or datetime.now(UTC))
     budget = timeout_s if timeout_s is not None else 120.0 + readings / 5000.0
@@ -595,6 +599,8 @@ def run_load(
         children.wait_for("ready", shards, time.monotonic() + READY_TIMEOUT_S, on_progress)
         go.set()
         started = time.monotonic()
+        if on_start is not None:
+            on_start()
         results = children.wait_for("done", shards, started + budget, on_progress)
         seconds = time.monotonic() - started
         stop.set()
@@ -607,10 +613,11 @@ def run_load(
         readings=sum(r.readings for r in results),
         messages=sum(r.messages for r in results),
         seconds=seconds,
-        probes=int(probes[0]),
+        probes=int(probes[0][0]),
         start=schedule.start,
         cpu_seconds=sum(r.cpu_seconds for r in results),
         resent=sum(r.resent for r in results),
         reconnects=sum(r.reconnects for r in results),
         unrouted=sum(r.unrouted for r in results),
+        probe_cpu_seconds=float(probes[0][1]),
     )

@@ -14,12 +14,24 @@ With analytics on (``--analytics`` runs the same load twice, analytics off and o
 also waits until the analytics agent has consumed every ``readings.clean`` record (its
 consumer group's committed offsets reach the end offsets), and ``analytics_readings_per_s``
 is readings ÷ (first publish → analytics caught up).
+
+``--baseline`` first runs the plain paho → InfluxDB bridge (:mod:`stationflow.bench.baseline`)
+on its own private Mosquitto + InfluxDB under the same load, counted the same way, and reports
+``ratio_to_baseline`` (off: stationflow's readings/s ÷ the bridge's; on: readings ÷ time until
+the analytics caught up, ÷ the bridge's). ``--runs N`` repeats the sequence alternating and
+reports medians.
+
+``cpu_us_per_reading``: each stage's CPU-seconds over the run (psutil at the end of the run, so
+exact for the processes still alive; the load generator's processes report their own) ÷
+readings stored. The worker runs the raw stage and the analytics in one process: the
+analytics' figure is the worker's CPU per reading with analytics on minus off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import sys
 import tempfile
 import threading
@@ -34,19 +46,39 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stationflow.bench.sampler import Sampler
+from stationflow.bench.baseline import READY_LINE
+from stationflow.bench.sampler import Sampler, stage_cpu
 from stationflow.stack.components import influx_query
 from stationflow.stack.monitor import scrape_counter
 from stationflow.stack.pipeline import Pipeline
 from stationflow.stack.ports import free_port
+from stationflow.stack.procs import ManagedProcess
 
-__all__ = ["run_bench"]
+__all__ = ["Load", "run_bench"]
 
 POLL_S = 0.05  # probe poll interval: the latency resolution
-COUNT_EVERY_S = 0.5  # how often the stored total is counted
+COUNT_EVERY_S = 0.5  # how often the stored total is counted while publishing
+COUNT_FINAL_S = 0.1  # … and once everything is published (the end of the run is seen this late)
+BRIDGE_READY_S = 30.0
 STALL_S = 60.0  # give up waiting when the stored count has not moved for this long
 MEASUREMENT = "sensor"  # bench metrics m0..mN are generic, so they land in `sensor`
 PROBE_DEVICE = "bench-probe"
+ANALYTICS_STAGE = "analytics (worker on - off)"
+# stage → process names (a name's part before "-": ingest-2 is a collector too)
+STATIONFLOW_STAGES: dict[str, tuple[str, ...]] = {
+    "collector": ("ingest",),
+    "worker": ("streams",),
+    "tansu": ("tansu",),
+    "mosquitto": ("mosquitto",),
+    "influxdb": ("influxd",),
+    "loadgen": ("loadgen",),
+}
+BASELINE_STAGES: dict[str, tuple[str, ...]] = {
+    "bridge": ("bridge",),
+    "mosquitto": ("mosquitto",),
+    "influxdb": ("influxd",),
+    "loadgen": ("loadgen",),
+}
 
 
 @dataclass
@@ -87,6 +119,16 @@ def _percentile(values: list[float], q: float) -> float:
     return round(values[index], 1)
 
 
+@dataclass(frozen=True)
+class Load:
+    """The load every run of one bench gets (the same for the baseline and stationflow)."""
+
+    readings: int
+    per_message: int
+    publishers: int
+    devices: int
+
+
 def run_bench(
     *,
     readings: int,
@@ -98,64 +140,149 @@ def run_bench(
     workers: int = 1,
     analytics: bool = False,
     durable: bool = False,
+    baseline: bool = False,
+    runs: int = 1,
 ) -> int:
-    """Run the benchmark; print JSON or a table; return the exit code (1 if anything was lost).
+    """Run the benchmark; print JSON or a table; return the exit code (1 if a run failed or lost).
 
-    ``analytics``: run twice, analytics off then on, and report both. ``durable``: run the
-    stack as ``stationflow up`` does (Mosquitto persistence, the Kafka state archive
-    mirroring changelogs and dead letters), to measure what durability costs.
+    ``analytics``: run analytics off then on, and report both. ``durable``: run the stack as
+    ``stationflow up`` does (Mosquitto persistence, the Kafka state archive mirroring
+    changelogs and dead letters), to measure what durability costs. ``baseline``: first run
+    the plain paho → InfluxDB bridge (:mod:`stationflow.bench.baseline`) under the same load
+    and report stationflow's readings/s as a ratio of its. ``runs``: repeat the sequence
+    (baseline, off, on) that many times, alternating, and report medians.
     """
+    if runs < 1:
+        raise ValueError("runs must be at least 1")
     console = Console(stderr=True, quiet=as_json)
-    kwargs: dict[str, Any] = {
-        "readings": readings,
-        "per_message": per_message,
-        "publishers": publishers,
-        "devices": devices,
-        "collectors": collectors,
-        "workers": workers,
-        "durable": durable,
-    }
-    if not analytics:
-        result = _run_once(console, analytics=False, **kwargs)
-        if as_json:
-            print(json.dumps(result))  # noqa: T201 - the command's output
-        else:
-            _print_table(Console(), result)
-        return 0 if result["lost"] == 0 and not result["failed"] else 1
-    console.print("[bold]run 1 of 2: analytics off")
-    off = _run_once(console, analytics=False, **kwargs)
-    console.print("[bold]run 2 of 2: analytics on")
-    on = _run_once(console, analytics=True, **kwargs)
-    comparison = {
+    load = Load(readings, per_message, publishers, devices)
+    kinds = (["baseline"] if baseline else []) + ["analytics_off"] + (["analytics_on"] if analytics else [])
+    rounds: list[dict[str, Any]] = []
+    for n in range(1, runs + 1):
+        done: dict[str, dict[str, Any]] = {}
+        for i, kind in enumerate(kinds, 1):
+            step = f"run {n} of {runs}, " if runs > 1 else ""
+            console.print(f"[bold]{step}{i} of {len(kinds)}: {kind.replace('_', ' ')}")
+            if kind == "baseline":
+                done[kind] = _run_baseline(console, load)
+            else:
+                on = kind == "analytics_on"
+                done[kind] = _run_once(
+                    console, load, analytics=on, collectors=collectors, workers=workers, durable=durable
+                )
+        rounds.append(_round(done))
+    if not baseline and runs == 1:
+        out = rounds[0]["analytics_off"] if not analytics else _comparison(rounds[0])
+    else:
+        out = _summary(rounds)
+    if as_json:
+        print(json.dumps(out))  # noqa: T201 - the command's output
+    else:
+        _print_all(Console(), rounds, out if (baseline or runs > 1) else None)
+    return 0 if all(_ok(r) for rnd in rounds for r in _runs_of(rnd)) else 1
+
+
+def _runs_of(rnd: dict[str, Any]) -> list[dict[str, Any]]:
+    return [rnd[k] for k in ("baseline", "analytics_off", "analytics_on") if k in rnd]
+
+
+def _ok(result: dict[str, Any]) -> bool:
+    """A run counts: the load ran, nothing was lost, and (analytics on) the analytics caught up."""
+    caught_up = result.get("analytics_caught_up", True) if result.get("analytics") else True
+    return not result["failed"] and result["lost"] == 0 and bool(caught_up)
+
+
+def _round(done: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One round's runs plus what is computed across them: analytics CPU, ratios to the baseline."""
+    rnd: dict[str, Any] = dict(done)
+    off, on, base = done.get("analytics_off"), done.get("analytics_on"), done.get("baseline")
+    if off is not None and on is not None:
+        # one process runs the raw stage and the analytics: their cost is the difference
+        worker_on, worker_off = on["cpu_s_exact"]["worker"], off["cpu_s_exact"]["worker"]
+        on["cpu_us_per_reading"][ANALYTICS_STAGE] = _us(
+            worker_on / max(on["stored"], 1) - worker_off / max(off["stored"], 1)
+        )
+        rnd["ratio_on_off"] = round(on["analytics_readings_per_s"] / max(off["readings_per_s"], 1), 3)
+    if base is not None:
+        # a ratio to a baseline run that did not count is no ratio
+        b = base["readings_per_s"] if _ok(base) and base["readings_per_s"] > 0 else None
+        rnd["baseline_readings_per_s"] = base["readings_per_s"]
+        rnd["ratio_to_baseline"] = {"off": round(off["readings_per_s"] / b, 3) if off and b else None}
+        if on is not None:
+            rnd["ratio_to_baseline"]["on"] = round(on["analytics_readings_per_s"] / b, 3) if b else None
+    return rnd
+
+
+def _comparison(rnd: dict[str, Any]) -> dict[str, Any]:
+    """Analytics off vs on, one run each (the shape ``--analytics --json`` has always printed)."""
+    off, on = rnd["analytics_off"], rnd["analytics_on"]
+    return {
         "analytics_off": off,
         "analytics_on": on,
         "readings_per_s_off": off["readings_per_s"],
         "readings_per_s_on": on["analytics_readings_per_s"],
-        "ratio_on_off": round(on["analytics_readings_per_s"] / max(off["readings_per_s"], 1), 3),
+        "ratio_on_off": rnd["ratio_on_off"],
+        "cpu_us_per_reading": {
+            "analytics_off": off["cpu_us_per_reading"],
+            "analytics_on": on["cpu_us_per_reading"],
+        },
+        "worker_peak_rss_mb": {"off": off["worker_peak_rss_mb"], "on": on["worker_peak_rss_mb"]},
     }
-    if as_json:
-        print(json.dumps(comparison))  # noqa: T201 - the command's output
-    else:
-        for title, r in (("analytics off", off), ("analytics on", on)):
-            _print_table(Console(), r, title)
-    ok = not off["failed"] and not on["failed"] and on.get("analytics_caught_up")
-    return 0 if ok and off["lost"] == 0 and on["lost"] == 0 else 1
+
+
+def _median(values: list[float | int | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 3) if present else None
+
+
+def _summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every run, and the medians over the rounds of each figure (per stage for the CPU)."""
+    kinds = [k for k in ("baseline", "analytics_off", "analytics_on") if k in rounds[0]]
+    per_s = {
+        "baseline": "readings_per_s",
+        "analytics_off": "readings_per_s",
+        "analytics_on": "analytics_readings_per_s",
+    }
+    cpu: dict[str, dict[str, float | None]] = {}
+    for kind in kinds:
+        stages = list(dict.fromkeys(s for rnd in rounds for s in rnd[kind]["cpu_us_per_reading"]))
+        cpu[kind] = {s: _median([rnd[kind]["cpu_us_per_reading"].get(s) for rnd in rounds]) for s in stages}
+    out: dict[str, Any] = {
+        "runs": rounds,
+        "rounds": len(rounds),
+        "lost": {kind: [rnd[kind]["lost"] for rnd in rounds] for kind in kinds},
+        "failed": [r["failed"] for rnd in rounds for r in _runs_of(rnd) if r["failed"]],
+        "cpu_us_per_reading": cpu,
+    }
+    for kind in kinds:
+        key = "baseline_readings_per_s" if kind == "baseline" else f"readings_per_s_{kind.split('_')[1]}"
+        out[key] = _median([rnd[kind][per_s[kind]] for rnd in rounds])
+    if "baseline" in kinds:
+        out["ratio_to_baseline"] = {
+            side: _median([rnd["ratio_to_baseline"].get(side) for rnd in rounds])
+            for side in ("off", "on")
+            if f"analytics_{side}" in kinds
+        }
+    if "analytics_on" in kinds:
+        out["ratio_on_off"] = _median([rnd["ratio_on_off"] for rnd in rounds])
+    out["worker_peak_rss_mb"] = {
+        kind.split("_")[1]: max(rnd[kind]["worker_peak_rss_mb"] for rnd in rounds)
+        for kind in kinds
+        if kind != "baseline"
+    }
+    return out
 
 
 def _run_once(
     console: Console,
+    load: Load,
     *,
     analytics: bool,
-    readings: int,
-    per_message: int,
-    publishers: int,
-    devices: int,
     collectors: int,
     workers: int,
     durable: bool = False,
 ) -> dict[str, Any]:
-    from stationflow.bench.loadgen import run_load
-
+    """One stationflow run: a fresh private stack, the load, the counts."""
     with tempfile.TemporaryDirectory(prefix="stationflow-bench-") as tmp:
         pipeline = Pipeline(
             Path(tmp),
@@ -179,18 +306,7 @@ def _run_once(
             pids.update({k: p.pid for k, p in pipeline.services.items() if p.pid})
             sampler = Sampler(pids)
             sampler.start()
-            result = _drive(
-                console,
-                ep.mqtt_host,
-                ep.mqtt_port,
-                ep.influx_url,
-                ep.influx_db,
-                run_load,
-                readings=readings,
-                per_message=per_message,
-                publishers=publishers,
-                devices=devices,
-            )
+            result = _drive(console, ep.mqtt_host, ep.mqtt_port, ep.influx_url, ep.influx_db, load)
             result["analytics"] = analytics
             result["durable"] = durable
             if analytics:
@@ -201,19 +317,91 @@ def _run_once(
                         if name.startswith("streams")
                     ]
                     caught_up = _wait_analytics(ep.kafka, "readings.clean", urls)
-                elapsed = (caught_up or time.monotonic()) - result.pop("started")
+                elapsed = (caught_up or time.monotonic()) - result["started"]
                 result["analytics_caught_up"] = caught_up is not None
                 result["analytics_seconds"] = round(elapsed, 2)
                 result["analytics_readings_per_s"] = round(result["stored"] / max(elapsed, 1e-9))
-            else:
-                result.pop("started")
-            sampler.stop_event.set()
-            sampler.sample()
-            result["rss_mb"] = {k: round(v, 1) for k, v in sampler.peak.items()}
-            result["cpu_s"] = {k: round(v, 1) for k, v in sampler.cpu.items()}
-    result["machine"] = {"cpus": psutil.cpu_count(), "python": sys.version.split()[0]}
-    result["processes"] = {"collectors": collectors, "workers": workers, "publishers": publishers}
+            _finish(result, sampler, STATIONFLOW_STAGES)
+    result["processes"] = {"collectors": collectors, "workers": workers, "publishers": load.publishers}
     return result
+
+
+def _run_baseline(console: Console, load: Load) -> dict[str, Any]:
+    """One baseline run: the plain bridge on its own private Mosquitto + InfluxDB, the same load."""
+    with tempfile.TemporaryDirectory(prefix="stationflow-bench-baseline-") as tmp:
+        # the same infrastructure with the same configs; Kafka stays unused
+        pipeline = Pipeline(
+            Path(tmp), ports={"kafka": free_port(), "mqtt": free_port(), "influx": free_port()}
+        )
+        with pipeline:
+            with console.status("starting the stack…") as status:
+                ep = pipeline.start_infra(on_step=lambda s: status.update(f"starting {s}…"))
+                status.update("starting the baseline bridge…")
+                bridge = _start_bridge(ep, Path(tmp) / "logs" / "baseline.log")
+            try:
+                pids = {c.name: c.proc.pid for c in pipeline.components if c.proc.pid and c.name != "tansu"}
+                sampler = Sampler({**pids, "bridge": bridge.pid or 0})
+                sampler.start()
+                result = _drive(console, ep.mqtt_host, ep.mqtt_port, ep.influx_url, ep.influx_db, load)
+                _finish(result, sampler, BASELINE_STAGES)
+            finally:
+                status_code = bridge.stop()
+            result["bridge"] = _bridge_report(bridge.log_path)
+            result["bridge"]["exit_code"] = status_code
+    result["processes"] = {"bridge": 1, "publishers": load.publishers}
+    return result
+
+
+def _start_bridge(ep: Any, log_path: Path) -> ManagedProcess:
+    argv = [sys.executable, "-m", "stationflow.bench.baseline", "--mqtt-host", ep.mqtt_host]
+    argv += ["--mqtt-port", str(ep.mqtt_port), "--influx-url", ep.influx_url, "--db", ep.influx_db]
+    bridge = ManagedProcess("bridge", argv, log_path=log_path)
+    bridge.start()
+
+    def ready() -> bool:
+        return log_path.exists() and READY_LINE in log_path.read_text(errors="replace")
+
+    try:
+        bridge.wait_ready(ready, BRIDGE_READY_S)
+    except BaseException:
+        bridge.stop()
+        raise
+    return bridge
+
+
+def _bridge_report(log_path: Path) -> dict[str, Any]:
+    """The bridge's own exit line (messages, points written / failed, its CPU), as numbers."""
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    lines = [line for line in text.splitlines() if line.startswith("baseline stopped")]
+    if not lines:
+        return {"stopped_cleanly": False}
+    fields = dict(part.split("=", 1) for part in lines[-1].split()[2:] if "=" in part)
+    report: dict[str, Any] = {k: float(v) if "." in v else int(v) for k, v in fields.items()}
+    report["stopped_cleanly"] = True
+    return report
+
+
+def _finish(result: dict[str, Any], sampler: Sampler, stages: dict[str, tuple[str, ...]]) -> None:
+    """Final sample (exact CPU of the processes still alive), RSS, CPU and CPU µs per reading."""
+    sampler.stop_event.set()
+    sampler.sample()
+    load_result = result.pop("load_result", None)
+    cpu = dict(sampler.cpu)
+    if load_result is not None:  # the load generator's processes have exited: they report their CPU
+        cpu["loadgen"] = float(load_result.cpu_seconds + load_result.probe_cpu_seconds)
+    result.pop("started", None)
+    result["rss_mb"] = {k: round(v, 1) for k, v in sampler.peak.items()}
+    result["cpu_s"] = {k: round(v, 2) for k, v in cpu.items()}
+    per_stage = stage_cpu(cpu, stages)
+    result["cpu_s_exact"] = per_stage
+    result["cpu_us_per_reading"] = {k: _us(v / max(result["stored"], 1)) for k, v in per_stage.items()}
+    workers = [v for k, v in sampler.peak.items() if k.split("-")[0] == "streams"]
+    result["worker_peak_rss_mb"] = round(max(workers), 1) if workers else None
+    result["machine"] = {"cpus": psutil.cpu_count(), "python": sys.version.split()[0]}
+
+
+def _us(seconds_per_reading: float) -> float:
+    return round(seconds_per_reading * 1e6, 2)
 
 
 def _wait_analytics(bootstrap: str, topic: str, metrics_urls: list[str]) -> float | None:
@@ -244,44 +432,43 @@ def _wait_analytics(bootstrap: str, topic: str, metrics_urls: list[str]) -> floa
 
 
 def _drive(
-    console: Console,
-    mqtt_host: str,
-    mqtt_port: int,
-    influx_url: str,
-    db: str,
-    run_load: Any,
-    *,
-    readings: int,
-    per_message: int,
-    publishers: int,
-    devices: int,
+    console: Console, mqtt_host: str, mqtt_port: int, influx_url: str, db: str, load: Load
 ) -> dict[str, Any]:
+    """Run the load and count what is stored until everything is, or nothing moved for ``STALL_S``.
+
+    The clock starts when the publishers are told to go (after they rendered their messages)
+    and stops when the stored count last changed; once everything is published the count is
+    taken every ``COUNT_FINAL_S`` so the end is seen promptly.
+    """
+    from stationflow.bench.loadgen import run_load
+
     probes = _Probes()
     published = {"n": 0}
     load_out: dict[str, Any] = {}
+    clock = {"started": time.monotonic()}
 
     def on_progress(n: int) -> None:
         published["n"] = n
 
-    def load() -> None:
+    def on_start() -> None:
+        clock["started"] = time.monotonic()
+
+    def run() -> None:
         try:
-            load_out["result"] = _call_load()
+            load_out["result"] = run_load(
+                mqtt_host,
+                mqtt_port,
+                readings=load.readings,
+                per_message=load.per_message,
+                processes=load.publishers,
+                devices=load.devices,
+                on_progress=on_progress,
+                on_start=on_start,
+            )
         except Exception as exc:  # noqa: BLE001 - reported as the run's failure, exit code 1
             load_out["error"] = f"{type(exc).__name__}: {exc}"
 
-    def _call_load() -> Any:
-        return run_load(
-            mqtt_host,
-            mqtt_port,
-            readings=readings,
-            per_message=per_message,
-            processes=publishers,
-            devices=devices,
-            on_progress=on_progress,
-        )
-
-    started = time.monotonic()
-    loader = threading.Thread(target=load, daemon=True)
+    loader = threading.Thread(target=run, daemon=True)
     loader.start()
     stored, last_change, last_count = 0, time.monotonic(), 0.0
     progress = Progress(
@@ -292,36 +479,38 @@ def _drive(
         console=console,
     )
     with progress:
-        pub_task = progress.add_task("published", total=readings)
-        store_task = progress.add_task("stored   ", total=readings)
+        pub_task = progress.add_task("published", total=load.readings)
+        store_task = progress.add_task("stored   ", total=load.readings)
         while True:
             probes.poll(influx_url, db)
             now = time.monotonic()
-            if now - last_count >= COUNT_EVERY_S:
+            every = COUNT_FINAL_S if published["n"] >= load.readings else COUNT_EVERY_S
+            if now - last_count >= every:
                 last_count = now
                 count = _stored(influx_url, db)
                 if count != stored:
                     stored, last_change = count, now
             progress.update(pub_task, completed=published["n"])
             progress.update(store_task, completed=stored)
-            if not loader.is_alive() and (stored >= readings or "error" in load_out):
+            if not loader.is_alive() and (stored >= load.readings or "error" in load_out):
                 break
-            if now - last_change > STALL_S:
+            if now - max(last_change, clock["started"]) > STALL_S:
                 break
             time.sleep(POLL_S)
-    finished = last_change
     loader.join(timeout=5)
+    started = clock["started"]
     load_result = load_out.get("result")
-    sent = int(getattr(load_result, "readings", readings)) if load_result else published["n"]
+    sent = int(load_result.readings) if load_result else published["n"]
     lat = probes.latencies_ms()
-    elapsed = max(finished - started, 1e-9)
-    failed = _failure(load_out.get("error"), readings=readings, sent=sent, stored=stored)
+    elapsed = max(last_change - started, 1e-9)
+    failed = _failure(load_out.get("error"), readings=load.readings, sent=sent, stored=stored)
     if failed:
         console.print(f"[bold red]bench failed: {failed}")
     return {
         "failed": failed,
         "started": started,
-        "readings": readings,
+        "load_result": load_result,
+        "readings": load.readings,
         "published": sent,
         "stored": stored,
         "lost": max(0, sent - stored),
@@ -330,10 +519,9 @@ def _drive(
         "unrouted": int(getattr(load_result, "unrouted", 0)),
         "seconds": round(elapsed, 2),
         "readings_per_s": round(stored / elapsed),
-        "publish_readings_per_s": round(sent / getattr(load_result, "seconds", elapsed))
-        if load_result
-        else None,
-        "per_message": per_message,
+        "publish_readings_per_s": round(sent / load_result.seconds) if load_result else None,
+        "per_message": load.per_message,
+        "devices": load.devices,
         "latency_ms": {
             "p50": _percentile(lat, 50),
             "p95": _percentile(lat, 95),
@@ -356,8 +544,66 @@ def _failure(error: str | None, *, readings: int, sent: int, stored: int) -> str
     return None
 
 
+def _print_all(console: Console, rounds: list[dict[str, Any]], summary: dict[str, Any] | None) -> None:
+    """Each run's table; with a baseline or several rounds, the per-round and median figures."""
+    titles = {"baseline": "baseline bridge", "analytics_off": "analytics off", "analytics_on": "analytics on"}
+    for n, rnd in enumerate(rounds, 1):
+        for kind in ("baseline", "analytics_off", "analytics_on"):
+            if kind in rnd:
+                prefix = f"run {n}: " if len(rounds) > 1 else ""
+                _print_table(console, rnd[kind], prefix + titles[kind])
+    if summary is not None:
+        _print_rounds(console, rounds, summary)
+        _print_stages(console, summary["cpu_us_per_reading"])
+
+
+def _print_rounds(console: Console, rounds: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    table = Table(title="readings/s per run (on: until the analytics caught up) and ratio to the baseline")
+    cols = [("baseline", "baseline"), ("analytics_off", "off"), ("analytics_on", "on")]
+    cols = [(k, label) for k, label in cols if k in rounds[0]]
+    table.add_column("run")
+    for _, label in cols:
+        table.add_column(f"{label} r/s", justify="right")
+    base = "baseline" in rounds[0]
+    for _, label in cols[1:] if base else []:
+        table.add_column(f"ratio {label}", justify="right")
+    table.add_column("lost", justify="right")
+    for n, rnd in enumerate(rounds, 1):
+        rates = [
+            rnd[k]["analytics_readings_per_s" if k == "analytics_on" else "readings_per_s"] for k, _ in cols
+        ]
+        ratios = [rnd["ratio_to_baseline"].get(label) for _, label in cols[1:]] if base else []
+        lost = " / ".join(str(rnd[k]["lost"]) for k, _ in cols)
+        table.add_row(str(n), *(f"{v:,}" for v in rates), *(str(v) for v in ratios), lost)
+    keys = ["baseline_readings_per_s" if k == "baseline" else f"readings_per_s_{label}" for k, label in cols]
+    ratio = summary.get("ratio_to_baseline", {})
+    table.add_row(
+        "[bold]median",
+        *(f"[bold]{summary[k]:,.0f}" for k in keys),
+        *(f"[bold]{ratio.get(label)}" for _, label in (cols[1:] if base else [])),
+        "",
+    )
+    console.print(table)
+    rss = summary.get("worker_peak_rss_mb", {})
+    console.print("[bold]worker peak RSS MB: " + ", ".join(f"analytics {k} {v}" for k, v in rss.items()))
+
+
+def _print_stages(console: Console, cpu: dict[str, dict[str, float | None]]) -> None:
+    table = Table(title="CPU µs per reading per stage (median over the runs)")
+    table.add_column("stage")
+    for kind in cpu:
+        table.add_column(kind.replace("_", " "), justify="right")
+    stages = list(dict.fromkeys(s for figures in cpu.values() for s in figures))
+    for stage in stages:
+        table.add_row(stage, *("-" if cpu[k].get(stage) is None else f"{cpu[k][stage]:.2f}" for k in cpu))
+    totals = [sum(v for s, v in cpu[k].items() if v is not None and s != ANALYTICS_STAGE) for k in cpu]
+    table.add_row("[bold]total (analytics is inside worker)", *(f"[bold]{t:.2f}" for t in totals))
+    console.print(table)
+
+
 def _print_table(console: Console, r: dict[str, Any], title: str = "") -> None:
-    table = Table(title=f"stationflow bench: MQTT → Kafka → Faust → InfluxDB {title}".strip())
+    pipeline = "MQTT → paho bridge → InfluxDB" if "bridge" in r else "MQTT → Kafka → Faust → InfluxDB"
+    table = Table(title=f"stationflow bench: {pipeline} {title}".strip())
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("readings published", f"{r['published']:,}")
@@ -370,8 +616,12 @@ def _print_table(console: Console, r: dict[str, Any], title: str = "") -> None:
     table.add_row("end-to-end readings/s", f"{r['readings_per_s']:,}")
     if r.get("analytics"):
         table.add_row("readings/s incl. analytics caught up", f"{r['analytics_readings_per_s']:,}")
+    if r.get("worker_peak_rss_mb") is not None:
+        table.add_row("[bold]worker peak RSS MB", f"[bold]{r['worker_peak_rss_mb']}")
     lat = r["latency_ms"]
     table.add_row("latency p50 / p95 / p99 ms", f"{lat['p50']} / {lat['p95']} / {lat['p99']}")
+    for stage, us in r["cpu_us_per_reading"].items():
+        table.add_row(f"CPU µs per reading: {stage}", f"{us:.2f}")
     for name, rss in r["rss_mb"].items():
         table.add_row(f"peak RSS {name} MB", f"{rss}  (cpu {r['cpu_s'].get(name, '-')} s)")
     console.print(table)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 
 import psutil
 
-__all__ = ["Sampler"]
+__all__ = ["Sampler", "stage_cpu"]
 
 RSS_EVERY_S = 0.5
 
@@ -56,3 +57,11 @@ class Sampler(threading.Thread):
 def _cpu(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return float(times.user + times.system)
+
+
+def stage_cpu(cpu_s: Mapping[str, float], stages: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """CPU seconds per stage: the sum over the processes whose name (before any ``-N``) it lists."""
+    return {
+        stage: sum(v for name, v in cpu_s.items() if name.rsplit("-", 1)[0] in names or name in names)
+        for stage, names in stages.items()
+    }

@@ -1,0 +1,140 @@
+"""The baseline bridge's pure parts: its line protocol equals stationflow's, and its batching."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stationflow.bench.baseline import Batcher, message_lines
+from stationflow.bench.loadgen import plan, probe_payload
+from stationflow.bench.sampler import stage_cpu
+from stationflow.contracts import Reading, ReadingBatch
+from streams.lineprotocol import batch_lines
+
+START = datetime(2026, 11, 21, 8, 0, 0, 123000, tzinfo=UTC)
+
+
+def stationflow_lines(topic: str, payload: bytes) -> list[str]:
+    """What the worker writes for this MQTT message (the collector's batch, then the raw stage's lines)."""
+    device = topic.split("/")[1]
+    readings = [Reading.model_validate(r) for r in json.loads(payload)["readings"]]
+    batch = ReadingBatch(device_id=device, received_at=START, source=f"mqtt:{topic}", readings=readings)
+    return batch_lines(batch)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    k=st.integers(min_value=0, max_value=50_000),
+    devices=st.integers(min_value=1, max_value=99_999),
+    per_message=st.integers(min_value=1, max_value=12),
+)
+def test_bridge_writes_what_stationflow_writes_for_every_bench_message(
+    k: int, devices: int, per_message: int
+) -> None:
+    schedule = plan(100_000 * per_message, devices=devices, per_message=per_message, start=START)
+    message = schedule.render(k)
+    lines = message_lines(message.topic.split("/")[1], json.loads(message.payload))
+    assert lines == stationflow_lines(message.topic, message.payload)
+    assert len(lines) == 1 and lines[0].count("=") == 1 + message.readings  # device tag + one field each
+
+
+def test_probe_lines_match_too() -> None:
+    payload = probe_payload(7, 1_795_248_000_123)
+    topic = "devices/bench-probe/readings"
+    assert message_lines("bench-probe", json.loads(payload)) == stationflow_lines(topic, payload)
+    assert message_lines("bench-probe", json.loads(payload)) == [
+        "sensor,device=bench-probe probe=7.0 1795248000123000000"
+    ]
+
+
+def test_readings_of_one_message_at_two_instants_are_two_points() -> None:
+    payload = {
+        "readings": [
+            {"metric": "m0", "value": 1, "ts": "2026-11-21T08:00:00Z"},
+            {"metric": "m1", "value": 2.5, "ts": "2026-11-21T08:00:00Z"},
+            {"metric": "m0", "value": 3, "ts": "2026-11-21T08:00:01.5+00:00"},
+        ]
+    }
+    assert message_lines("a b", payload) == [
+        r"sensor,device=a\ b m0=1.0,m1=2.5 1795248000000000000",
+        r"sensor,device=a\ b m0=3.0 1795248001500000000",
+    ]
+
+
+class Recorder:
+    """A write function that records bodies (and fails the first ``fail`` calls)."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.bodies: list[bytes] = []
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def __call__(self, body: bytes) -> None:
+        with self.lock:
+            if self.fail:
+                self.fail -= 1
+                raise OSError("refused")
+            self.bodies.append(body)
+
+
+def wait_until(check: Callable[[], object], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_full_batch_is_written_at_once_and_in_batches_of_at_most_max_points() -> None:
+    write = Recorder()
+    batcher = Batcher(write, max_points=100, max_wait_s=60.0)
+    batcher.start()
+    batcher.add([f"p{i}" for i in range(250)])
+    assert wait_until(lambda: len(write.bodies) == 2)  # two full batches long before the 60 s wait
+    assert [b.count(b"\n") + 1 for b in write.bodies] == [100, 100]
+    batcher.close()
+    assert len(write.bodies) == 3 and write.bodies[2].count(b"\n") + 1 == 50  # close flushes the rest
+    assert batcher.written == 250 and batcher.failed == 0
+    assert b"\n".join(write.bodies).split(b"\n") == [f"p{i}".encode() for i in range(250)]
+
+
+def test_a_partial_batch_is_written_after_the_wait() -> None:
+    write = Recorder()
+    batcher = Batcher(write, max_points=5000, max_wait_s=0.2)
+    batcher.start()
+    added = time.monotonic()
+    batcher.add(["a", "b"])
+    assert wait_until(lambda: write.bodies, timeout=3.0)
+    assert 0.15 <= time.monotonic() - added < 3.0
+    assert write.bodies == [b"a\nb"]
+    batcher.close()
+    assert batcher.written == 2
+
+
+def test_a_failed_write_is_retried_and_counted_when_it_keeps_failing() -> None:
+    write = Recorder(fail=1)
+    batcher = Batcher(write, max_points=2, max_wait_s=60.0)
+    batcher.start()
+    batcher.add(["a", "b"])
+    batcher.close()
+    assert write.bodies == [b"a\nb"] and batcher.written == 2 and batcher.requests == 2
+
+    always = Recorder(fail=10)
+    failing = Batcher(always, max_points=1, max_wait_s=60.0)
+    failing.start()
+    failing.add(["x"])
+    failing.close()
+    assert failing.written == 0 and failing.failed == 1 and failing.requests == 3
+
+
+def test_stage_cpu_sums_the_instances_of_a_stage() -> None:
+    cpu = {"ingest": 1.0, "ingest-2": 0.5, "streams": 2.0, "tansu": 0.25, "loadgen": 0.1}
+    stages = {"collector": ("ingest",), "worker": ("streams",), "tansu": ("tansu",), "influxdb": ("influxd",)}
+    assert stage_cpu(cpu, stages) == {"collector": 1.5, "worker": 2.0, "tansu": 0.25, "influxdb": 0.0}
