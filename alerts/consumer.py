@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerts import metrics
 from alerts.lifecycle import apply_event, apply_sync
 from stationflow.contracts import AlertEvent, AlertSync
-from stationflow.kafka import start_with_retry
+from stationflow.kafka import FETCH_MAX_WAIT_MS, start_with_retry
 
 __all__ = ["EventConsumer"]
 
@@ -61,6 +61,7 @@ class EventConsumer:
         on_change: Callable[[int], None],
         sync_topic: str | None = None,
         sync_grace_s: float = 30.0,
+        fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -71,6 +72,7 @@ class EventConsumer:
         self.on_change = on_change
         self.sync_topic = sync_topic
         self.sync_grace = timedelta(seconds=sync_grace_s)
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.ready = asyncio.Event()
 
     def apply(self, events: list[Item]) -> list[int]:
@@ -130,15 +132,21 @@ class EventConsumer:
         metrics.RECONCILED.inc(reconciled)
         return changed
 
-    async def run(self) -> None:
-        """Until cancelled."""
-        consumer = AIOKafkaConsumer(
+    def kafka_consumer(self) -> AIOKafkaConsumer:
+        """The (not yet started) group member on the alert topics."""
+        return AIOKafkaConsumer(
             *([self.topic] if self.sync_topic is None else [self.topic, self.sync_topic]),
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # an alert event is fetched within about half of this on Tansu (see FETCH_MAX_WAIT_MS)
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
         )
+
+    async def run(self) -> None:
+        """Until cancelled."""
+        consumer = self.kafka_consumer()
         await start_with_retry("alert events consumer", consumer.start)
         self.ready.set()
         logger.info("consuming alert events topic=%s group=%s", self.topic, self.group_id)

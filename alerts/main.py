@@ -195,6 +195,7 @@ def create_app(
             on_change=changed,
             sync_topic=settings.topic(topics.ALERT_SYNC),
             sync_grace_s=settings.alerts_sync_grace_s,
+            fetch_max_wait_ms=settings.alerts_fetch_max_wait_ms,
         )
         app.state.consumer = consumer
 

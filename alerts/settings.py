@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
+from stationflow.kafka import FETCH_MAX_WAIT_MS
 from stationflow.settings import CommonSettings
 
 __all__ = ["AlertsSettings"]
@@ -17,6 +18,9 @@ class AlertsSettings(CommonSettings):
     alerts_port: int = 8090
     alerts_admin_key: SecretStr | None = None  # accepted from the first start on
     alerts_group_id: str = "stationflow-alerts"
+    # Longest the broker may hold a fetch of alerts.events that found nothing: on Tansu an
+    # event arriving meanwhile waits for it (up to half of it, measured), so it is short.
+    alerts_fetch_max_wait_ms: int = Field(default=FETCH_MAX_WAIT_MS, ge=1)
     # An open alert is reconciled with the analytics' active set (AlertSync) only if nothing
     # happened to it for this long before the snapshot (events in flight, clock skew).
     alerts_sync_grace_s: float = 30.0

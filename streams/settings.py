@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from stationflow.kafka import FETCH_MAX_WAIT_MS
 from stationflow.settings import CommonSettings
 
 __all__ = ["StreamsSettings"]
@@ -26,6 +27,10 @@ class StreamsSettings(CommonSettings):
     streams_session_timeout_s: float = 10.0
     streams_heartbeat_s: float = 2.0
     streams_commit_interval_s: float = 1.0
+    # Longest the broker may hold a fetch that found nothing, for the worker's consumers (the
+    # raw stage's and Faust's, which hard-codes 1500 ms). Tansu answers such a fetch only when
+    # it expires, so a record arriving at an idle consumer waits up to half of it (measured).
+    streams_fetch_max_wait_ms: int = Field(default=FETCH_MAX_WAIT_MS, ge=1)
     streams_metrics_port: int = 9462  # 0 disables the Prometheus endpoint
     # Loopback by default; 0.0.0.0 in a container, so Prometheus can scrape it (compose).
     streams_metrics_bind: str = "127.0.0.1"
@@ -55,7 +60,10 @@ class StreamsSettings(CommonSettings):
     # the alerts it holds raised (AlertSync), so alerts whose state was lost get resolved.
     analytics_sync_s: float = 60.0
     analytics_batch_max: int = 1000
-    analytics_within_s: float = 0.5
+    # The analytics agents take what arrived within this long (up to analytics_batch_max) and
+    # process it: short, so an alert is not held back waiting for a batch to fill; under load
+    # the batch fills while the previous one is processed.
+    analytics_within_s: float = 0.02
 
     @property
     def local_dir(self) -> Path:

@@ -8,15 +8,28 @@ While a background publisher sends the load generator's messages at ``rate`` rea
 (QoS 1, 200 devices by default), one gauge every ``PROBE_EVERY_S`` publishes a level above
 the station's warning level; its alert is one webhook call, and
 ``alert_latency_ms`` is receipt time − publish time of that reading, over every probe.
+
+Where the time goes: after the run the bench reads back ``readings.raw``, ``readings.clean``
+and ``alerts.events`` and takes, for every probe, the Kafka timestamp (the producer's create
+time) of the first record that carries it, and the alert's ``opened_at`` from the alert
+service. ``hops_ms`` gives p50 / p99 per hop: publish → raw record (the collector), raw →
+clean record (the worker's raw stage, including its InfluxDB write), clean → alert event (the
+analytics), alert event → alert stored (the analytics' wait until its batch is durable, the
+alert service's fetch and transaction), stored → signed webhook (outbox and dispatcher). A
+probe whose alert never arrives, arrives twice or unsigned, or a background load that fell
+short of the rate asked for, fails the run (exit 1, with the reasons in ``failures``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import os
 import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,32 +38,86 @@ import httpx
 import orjson
 import paho.mqtt.client as mqtt
 import psutil
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
 from rich.table import Table
 
+from alerts.channels.webhook import verify
 from stationflow.bench.loadgen import format_ts_ms, plan
-from stationflow.bench.receiver import WebhookReceiver
+from stationflow.bench.receiver import Received, WebhookReceiver
+from stationflow.kafka import true_end_offsets
 from stationflow.stack.pipeline import Pipeline
 from stationflow.stack.ports import free_port
-from stationflow.topics import ALERTS
+from stationflow.topics import ALERTS, CLEAN, RAW
+from stationflow.wire import split_bundle
 
-__all__ = ["run_alert_bench"]
+__all__ = ["HOPS", "hop_latencies", "probe_failures", "run_alert_bench"]
 
 PROBE_EVERY_S = 1.0
+PROBE_PREFIX = "alarm-"
 WAIT_AFTER_S = 60.0  # after the load: how long to wait for the last probes' webhooks
+READ_BACK_S = 60.0  # longest read-back of the topics after the run
 WARNING_LEVEL = 10.0
 MAX_BACKGROUND_MESSAGES = 10_000_000  # the background loop's bound (stops with the probes first)
+MIN_BACKGROUND_SHARE = 0.9  # a background load below this share of the rate asked fails the run
 SECRET = "bench-webhook-secret"  # noqa: S105 - a throwaway stack's secret
 
+# The points every probe passes, in order; a hop is two neighbours.
+HOPS = ("publish", "readings_raw", "readings_clean", "alert_event", "alert_stored", "webhook")
 
-def _percentile(values: list[float], q: float) -> float | None:
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return round(ordered[index], 1)
+
+
+def hop_latencies(
+    times: Mapping[str, Mapping[str, float]], points: Sequence[str] = HOPS
+) -> dict[str, dict[str, float | int | None]]:
+    """p50 / p99 / samples (ms) of each hop between neighbouring ``points``.
+
+    ``times[point][probe]`` is when ``probe`` passed ``point`` (seconds, wall clock); a probe
+    missing at either end of a hop is left out of that hop.
+    """
+    out: dict[str, dict[str, float | int | None]] = {}
+    for a, b in itertools.pairwise(points):
+        ms = [(times[b][d] - times[a][d]) * 1000 for d in times.get(a, {}) if d in times.get(b, {})]
+        out[f"{a}_to_{b}"] = {"p50": _percentile(ms, 50), "p99": _percentile(ms, 99), "samples": len(ms)}
+    return out
+
+
+def probe_failures(
+    sent: Sequence[str],
+    received: Mapping[str, int],
+    unsigned: int,
+    *,
+    background_readings_per_s: float,
+    rate: int,
+) -> list[str]:
+    """Why the run failed (empty: it did not): missing or repeated alerts, bad signatures, short load."""
+    failures: list[str] = []
+    missing = [d for d in sent if received.get(d, 0) == 0]
+    if missing:
+        failures.append(f"{len(missing)} of {len(sent)} probes got no webhook: {', '.join(missing[:10])}")
+    repeated = {d: n for d, n in received.items() if n > 1}
+    if repeated:
+        listed = ", ".join(f"{d} x{n}" for d, n in sorted(repeated.items())[:10])
+        failures.append(f"{len(repeated)} probes got their alert more than once: {listed}")
+    unexpected = sorted(d for d in received if d not in sent)
+    if unexpected:
+        failures.append(f"webhooks for devices that sent no probe: {', '.join(unexpected[:10])}")
+    if unsigned:
+        failures.append(f"{unsigned} webhook calls without a valid signature")
+    if background_readings_per_s < MIN_BACKGROUND_SHARE * rate:
+        failures.append(
+            f"the background load reached {background_readings_per_s:,.0f} readings/s "
+            f"of the {rate:,} asked for"
+        )
+    return failures
 
 
 def _register(p: Pipeline, *, devices: int, per_message: int, probes: int) -> None:
@@ -74,7 +141,7 @@ def _register(p: Pipeline, *, devices: int, per_message: int, probes: int) -> No
     }
     reg.post("/stations", json=station).raise_for_status()
     rows = ["id,type,station_id,expected_interval_s"] + [
-        f"alarm-{i:03d},level-gauge,bench-gauge,3600" for i in range(probes)
+        f"{PROBE_PREFIX}{i:03d},level-gauge,bench-gauge,3600" for i in range(probes)
     ]
     r = reg.post("/import/devices", content="\n".join(rows).encode(), headers={"Content-Type": "text/csv"})
     r.raise_for_status()
@@ -87,29 +154,87 @@ def _route(p: Pipeline, hook: WebhookReceiver) -> None:
     api.post("/policies", json={"name": "bench", "domain": "hydro", "groups": ["bench"]}).raise_for_status()
 
 
-def _event_times(bootstrap: str, topic: str) -> dict[str, float]:
-    """device id → when its first raised alert event was produced (Kafka record timestamp, s)."""
+def _probes_in(topic: str, key: bytes | None, value: bytes) -> list[str]:
+    """The probe devices a record of ``topic`` carries (raw: a bundle; clean: keyed by device)."""
+    if PROBE_PREFIX.encode() not in value:
+        return []
+    if topic == CLEAN:
+        return [key.decode()] if key is not None and key.startswith(PROBE_PREFIX.encode()) else []
+    if topic == ALERTS:
+        doc = orjson.loads(value)
+        device = doc.get("device_id")
+        raised = doc.get("state") == "raised" and isinstance(device, str)
+        return [device] if raised and device.startswith(PROBE_PREFIX) else []
+    out = []
+    for document in split_bundle(value):
+        if PROBE_PREFIX.encode() in document:
+            device = orjson.loads(document).get("device_id")
+            if isinstance(device, str) and device.startswith(PROBE_PREFIX):
+                out.append(device)
+    return out
 
-    async def read() -> dict[str, float]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+
+def _first_seen(bootstrap: str, prefix: str) -> dict[str, dict[str, float]]:
+    """Per topic (raw, clean, alert events): probe device → Kafka timestamp (s) of its first record."""
+
+    async def read(topic: str) -> dict[str, float]:
+        name = prefix + topic
+        # one consumer per topic: after an unsubscribe aiokafka forgets the other topics' metadata
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=4 << 20
+        )
         await consumer.start()
-        out: dict[str, float] = {}
+        seen: dict[str, float] = {}
         try:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:  # bounded
-                batches = await consumer.getmany(timeout_ms=1000)
-                if not batches:
-                    break
+            tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or ())]
+            ends = await true_end_offsets(consumer, tps)
+            todo = {tp for tp in tps if ends.get(tp, 0) > 0}
+            if not todo:
+                return seen
+            consumer.assign(sorted(todo, key=lambda tp: tp.partition))
+            await consumer.seek_to_beginning(*todo)
+            deadline = time.monotonic() + READ_BACK_S
+            while todo and time.monotonic() < deadline:  # bounded
+                batches = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for records in batches.values():
                     for r in records:
-                        doc = orjson.loads(r.value or b"{}")
-                        if doc.get("state") == "raised" and doc.get("device_id"):
-                            out.setdefault(str(doc["device_id"]), r.timestamp / 1000)
+                        for device in _probes_in(topic, r.key, r.value or b""):
+                            seen[device] = min(seen.get(device, float("inf")), r.timestamp / 1000)
+                todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
         finally:
             await consumer.stop()
-        return out
+        return seen
 
-    return asyncio.run(read())
+    async def read_all() -> dict[str, dict[str, float]]:
+        return {topic: await read(topic) for topic in (RAW, CLEAN, ALERTS)}
+
+    return asyncio.run(read_all())
+
+
+def _stored(p: Pipeline) -> dict[str, float]:
+    """Probe device → when the alert service stored its alert (``opened_at``, s)."""
+    api = httpx.Client(base_url=p.alerts_url, headers={"X-API-Key": p.alerts_admin_key}, timeout=30)
+    r = api.get("/alerts", params={"station_id": "bench-gauge", "limit": 1000})
+    r.raise_for_status()
+    out: dict[str, float] = {}
+    for alert in r.json():
+        device = alert.get("device_id")
+        if isinstance(device, str) and device.startswith(PROBE_PREFIX):
+            at = datetime.fromisoformat(alert["opened_at"]).timestamp()
+            out[device] = min(out.get(device, at), at)
+    return out
+
+
+def _webhooks(calls: Sequence[Received]) -> tuple[dict[str, list[float]], int]:
+    """device id → arrival times of its webhook calls, and how many calls were not validly signed."""
+    received: dict[str, list[float]] = {}
+    unsigned = 0
+    for call in calls:
+        if not verify(SECRET.encode(), call.body, call.headers.get("x-stationflow-signature")):
+            unsigned += 1
+        doc = orjson.loads(call.body)
+        received.setdefault(str(doc.get("device_id")), []).append(call.at)
+    return received, unsigned
 
 
 class _Background(threading.Thread):
@@ -143,8 +268,17 @@ class _Background(threading.Thread):
             self.client.disconnect()
 
 
+def _cpu_s(proc: psutil.Process) -> float:
+    try:
+        times = proc.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
 def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, as_json: bool) -> int:
-    """Run it; print JSON or a table; exit code 1 if a probe's alert never arrived or came twice."""
+    """Run it; print JSON or a table; exit code 1 (with the reasons) if a probe's alert never
+    arrived, came twice or unsigned, or the background load fell short."""
 
     console = Console(stderr=True, quiet=as_json)
     with tempfile.TemporaryDirectory(prefix="stationflow-alertbench-") as tmp:
@@ -170,6 +304,10 @@ def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, a
                 time.sleep(3.0)  # the worker applies the registry changes it follows
             rss: dict[str, float] = {}
             procs = {k: psutil.Process(s.pid) for k, s in pipeline.services.items() if s.pid}
+            for comp in pipeline.components:
+                if comp.proc.pid:
+                    procs[comp.name] = psutil.Process(comp.proc.pid)
+            cpu_before = {name: _cpu_s(proc) for name, proc in procs.items()}
 
             background = _Background(
                 ep.mqtt_host, ep.mqtt_port, rate=rate, per_message=per_message, devices=devices
@@ -182,7 +320,7 @@ def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, a
             background.start()
             try:
                 for i in range(probes):  # bounded: one probe per PROBE_EVERY_S
-                    device = f"alarm-{i:03d}"
+                    device = f"{PROBE_PREFIX}{i:03d}"
                     now = datetime.now(UTC)
                     body = {
                         "readings": [
@@ -203,6 +341,7 @@ def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, a
                 background.stop.set()
                 background.join(timeout=30)
                 load_seconds = time.monotonic() - started
+                cpu_s = {name: round(_cpu_s(proc) - cpu_before[name], 2) for name, proc in procs.items()}
                 deadline = time.monotonic() + WAIT_AFTER_S
                 while time.monotonic() < deadline and len(hook.snapshot()) < probes:
                     time.sleep(0.2)
@@ -210,15 +349,28 @@ def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, a
             finally:
                 client.loop_stop()
                 client.disconnect()
-            received: dict[str, list[float]] = {}
-            for call in hook.snapshot():
-                doc = orjson.loads(call.body)
-                received.setdefault(str(doc.get("device_id")), []).append(call.at)
+            received, unsigned = _webhooks(hook.snapshot())
             latencies = [(received[d][0] - t) * 1000 for d, t in sent.items() if d in received]
-            produced = _event_times(ep.kafka, pipeline.topic_prefix + ALERTS)
-            to_event = [(produced[d] - t) * 1000 for d, t in sent.items() if d in produced]
-            to_hook = [(received[d][0] - produced[d]) * 1000 for d in sent if d in produced and d in received]
+            console.log("reading the probes back from Kafka…")
+            seen = _first_seen(ep.kafka, pipeline.topic_prefix)
+            times = {
+                "publish": sent,
+                "readings_raw": seen[RAW],
+                "readings_clean": seen[CLEAN],
+                "alert_event": seen[ALERTS],
+                "alert_stored": _stored(pipeline),
+                "webhook": {d: v[0] for d, v in received.items()},
+            }
+            hops = hop_latencies(times)
             duplicates = sum(len(v) - 1 for v in received.values())
+            background_rate = background.readings / max(load_seconds, 1e-9)
+            failures = probe_failures(
+                list(sent),
+                {d: len(v) for d, v in received.items()},
+                unsigned,
+                background_readings_per_s=background_rate,
+                rate=rate,
+            )
             result: dict[str, Any] = {
                 "alert_latency_ms": {
                     "p50": _percentile(latencies, 50),
@@ -227,22 +379,30 @@ def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, a
                     "max": _percentile(latencies, 100),
                     "samples": len(latencies),
                 },
-                "stages_ms_p50": {
-                    "publish_to_alert_event": _percentile(to_event, 50),
-                    "alert_event_to_webhook": _percentile(to_hook, 50),
+                "hops_ms": hops,
+                "stages_ms_p50": {  # the two halves, as before
+                    "publish_to_alert_event": hop_latencies(times, ("publish", "alert_event"))[
+                        "publish_to_alert_event"
+                    ]["p50"],
+                    "alert_event_to_webhook": hop_latencies(times, ("alert_event", "webhook"))[
+                        "alert_event_to_webhook"
+                    ]["p50"],
                 },
                 "alerts_expected": probes,
                 "alerts_received": len(latencies),
                 "duplicates": duplicates,
+                "unsigned": unsigned,
                 "background": {
                     "target_readings_per_s": rate,
                     "published": background.readings,
-                    "readings_per_s": round(background.readings / max(load_seconds, 1e-9)),
+                    "readings_per_s": round(background_rate),
                     "seconds": round(load_seconds, 1),
                     "devices": devices,
                 },
+                "cpu_s": cpu_s,
                 "rss_mb": {k: round(v, 1) for k, v in rss.items()},
-                "machine": {"cpus": psutil.cpu_count()},
+                "machine": {"cpus": psutil.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]},
+                "failures": failures,
             }
     if as_json:
         print(json.dumps(result))  # noqa: T201 - the command's output
@@ -254,9 +414,15 @@ def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, a
         table.add_row("alerts received / expected", f"{result['alerts_received']} / {probes}")
         table.add_row("duplicates", str(duplicates))
         table.add_row("alert latency p50 / p95 / p99 ms", f"{lat['p50']} / {lat['p95']} / {lat['p99']}")
+        for hop, stats in hops.items():
+            table.add_row(f"{hop.replace('_', ' ')} p50 / p99 ms", f"{stats['p50']} / {stats['p99']}")
         table.add_row("background readings published", f"{result['background']['published']:,}")
         table.add_row("background readings/s", f"{result['background']['readings_per_s']:,}")
+        for name, seconds in result["cpu_s"].items():
+            table.add_row(f"CPU s {name}", str(seconds))
         for name, mb in result["rss_mb"].items():
             table.add_row(f"peak RSS {name} MB", str(mb))
         Console().print(table)
-    return 0 if len(latencies) == probes and duplicates == 0 else 1
+    for reason in failures:
+        Console(stderr=True).print(f"[red]FAILED:[/red] {reason}")
+    return 1 if failures else 0

@@ -1,0 +1,27 @@
+"""The worker's Faust consumer lets the broker hold an empty fetch only ``streams_fetch_max_wait_ms``
+(Faust hard-codes 1500 ms; on Tansu an idle consumer saw a record up to half of that late)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streams.app import create_app
+from streams.settings import StreamsSettings
+
+
+async def test_the_faust_consumer_fetches_with_the_configured_max_wait(tmp_path: Path) -> None:
+    settings = StreamsSettings(
+        state_dir=tmp_path,
+        kafka_bootstrap="127.0.0.1:1",  # never contacted: the consumer is built, not started
+        streams_registry=False,
+        streams_fetch_max_wait_ms=37,
+    )
+    app = create_app(settings)
+    app.finalize()
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    consumer = thread._create_worker_consumer(app.transport)
+    try:
+        assert consumer._fetch_max_wait_ms == 37
+        assert consumer._group_id == settings.streams_app_id  # still Faust's own group member
+    finally:
+        await consumer.stop()
