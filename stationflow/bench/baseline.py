@@ -186,12 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     def on_subscribe(_c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
         print(f"{READY_LINE} topic={TOPIC} granted={[str(r) for r in reasons]}", flush=True)  # noqa: T201
 
+    def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        logger.info("mqtt disconnected reason=%s messages=%d", reason, received["messages"])
+
     def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         received["messages"] += 1
         batcher.add(message_lines(msg.topic.split("/")[1], json.loads(msg.payload)))
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="stationflow-baseline")
     client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
+    client.on_disconnect = on_disconnect
     if args.username:
         client.username_pw_set(args.username, args.password)
 
