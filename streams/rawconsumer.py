@@ -77,11 +77,17 @@ class RawConsumer:
             heartbeat_interval_ms=int(settings.streams_heartbeat_s * 1000),
             max_poll_interval_ms=300_000,
             max_partition_fetch_bytes=4 << 20,
+            # Tansu answers a fetch only after about half of this wait, even when records
+            # arrived sooner: it bounds how long a lone record waits (see the setting).
+            fetch_max_wait_ms=settings.streams_fetch_max_wait_ms,
         )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
             acks="all",
-            linger_ms=5,
+            # No linger: a batch's clean / dead records are all appended before the sender
+            # runs (send() does not yield), so they leave in one request per partition anyway;
+            # linger_ms=5 only added 5 ms to every lone record (measured on Tansu: 6 → 1 ms).
+            linger_ms=0,
             max_batch_size=MAX_KAFKA_BATCH_BYTES,
         )
         self.processor = BatchProcessor(
