@@ -77,8 +77,8 @@ class RawConsumer:
             heartbeat_interval_ms=int(settings.streams_heartbeat_s * 1000),
             max_poll_interval_ms=300_000,
             max_partition_fetch_bytes=4 << 20,
-            # Tansu answers a fetch only after about half of this wait, even when records
-            # arrived sooner: it bounds how long a lone record waits (see the setting).
+            # Tansu answers a fetch only when this wait expires, even when records arrived
+            # sooner: it bounds how long a lone record waits (stationflow.kafka.FETCH_MAX_WAIT_MS).
             fetch_max_wait_ms=settings.streams_fetch_max_wait_ms,
         )
         self.producer = AIOKafkaProducer(

@@ -25,11 +25,6 @@ class StreamsSettings(CommonSettings):
     # that arrived while the previous batch was processed comes in one fetch).
     streams_batch_max: int = 2000
     streams_batch_within_s: float = 0.2
-    # The raw consumer's fetch long-poll (aiokafka fetch_max_wait_ms, default 500). Tansu does
-    # not answer a fetch when a record arrives but after about half this wait (measured: lone
-    # record p95 233 ms at 500, 24 ms at 50, 13 ms at 25), so it bounds a lone record's wait;
-    # shorter costs idle CPU (worker + Tansu about 0.5% at 500, 4% at 25, 8% at 10).
-    streams_fetch_max_wait_ms: int = Field(default=25, ge=1, le=5000)
     # A killed worker's partitions move after this long (Faust's default is 60+ s).
     streams_session_timeout_s: float = 10.0
     streams_heartbeat_s: float = 2.0
