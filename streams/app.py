@@ -96,12 +96,7 @@ def create_app(settings: StreamsSettings) -> faust.App:
     async def normalise_and_store() -> None:
         """readings.raw → InfluxDB + readings.clean until the worker stops."""
         async with _open_sink(settings) as sink:
-            raw = RawConsumer(settings, sink, registry)
-            # An idle partition's fetch is held by Tansu until it expires, so the raw stage's
-            # fetch wait adds up to half of it to every record (aiokafka's default: 500 ms).
-            # Read by AIOKafkaConsumer.start() (issue 12: until RawConsumer takes the setting).
-            raw.consumer._fetch_max_wait_ms = settings.streams_fetch_max_wait_ms
-            await raw.run()
+            await RawConsumer(settings, sink, registry).run()
 
     async def follow_registry() -> None:
         """Keep the registry view current (only with STATIONFLOW_STREAMS_REGISTRY=true)."""
