@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from ingest.errors import RejectedMessage
-from stationflow.contracts import Reading
 
 __all__ = ["Limits", "check_not_empty", "check_readings", "check_size"]
 
@@ -45,7 +46,18 @@ def check_not_empty(payload: bytes, device_id: str | None) -> None:
         )
 
 
-def check_readings(readings: list[Reading], *, received_at: datetime, limits: Limits, device_id: str) -> None:
+class Timed(Protocol):
+    """A reading as the checks see it (``Reading`` or the native JSON decoder's struct)."""
+
+    @property
+    def ts(self) -> datetime:
+        """When it was measured (aware)."""
+        ...
+
+
+def check_readings(
+    readings: Sequence[Timed], *, received_at: datetime, limits: Limits, device_id: str
+) -> None:
     """Refuse messages with too many readings or timestamps outside the accepted window."""
     if len(readings) > limits.max_readings:
         raise RejectedMessage(

@@ -13,11 +13,12 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Protocol
+from typing import Protocol, cast
 
 from ingest.checks import Limits, check_not_empty, check_readings, check_size
 from ingest.decoders import DECODERS, Decoder
 from ingest.decoders.hj212 import DATA_CNS, decode_mqtt
+from ingest.decoders.native_json import JsonReading, encode_json_batch
 from ingest.errors import RejectedMessage
 from ingest.topics import SUBTOPICS, parse_topic
 from stationflow.contracts import DeadLetter, DeviceRecord, Reading, encode_batch
@@ -54,13 +55,14 @@ class Accepted:
     """A message that passed every check: the parts of its ``ReadingBatch``.
 
     ``unknown_codes``: HJ 212 codes in the frame that are not metrics of the device's type
-    (the other readings are kept; the collector reports the codes).
+    (the other readings are kept; the collector reports the codes). ``readings`` are the native
+    JSON fast path's msgspec structs or ``Reading`` models (every other decoder).
     """
 
     device_id: str
     received_at: datetime
     source: str
-    readings: list[Reading]
+    readings: list[Reading] | list[JsonReading]
     unknown_codes: tuple[str, ...] = ()
 
     def key(self) -> bytes:
@@ -69,8 +71,19 @@ class Accepted:
 
     def to_json(self) -> bytes:
         """The ``ReadingBatch`` record value."""
+        readings = self.readings
+        if readings and type(readings[0]) is JsonReading:
+            return encode_json_batch(
+                device_id=self.device_id,
+                received_at=self.received_at,
+                source=self.source,
+                readings=readings,
+            )
         return encode_batch(
-            device_id=self.device_id, received_at=self.received_at, source=self.source, readings=self.readings
+            device_id=self.device_id,
+            received_at=self.received_at,
+            source=self.source,
+            readings=cast(list[Reading], readings),
         )
 
 
@@ -95,6 +108,7 @@ def route(
     """Decode and check one message; every failure becomes a dead letter with a reason."""
     device_id: str | None = None
     unknown: tuple[str, ...] = ()
+    readings: list[Reading] | list[JsonReading]
     try:
         device_id, subtopic = parse_topic(mqtt_topic)
         check_size(payload, limits, device_id)

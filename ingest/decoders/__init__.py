@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ingest.decoders import native_json, senml
+from ingest.decoders.native_json import JsonReading
 from stationflow.contracts import Reading
 
 __all__ = ["DECODERS", "Decoder"]
@@ -18,8 +19,10 @@ __all__ = ["DECODERS", "Decoder"]
 class Decoder(Protocol):
     """Decode one device message; ``received_at`` serves formats without their own clock."""
 
-    def __call__(self, payload: bytes, *, device_id: str, received_at: datetime) -> list[Reading]:
-        """Return the readings or raise ``RejectedMessage``."""
+    def __call__(
+        self, payload: bytes, *, device_id: str, received_at: datetime
+    ) -> list[Reading] | list[JsonReading]:
+        """The readings (models, or native JSON's fast-path structs); or raise ``RejectedMessage``."""
         ...
 
 

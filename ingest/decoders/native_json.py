@@ -16,8 +16,18 @@ Topic ``devices/<device_id>/readings``, payload (UTF-8 JSON object)::
     }
 
 Timestamps without a UTC offset are refused: a device's local clock is ambiguous.
-Readings are validated straight into the ``Reading`` contract by pydantic-core; only
-messages that rely on the top-level ``ts`` take a slower second pass.
+
+Two paths, one policy. The fast path decodes with msgspec into ``JsonReading`` structs (the
+``Reading`` contract's fields and checks; a field the device left out stays ``UNSET`` and is
+left out of the record too, where it reads as its default) and is taken only for messages
+both decoders read alike: no backslash escape anywhere (msgspec's patterns run on Python's
+``re``, whose ``$`` also matches before a final newline), no timestamp with more than six
+decimals of a second (msgspec rounds them, pydantic truncates), a non-empty ``readings`` list
+of readings with their own ``ts``. Every other message, and every message msgspec refuses,
+goes to the pydantic path, which accepts or refuses it exactly as before, with the same codes
+and reasons: a refusal's text always comes from pydantic. Measured on a 5-reading message:
+about 4 µs instead of 9 µs for decode and duplicate-key test, and the record encodes from
+the structs with msgspec (``encode_json_batch``) at a fraction of pydantic's cost.
 
 A key repeated in one object (``{"value": 1, "value": 2}``) is refused as ``invalid_json``:
 pydantic-core, like orjson, would silently keep the last value. The hot-path test
@@ -33,15 +43,25 @@ import json
 import re
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
+from msgspec import UNSET, UnsetType
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from ingest.errors import RejectedMessage
-from stationflow.contracts import Reading, to_utc
+from stationflow.contracts import (
+    DEVICE_ID_PATTERN,
+    METRIC_PATTERN,
+    SCHEMA_VERSION,
+    Quality,
+    Reading,
+    to_utc,
+)
+from stationflow.tagtext import TAG_TEXT_PATTERN
 
-__all__ = ["decode"]
+__all__ = ["JsonReading", "decode", "encode_json_batch"]
 
 _MAX_ERRORS_SHOWN = 3
 _ZERO = timedelta(0)
@@ -49,6 +69,54 @@ _MAX_KEY_SHOWN = 64
 # A double quote followed by whitespace: a key may end like that (`"value" :`), see below.
 _QUOTE_THEN_SPACE = re.compile(rb'"[ \t\n\r]')
 _FIELDS_SET = attrgetter("__pydantic_fields_set__")  # model_fields_set without the property call
+
+
+_Aware = Annotated[datetime, msgspec.Meta(tz=True)]
+# A fraction of a second with more than 6 digits: only inside a string (a digit before ':').
+_LONG_FRACTION = re.compile(rb"[0-9]:[0-9]{2}\.[0-9]{7}")
+
+
+class JsonReading(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One reading of the fast path: ``Reading``'s fields and checks; fields not sent are ``UNSET``."""
+
+    metric: Annotated[str, msgspec.Meta(pattern=METRIC_PATTERN)]
+    value: float
+    unit: Annotated[str, msgspec.Meta(max_length=32)] | UnsetType | None = UNSET
+    ts: _Aware
+    quality: Quality | UnsetType = UNSET
+    shipment: Annotated[str, msgspec.Meta(max_length=64, pattern=TAG_TEXT_PATTERN)] | UnsetType | None = UNSET
+
+    def fields_sent(self) -> int:
+        """How many keys the device wrote for this reading (for the duplicate-key test)."""
+        return 3 + (self.unit is not UNSET) + (self.quality is not UNSET) + (self.shipment is not UNSET)
+
+
+class _JsonPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    readings: list[JsonReading]
+    device_id: str | UnsetType | None = UNSET
+    ts: _Aware | UnsetType | None = UNSET
+
+
+class _JsonBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``ReadingBatch`` document, encoded from fast-path readings (same field order)."""
+
+    v: Literal[1] = SCHEMA_VERSION
+    device_id: Annotated[str, msgspec.Meta(pattern=DEVICE_ID_PATTERN)]
+    received_at: datetime
+    source: str
+    readings: list[JsonReading]
+
+
+_FAST_DECODER = msgspec.json.Decoder(_JsonPayload)
+_FAST_ENCODER = msgspec.json.Encoder()
+
+
+def encode_json_batch(
+    *, device_id: str, received_at: datetime, source: str, readings: list[JsonReading]
+) -> bytes:
+    """``ReadingBatch`` JSON of fast-path readings (decodes to the same ``ReadingBatch``)."""
+    batch = _JsonBatch(device_id=device_id, received_at=received_at, source=source, readings=readings)
+    return _FAST_ENCODER.encode(batch)
 
 
 class _WirePayload(BaseModel):
@@ -67,9 +135,17 @@ class _WireHeader(BaseModel):
     ts: AwareDatetime | None = None
 
 
-def decode(payload: bytes, *, device_id: str, received_at: datetime) -> list[Reading]:
+def decode(payload: bytes, *, device_id: str, received_at: datetime) -> list[Reading] | list[JsonReading]:
     """Decode one native JSON message into readings, or raise ``RejectedMessage``."""
     del received_at  # the native format always carries its own timestamps
+    fast = _decode_fast(payload, device_id)
+    if fast is not None:
+        return fast
+    return _decode_pydantic(payload, device_id)
+
+
+def _decode_pydantic(payload: bytes, device_id: str) -> list[Reading]:
+    """The reference path: accepts or refuses any message, every refusal with its reason."""
     try:
         wire = _WirePayload.model_validate_json(payload)
     except ValidationError as exc:
@@ -88,6 +164,34 @@ def decode(payload: bytes, *, device_id: str, received_at: datetime) -> list[Rea
     if not wire.readings:
         raise RejectedMessage("empty_batch", "'readings' is empty", device_id=device_id)
     return [r if r.ts.utcoffset() == _ZERO else _as_utc(r) for r in wire.readings]
+
+
+def _decode_fast(payload: bytes, device_id: str) -> list[JsonReading] | None:
+    """The readings of a message the fast path reads like pydantic; None: take the pydantic path."""
+    if b"\\" in payload or _LONG_FRACTION.search(payload) is not None:
+        return None
+    try:
+        wire = _FAST_DECODER.decode(payload)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    readings = wire.readings
+    if not readings:
+        return None
+    sent = 1 + (wire.device_id is not UNSET) + (wire.ts is not UNSET)
+    for reading in readings:
+        sent += reading.fields_sent()
+    if payload.count(b'":') != sent or _QUOTE_THEN_SPACE.search(payload) is not None:
+        return None  # a key may be repeated: the pydantic path runs the exact check
+    if isinstance(wire.device_id, str) and wire.device_id != device_id:
+        return None  # refused there, with its reason
+    try:
+        return [r if r.ts.utcoffset() == _ZERO else _struct_as_utc(r) for r in readings]
+    except OverflowError:  # a year-1 or year-9999 time with an offset: the pydantic path decides
+        return None
+
+
+def _struct_as_utc(reading: JsonReading) -> JsonReading:
+    return msgspec.structs.replace(reading, ts=to_utc(reading.ts))
 
 
 def _may_repeat_a_key(payload: bytes, wire: _WirePayload) -> bool:

@@ -22,6 +22,7 @@ from stationflow.passwords import hash_password
 from stationflow.settings import CommonSettings
 from stationflow.stack.components import Component
 from stationflow.stack.pipeline import Pipeline
+from stationflow.wire import split_bundle
 from tests.integration.pipeline_utils import make_pipeline, read_topic
 from tests.integration.tcp_utils import publish_records
 
@@ -70,13 +71,14 @@ def test_json_senml_and_dtu_devices_are_all_stored(pipeline: Pipeline) -> None:
     assert stats.readings == 3 * (8 + 16 + 8)
 
     def total(values: list[bytes]) -> int:
-        return sum(len(ReadingBatch.model_validate_json(v).readings) for v in values)
+        return sum(len(ReadingBatch.model_validate_json(d).readings) for v in values for d in split_bundle(v))
 
     raw = [
-        ReadingBatch.model_validate_json(v)
+        ReadingBatch.model_validate_json(doc)
         for v in read_topic(
             ep.kafka, prefix + "readings.raw", until=lambda v: total(v) >= stats.readings, timeout=60
         )
+        for doc in split_bundle(v)  # a readings.raw record is a bundle of documents
     ]
     counts = Counter[str]()
     for batch in raw:

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from ingest.checks import Limits
 from ingest.router import Accepted, Ignored, route
-from stationflow.contracts import DeadLetter, Quality, ReadingBatch
+from stationflow.contracts import DeadLetter, Quality, Reading, ReadingBatch
+from stationflow.wire import decode_batch
 
 NOW = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 TOPIC = "devices/air-001/readings"
@@ -50,15 +51,51 @@ def test_good_message_becomes_batch_keyed_by_device() -> None:
     assert result.readings[0].ts.tzinfo is UTC
     assert result.readings[1].value == 61.0
     assert result.readings[1].quality is Quality.OVER_RANGE
-    # survives the wire, byte for byte what the ReadingBatch model would write
+    # survives the wire: the record is the ReadingBatch of these readings
     model = ReadingBatch(
-        device_id=result.device_id,
-        received_at=result.received_at,
-        source=result.source,
-        readings=result.readings,
+        device_id="air-001",
+        received_at=NOW,
+        source=f"mqtt:{TOPIC}",
+        readings=[
+            Reading(metric="pm25", value=35.2, unit="ug/m3", ts=datetime(2026, 11, 21, 7, 59, tzinfo=UTC)),
+            Reading(
+                metric="pm10", value=61, ts=datetime(2026, 11, 21, 7, 59, tzinfo=UTC), quality=Quality("T")
+            ),
+        ],
     )
-    assert result.to_json() == model.model_dump_json().encode()
     assert ReadingBatch.model_validate_json(result.to_json()) == model
+    assert decode_batch(result.to_json()) == decode_batch(model.model_dump_json().encode())
+
+
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": "), (",", " : ")])
+def test_fast_and_pydantic_paths_write_the_same_batch(separators: tuple[str, str]) -> None:
+    """A space after a key sends the message down the pydantic path; both give one record."""
+    doc = {
+        "device_id": "air-001",
+        "readings": [
+            {"metric": "pm25", "value": 35.2, "unit": None, "ts": "2026-11-21T15:59:00.5+08:00"},
+            {"metric": "t", "value": -3, "ts": "2026-11-21T07:59:00Z", "quality": "M", "shipment": "S-1"},
+        ],
+    }
+    result = _route(json.dumps(doc, separators=separators))
+    assert isinstance(result, Accepted)
+    reference = ReadingBatch(
+        device_id="air-001",
+        received_at=NOW,
+        source=f"mqtt:{TOPIC}",
+        readings=[
+            Reading(metric="pm25", value=35.2, ts=datetime(2026, 11, 21, 7, 59, 0, 500000, tzinfo=UTC)),
+            Reading(
+                metric="t",
+                value=-3.0,
+                ts=datetime(2026, 11, 21, 7, 59, tzinfo=UTC),
+                quality=Quality.MAINTENANCE,
+                shipment="S-1",
+            ),
+        ],
+    )
+    assert ReadingBatch.model_validate_json(result.to_json()) == reference
+    assert decode_batch(result.to_json()) == decode_batch(reference.model_dump_json().encode())
 
 
 def test_top_level_ts_applies_to_readings_without_one() -> None:
