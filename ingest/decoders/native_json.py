@@ -72,8 +72,9 @@ _FIELDS_SET = attrgetter("__pydantic_fields_set__")  # model_fields_set without 
 
 
 _Aware = Annotated[datetime, msgspec.Meta(tz=True)]
-# A fraction of a second with more than 6 digits: only inside a string (a digit before ':').
-_LONG_FRACTION = re.compile(rb"[0-9]:[0-9]{2}\.[0-9]{7}")
+# A fraction of a second with more than 6 digits, then a UTC offset (a number is never
+# followed by Z, + or -: an exponent starts with e). Starts with a literal: 0.3 µs a message.
+_LONG_FRACTION = re.compile(rb"\.[0-9]{7,}[Zz+-]")
 
 
 class JsonReading(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
