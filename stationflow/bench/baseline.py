@@ -82,6 +82,7 @@ class Batcher:
         self.cond = threading.Condition()
         self.closed = False
         self.written = self.failed = self.requests = 0
+        self.timer_writes, self.timer_wait_s = 0, 0.0  # batches sent by age, and how long they waited
         self.thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
 
     def start(self) -> None:
@@ -120,6 +121,9 @@ class Batcher:
                     self.cond.wait()
             if not self.pending:
                 return None
+            if len(self.pending) < self.max_points and not self.closed:
+                self.timer_writes += 1
+                self.timer_wait_s += time.monotonic() - self.oldest
             batch = self.pending[: self.max_points]
             del self.pending[: self.max_points]
             if self.pending:
@@ -209,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     batcher.close()
     print(  # noqa: T201 - the bench reads this line
         f"baseline stopped messages={received['messages']} points_written={batcher.written} "
-        f"points_failed={batcher.failed} requests={batcher.requests} cpu_s={time.process_time():.3f}",
+        f"points_failed={batcher.failed} requests={batcher.requests} timer_writes={batcher.timer_writes} "
+        f"timer_wait_s={batcher.timer_wait_s:.3f} cpu_s={time.process_time():.3f}",
         flush=True,
     )
     return 0 if batcher.failed == 0 else 1

@@ -101,7 +101,7 @@ def test_a_full_batch_is_written_at_once_and_in_batches_of_at_most_max_points() 
     assert [b.count(b"\n") + 1 for b in write.bodies] == [100, 100]
     batcher.close()
     assert len(write.bodies) == 3 and write.bodies[2].count(b"\n") + 1 == 50  # close flushes the rest
-    assert batcher.written == 250 and batcher.failed == 0
+    assert batcher.written == 250 and batcher.failed == 0 and batcher.timer_writes == 0
     assert b"\n".join(write.bodies).split(b"\n") == [f"p{i}".encode() for i in range(250)]
 
 
@@ -115,7 +115,7 @@ def test_a_partial_batch_is_written_after_the_wait() -> None:
     assert 0.15 <= time.monotonic() - added < 3.0
     assert write.bodies == [b"a\nb"]
     batcher.close()
-    assert batcher.written == 2
+    assert batcher.written == 2 and batcher.timer_writes == 1 and 0.15 <= batcher.timer_wait_s < 3.0
 
 
 def test_a_failed_write_is_retried_and_counted_when_it_keeps_failing() -> None:
