@@ -65,6 +65,13 @@ class RecentKeys:
         else:
             self._devices.move_to_end(device_id)
         seen, order = entry
+        keys = keys if isinstance(keys, list | tuple) else list(keys)
+        if seen.isdisjoint(keys) and len(set(keys)) == len(keys):
+            # the usual case, in C: nothing seen before and no key twice in this batch
+            seen.update(keys)
+            order.extend(keys)
+            self._trim(seen, order)
+            return [True] * len(keys)
         out: list[bool] = []
         for key in keys:
             if key in seen:
@@ -73,9 +80,13 @@ class RecentKeys:
             seen.add(key)
             order.append(key)
             out.append(True)
+        self._trim(seen, order)
+        return out
+
+    def _trim(self, seen: set[_Key], order: deque[_Key]) -> None:
+        """Forget a device's oldest keys beyond ``per_device``."""
         while len(order) > self.per_device:
             seen.discard(order.popleft())
-        return out
 
 
 def normalize(batch: B, recent: RecentKeys) -> tuple[Normalized[B] | None, int]:

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from stationflow.contracts import Reading, ReadingBatch
 from streams.normalize import RecentKeys, normalize, ts_ns
 
@@ -56,3 +59,32 @@ def test_memory_is_bounded_per_device_and_over_devices() -> None:
     recent.check_and_add("d2", ("a", 0))
     recent.check_and_add("d3", ("a", 0))  # evicts d1 (least recently used)
     assert recent.check_and_add("d1", ("a", 2)) is False
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    per_device=st.integers(1, 6),
+    batches=st.lists(
+        st.tuples(
+            st.sampled_from(["d1", "d2"]),
+            st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 5)), max_size=8),
+        ),
+        max_size=30,
+    ),
+)
+def test_new_keys_matches_a_plain_model(
+    per_device: int, batches: list[tuple[str, list[tuple[str, int]]]]
+) -> None:
+    """Fast path (nothing seen, no repeat) or not: the first of a key wins, the newest per_device are kept."""
+    recent = RecentKeys(per_device=per_device)
+    model: dict[str, list[tuple[str, int]]] = {}
+    for device, keys in batches:
+        remembered = model.setdefault(device, [])
+        expected = []
+        for key in keys:
+            new = key not in remembered
+            expected.append(new)
+            if new:
+                remembered.append(key)
+        del remembered[: max(0, len(remembered) - per_device)]
+        assert recent.new_keys(device, keys) == expected
