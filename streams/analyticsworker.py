@@ -25,17 +25,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
+import msgspec
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
+from faust.tables.table import Table
 from pydantic import ValidationError
 
 from stationflow import topics
-from stationflow.contracts import AlertEvent, AlertSync, DeviceRecord, HourlyValues, ReadingBatch, utcnow
+from stationflow.contracts import AlertEvent, AlertSync, DeviceRecord, HourlyValues, utcnow
 from stationflow.logs import LogThrottle
 from stationflow.registryview import RegistryView
+from stationflow.wire import WireBatch, WireReading, decode_batch, split_bundle
 from streams import metrics
 from streams.analytics.device import AnalyticsConfig, DeviceState, check_silence, nodata_limit, update_device
 from streams.analytics.rules import RuleState, Subject
+from streams.analytics.statecodec import decode_device, encode_device
 from streams.analytics.station import StationState, update_station
 from streams.catalog import domain_of
 from streams.lineprotocol import FieldValue, encode, line
@@ -52,6 +56,58 @@ FLUSH_DEADLINE_S = 60.0
 _PARTITIONER = DefaultPartitioner()
 
 LineSink = Callable[[bytes, int], Awaitable[None]]
+
+
+class PartitionOf:
+    """A record key's partition as the producer's murmur2 partitioner picks it, remembered.
+
+    aiokafka's murmur2 is pure Python (~10 µs a key); the analytics send one changelog record
+    per device per batch and one hourly record per device-hour, for the same keys again and
+    again. Bounded: cleared when it reaches ``max_keys``.
+    """
+
+    def __init__(self, partitions: int, max_keys: int = 200_000) -> None:
+        self._all = list(range(partitions))
+        self._max = max_keys
+        self._known: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes) -> int:
+        """The partition of ``key``."""
+        known = self._known.get(key)
+        if known is None:
+            if len(self._known) >= self._max:
+                self._known.clear()
+            known = self._known[key] = int(_PARTITIONER(key, self._all, self._all))
+        return known
+
+
+class KeyPartitionedTable(Table[bytes, bytes]):
+    """A table whose changelog partition is the key's murmur2 partition, from ``PartitionOf``.
+
+    The same partition ``use_partitioner=True`` gives (the producer's partitioner on the raw
+    key: the key's partition on the source topic), without hashing the key at every write.
+    """
+
+    partition_of: PartitionOf
+
+    def partition_for_key(self, key: Any) -> int | None:
+        """The changelog partition of ``key`` (bytes keys only)."""
+        return self.partition_of(key) if isinstance(key, bytes) else None
+
+
+def _table(app: faust.App, name: str, partitions: int, partition_of: PartitionOf) -> Any:
+    """A bytes → bytes changelog-backed table written from batches (no current event needed)."""
+    table = KeyPartitionedTable(
+        app,
+        name=name,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        use_partitioner=True,
+        beacon=app.tables.beacon,
+    )
+    table.partition_of = partition_of
+    return app.tables.add(table)
 
 
 def changelog_topics(settings: StreamsSettings) -> tuple[str, ...]:
@@ -79,12 +135,9 @@ def install_analytics(
     # use_partitioner: the changelog partition is the key's hash, which is the partition the
     # key has on the source topic (same murmur2 partitioner, same raw key), so a table entry
     # can be written from a batch (take) or a timer without a "current event".
-    devices = app.Table(
-        DEVICE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes, use_partitioner=True
-    )
-    stations = app.Table(
-        STATION_TABLE, partitions=partitions, key_type=bytes, value_type=bytes, use_partitioner=True
-    )
+    partition_of = PartitionOf(partitions)
+    devices = _table(app, DEVICE_TABLE, partitions, partition_of)
+    stations = _table(app, STATION_TABLE, partitions, partition_of)
     throttle = LogThrottle()
     sinks: dict[str, Any] = {}
     sink_open = asyncio.Event()  # set by the analyse agent, which owns the sink's lifetime
@@ -101,10 +154,29 @@ def install_analytics(
         if producer.buffer.size:
             raise RuntimeError("changelog records not delivered in time; not acknowledging the batch")
 
+    changelog = {table.name: table.changelog_topic.get_topic_name() for table in (devices, stations)}
+    send_lock = asyncio.Lock()  # FIFO: the changelog records leave in the order they were written
+
+    async def put(table: Any, key: bytes, value: bytes, futures: list[Awaitable[Any]]) -> None:
+        """Set a table entry and send its changelog record straight to the producer.
+
+        What ``table[key] = value`` does (store, then a changelog record at the key's
+        partition), without faust's per-record buffering (``send_soon``: a FutureMessage, a
+        queue and a task per record). Every table write goes through here, under one lock, so
+        two writes of one key (a batch and the silence timer) reach the changelog in order.
+        """
+        table.data[key] = value
+        async with send_lock:
+            futures.append(
+                await app.producer.send(changelog[table.name], key, value, partition_of(key), None, None)
+            )
+
     async def send_events(events: Sequence[AlertEvent], futures: list[Awaitable[Any]]) -> list[str]:
         lines = []
         for event in events:
-            futures.append(await alerts.send(key=event.key(), value=event.model_dump_json().encode()))
+            key = event.key()
+            value = event.model_dump_json().encode()
+            futures.append(await alerts.send(key=key, value=value, partition=partition_of(key)))
             metrics.ALERT_EVENTS.labels(event.rule, event.state.value).inc()
             logger.info(
                 "alert %s alert_id=%s severity=%s station=%s device=%s value=%s threshold=%s",
@@ -134,25 +206,14 @@ def install_analytics(
                 await registry.ready.wait()
             async for values in stream.take(settings.analytics_batch_max, within=settings.analytics_within_s):
                 started = time.perf_counter()
-                by_device: dict[str, list[ReadingBatch]] = {}
-                for raw in values:
-                    try:
-                        batch = ReadingBatch.model_validate_json(raw)
-                    except ValidationError as exc:
-                        metrics.ANALYTICS_INVALID.inc()
-                        if throttle.allow("invalid", time.monotonic()) is not None:
-                            logger.error(
-                                "invalid record on readings.clean skipped reason=%s", exc.errors()[0]["msg"]
-                            )
-                        continue
-                    by_device.setdefault(batch.device_id, []).append(batch)
+                by_device = _by_device(values, throttle)
                 now = time.time()
                 lines: list[str] = []
                 futures: list[Awaitable[Any]] = []
                 for device_id, batches in by_device.items():
                     key = device_id.encode()
                     record = registry.get(device_id) if registry is not None else None
-                    readings = [r for b in batches for r in b.readings]
+                    readings: list[WireReading] = [r for b in batches for r in b.readings]
                     domain = record.domain if record else domain_of(r.metric for r in readings)
                     try:
                         state = _load_device(devices.get(key))
@@ -168,7 +229,7 @@ def install_analytics(
                             exc,
                         )
                         continue
-                    devices[key] = orjson.dumps(state.dump())
+                    await put(devices, key, encode_device(state), futures)
                     if out.late:
                         metrics.LATE_READINGS.inc(out.late)
                         if throttle.allow(f"late:{device_id}", time.monotonic()) is not None:
@@ -179,9 +240,15 @@ def install_analytics(
                                 config.grace_s,
                             )
                     lines += out.lines
-                    lines += await send_events(out.events, futures)
+                    if out.events:
+                        lines += await send_events(out.events, futures)
                     for hv in out.hourly:
-                        futures.append(await hourly.send(key=hv.key(), value=hv.model_dump_json().encode()))
+                        hkey = hv.key()
+                        futures.append(
+                            await hourly.send(
+                                key=hkey, value=hv.model_dump_json().encode(), partition=partition_of(hkey)
+                            )
+                        )
                 await store(lines)
                 await durable(futures)
                 metrics.ANALYTICS_BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -221,7 +288,7 @@ def install_analytics(
                         exc,
                     )
                     continue
-                stations[key] = orjson.dumps(state.dump())
+                await put(stations, key, orjson.dumps(state.dump()), futures)
                 lines += out.lines
                 lines += await send_events(out.events, futures)
             if lines:
@@ -253,7 +320,7 @@ def install_analytics(
             domain = record.domain if record else "sensor"
             event = check_silence(state, device_id, record=record, domain=domain, now=now, config=config)
             if event is not None:
-                devices[key] = orjson.dumps(state.dump())
+                await put(devices, key, encode_device(state), futures)
                 lines += await send_events([event], futures)
         if lines and sink_open.is_set():
             await store(lines)
@@ -288,8 +355,28 @@ def install_analytics(
     app.timer(interval=settings.analytics_sync_s)(announce)
 
 
+def _by_device(values: Sequence[bytes], throttle: LogThrottle) -> dict[str, list[WireBatch]]:
+    """The documents of a batch of ``readings.clean`` records, per device in arrival order.
+
+    msgspec (``stationflow.wire``), not pydantic, on this hot path: same checks. A record may
+    be a bundle (several documents); a malformed document is counted and skipped on its own.
+    """
+    by_device: dict[str, list[WireBatch]] = {}
+    for raw in values:
+        for doc in split_bundle(raw):
+            try:
+                batch = decode_batch(doc)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                metrics.ANALYTICS_INVALID.inc()
+                if throttle.allow("invalid", time.monotonic()) is not None:
+                    logger.error("invalid record on readings.clean skipped reason=%s", exc)
+                continue
+            by_device.setdefault(batch.device_id, []).append(batch)
+    return by_device
+
+
 def _load_device(value: bytes | None) -> DeviceState:
-    return DeviceState.load(orjson.loads(value) if value else None)
+    return decode_device(value)
 
 
 def _recovered(app: faust.App) -> bool:

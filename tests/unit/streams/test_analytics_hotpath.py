@@ -1,0 +1,260 @@
+"""The analytics hot path (issue 12): msgspec-decoded readings give the analytics exactly what
+pydantic-decoded ones give, the small-array statistics are numpy's bit for bit, the key's
+partition is the producer's, and a malformed document in a bundle is skipped on its own."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta, timezone
+
+import numpy as np
+import orjson
+from aiokafka.partitioner import DefaultPartitioner, murmur2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stationflow.contracts import DeviceRecord, MetricSpec, ReadingBatch, StationInfo
+from stationflow.logs import LogThrottle
+from stationflow.wire import decode_batch, join_bundle
+from streams import metrics
+from streams.analytics import validity
+from streams.analytics.device import (
+    _TAGS_CACHE,
+    AnalyticsConfig,
+    DeviceOutput,
+    DeviceState,
+    MetricState,
+    ReadingLike,
+    _exact_mean_of_floats,
+    _median,
+    _stats,
+    _tags,
+    update_device,
+)
+from streams.analytics.rules import Subject
+from streams.analytics.statecodec import VERSION, decode_device, encode_device
+from streams.analyticsworker import PartitionOf, _by_device, _load_device
+
+CONFIG = AnalyticsConfig()
+T0 = datetime(2026, 7, 1, 2, tzinfo=UTC)
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+zeros_and_more = st.one_of(finite, st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.1, 1e16]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(zeros_and_more, min_size=1, max_size=20))
+def test_stats_are_numpys_bit_for_bit(values: list[float]) -> None:
+    arr = np.asarray(values, dtype=float)
+    expected = (float(arr.mean()), float(arr.min()), float(arr.max()))
+    got = _stats(values)
+    for e, g in zip(expected, got, strict=True):
+        assert e == g or (math.isnan(e) and math.isnan(g))  # an overflowing mean is inf either way
+        if e == 0.0:
+            assert math.copysign(1.0, e) == math.copysign(1.0, g)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=1, max_size=40), st.integers(min_value=1, max_value=64))
+def test_partition_of_is_the_producers(key: bytes, partitions: int) -> None:
+    everything = list(range(partitions))
+    expected = DefaultPartitioner()(key, everything, everything)
+    partition_of = PartitionOf(partitions)
+    assert partition_of(key) == expected == (murmur2(key) & 0x7FFFFFFF) % partitions
+    assert partition_of(key) == expected  # remembered
+
+
+def test_partition_of_stays_bounded() -> None:
+    partition_of = PartitionOf(8, max_keys=10)
+    keys = [f"dev-{i}".encode() for i in range(35)]
+    got = [partition_of(k) for k in keys]
+    assert len(partition_of._known) <= 10
+    everything = list(range(8))
+    assert got == [DefaultPartitioner()(k, everything, everything) for k in keys]
+
+
+def _doc(device: str, value: float, minute: int = 0) -> bytes:
+    batch = ReadingBatch.model_validate(
+        {
+            "device_id": device,
+            "received_at": T0,
+            "source": "mqtt",
+            "readings": [{"metric": "level", "value": value, "ts": T0 + timedelta(minutes=minute)}],
+        }
+    )
+    return batch.model_dump_json().encode()
+
+
+def test_a_bad_document_in_a_bundle_is_skipped_alone() -> None:
+    before = metrics.ANALYTICS_INVALID._value.get()
+    records = [
+        join_bundle([_doc("a-1", 1.0), b'{"device_id": "a-2", "readings": []}', _doc("a-3", 3.0)]),
+        _doc("a-1", 2.0, minute=1),
+        b"not json",
+    ]
+    by_device = _by_device(records, LogThrottle())
+    assert list(by_device) == ["a-1", "a-3"]
+    assert [b.readings[0].value for b in by_device["a-1"]] == [1.0, 2.0]  # arrival order
+    assert metrics.ANALYTICS_INVALID._value.get() == before + 2
+
+
+RECORD = DeviceRecord(
+    device_id="rtu-1",
+    device_type="rtu",
+    domain="hydro",
+    expected_interval_s=60,
+    updated_at=T0,
+    metrics={"level": MetricSpec(metric="level", unit="m"), "rain": MetricSpec(metric="rain", unit="mm")},
+    station=StationInfo(
+        station_id="river-1",
+        name="River one",
+        region="sz",
+        basin="basin-a",
+        attributes={"warning_level": 5.0, "guaranteed_level": 6.0, "historical_max_level": 7.0},
+    ),
+)
+
+level_values = st.floats(min_value=0.0, max_value=8.0, allow_nan=False).map(lambda v: round(v, 2))
+quality = st.sampled_from(["N", "N", "N", "D", "T", "F"])
+CHINA = timezone(timedelta(hours=8))
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> list[bytes]:
+    """A device's messages over up to 3 hours, minute by minute, some out of order, some with
+    their timestamps in UTC+8 (pydantic normalises to UTC, msgspec keeps the offset)."""
+    count = draw(st.integers(min_value=1, max_value=40))
+    minutes = sorted(draw(st.lists(st.integers(0, 180), min_size=count, max_size=count)))
+    if draw(st.booleans()) and len(minutes) > 2:
+        minutes[-1], minutes[-2] = minutes[-2], minutes[-1]
+    docs = []
+    for minute in minutes:
+        ts = T0 + timedelta(minutes=minute, seconds=draw(st.integers(0, 59)))
+        if draw(st.booleans()):
+            ts = ts.astimezone(CHINA)
+        stamp = ts.isoformat()
+        readings = [{"metric": "level", "value": draw(level_values), "ts": stamp, "quality": draw(quality)}]
+        if draw(st.booleans()):
+            rain = draw(st.sampled_from([0.0, 0.5, 2.0, 12.0]))
+            readings.append({"metric": "rain", "value": rain, "ts": stamp})
+        doc = {"device_id": "rtu-1", "received_at": stamp, "source": "mqtt", "readings": readings}
+        docs.append(orjson.dumps(doc))
+    return docs
+
+
+def _run(docs: list[bytes], *, wire: bool) -> tuple[list[DeviceOutput], bytes]:
+    """Feed the documents through update_device batch by batch, the state through the table's
+    codec (``statecodec``) with msgspec readings, through the earlier JSON with pydantic ones."""
+    value = b""
+    outs = []
+    for i in range(0, len(docs), 3):
+        chunk = docs[i : i + 3]
+        readings: list[ReadingLike] = []
+        for d in chunk:
+            readings += decode_batch(d).readings if wire else ReadingBatch.model_validate_json(d).readings
+        state = _load_device(value)
+        outs.append(
+            update_device(state, "rtu-1", readings, record=RECORD, domain="hydro", now=1e9 + i, config=CONFIG)
+        )
+        value = encode_device(state) if wire else orjson.dumps(state.dump())
+    return outs, value
+
+
+@settings(max_examples=60, deadline=None)
+@given(messages())
+def test_msgspec_readings_give_what_pydantic_readings_give(docs: list[bytes]) -> None:
+    pyd_outs, pyd_state = _run(docs, wire=False)
+    wire_outs, wire_state = _run(docs, wire=True)
+    assert decode_device(wire_state) == decode_device(pyd_state) == DeviceState.load(orjson.loads(pyd_state))
+    for p, w in zip(pyd_outs, wire_outs, strict=True):
+        assert w.lines == p.lines
+        assert [e.model_dump() for e in w.events] == [e.model_dump() for e in p.events]
+        assert [h.model_dump() for h in w.hourly] == [h.model_dump() for h in p.hourly]
+        assert w.signals == p.signals
+        assert w.late == p.late
+
+
+def test_state_codec_round_trip_of_a_busy_device() -> None:
+    docs = [_doc("rtu-1", 4.0 + m / 100, minute=m) for m in range(0, 130)]
+    _, value = _run(docs, wire=True)
+    assert value[:1] == VERSION
+    state = _load_device(value)
+    assert encode_device(state) == value
+    assert len(state.metrics["level"].hours) >= 1  # hours closed on the way
+    legacy = orjson.dumps(state.dump())  # what a worker before the codec wrote
+    assert decode_device(legacy) == state
+    assert len(value) < len(legacy)
+    assert decode_device(None) == decode_device(b"") == DeviceState()
+
+
+keys = st.integers(min_value=0, max_value=2**40)
+any_float = st.floats(allow_nan=False, width=64)
+rule_states = st.lists(st.one_of(st.none(), st.integers(-1, 5), any_float), min_size=7, max_size=7)
+
+
+@st.composite
+def device_states(draw: st.DrawFn) -> DeviceState:
+    """Any state, window maps of 0..40 entries."""
+    metrics_ = {
+        name: MetricState(
+            raw=draw(st.dictionaries(keys, st.lists(any_float, min_size=2, max_size=2), max_size=40)),
+            hours=draw(st.dictionaries(keys, st.lists(any_float, min_size=4, max_size=4), max_size=40)),
+            last=draw(st.one_of(st.none(), st.lists(any_float, min_size=2, max_size=2))),
+            flat=draw(st.integers(0, 10_000)),
+        )
+        for name in draw(st.lists(st.sampled_from(["pm25", "level", "rain", "m0"]), unique=True))
+    }
+    return DeviceState(
+        wm=draw(any_float),
+        seen=draw(any_float),
+        closed=draw(st.integers(0, 2**40)),
+        late=draw(st.integers(0, 2**31)),
+        excluded=draw(st.integers(0, 2**31)),
+        spikes=draw(st.integers(0, 2**31)),
+        out_of_range=draw(st.integers(0, 2**31)),
+        emitted=draw(st.integers(0, 2**40)),
+        metrics=metrics_,
+        rules=draw(st.dictionaries(st.sampled_from(["flood.level", "health.stuck", "nodata"]), rule_states)),
+        shipments=draw(st.dictionaries(st.text(max_size=8), st.lists(any_float, min_size=11, max_size=11))),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(device_states())
+def test_state_codec_round_trip(state: DeviceState) -> None:
+    decoded = decode_device(encode_device(state))
+    assert decoded == state
+    assert orjson.dumps(decoded.dump()) == orjson.dumps(state.dump())  # same types (int vs float)
+    for name, m in decoded.metrics.items():
+        assert all(type(k) is int for k in m.raw) and all(type(k) is int for k in m.hours), name
+
+
+def test_tags_are_remembered_only_when_nothing_was_escaped() -> None:
+    plain = Subject(kind="device", id="dev-plain-1", domain="air", station_id="st-1", region="sz")
+    spaced = Subject(kind="device", id="dev 2", domain="air", station_id="st 2")
+    assert _tags(plain) == "device=dev-plain-1,station=st-1,region=sz"
+    assert _tags(spaced) == r"device=dev\ 2,station=st\ 2"
+    assert plain in _TAGS_CACHE
+    assert spaced not in _TAGS_CACHE
+    assert _tags(plain) == "device=dev-plain-1,station=st-1,region=sz"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(zeros_and_more, min_size=1, max_size=80))
+def test_median_is_numpys(values: list[float]) -> None:
+    expected = float(np.median(np.asarray(values, dtype=float)))
+    got = _median(values)
+    assert got == expected or (math.isinf(got) and math.isinf(expected))
+
+
+hourly_means = st.one_of(
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda v: round(v, 3)),
+    finite,
+    st.sampled_from([math.nan, math.inf, 0.1, 0.2, 0.3, -0.0, 1e300, 5e-324]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(hourly_means, max_size=30), st.integers(min_value=1, max_value=24))
+def test_exact_window_mean_is_validitys(values: list[float], min_count: int) -> None:
+    assert _exact_mean_of_floats(values, min_count) == validity.mean_if_valid(values, min_count)
