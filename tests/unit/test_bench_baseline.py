@@ -116,6 +116,7 @@ def test_a_partial_batch_is_written_after_the_wait() -> None:
     assert write.bodies == [b"a\nb"]
     batcher.close()
     assert batcher.written == 2 and batcher.timer_writes == 1 and 0.15 <= batcher.timer_wait_s < 3.0
+    assert 0.15 <= batcher.idle_before_timer_s <= batcher.timer_wait_s
 
 
 def test_a_failed_write_is_retried_and_counted_when_it_keeps_failing() -> None:
