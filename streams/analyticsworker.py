@@ -37,9 +37,16 @@ from stationflow.logs import LogThrottle
 from stationflow.registryview import RegistryView
 from stationflow.wire import WireBatch, WireReading, decode_batch, split_bundle
 from streams import metrics
-from streams.analytics.device import AnalyticsConfig, DeviceState, check_silence, nodata_limit, update_device
+from streams.analytics.device import (
+    AnalyticsConfig,
+    DeviceState,
+    check_silence,
+    nodata_limit,
+    silence_due,
+    update_device,
+)
 from streams.analytics.rules import RuleState, Subject
-from streams.analytics.statecodec import decode_device, encode_device
+from streams.analytics.statecodec import decode_device, encode_device, peek_device
 from streams.analytics.station import StationState, update_station
 from streams.catalog import domain_of
 from streams.lineprotocol import FieldValue, encode, line
@@ -306,7 +313,10 @@ def install_analytics(
             watching_since.append(now)
         futures: list[Awaitable[Any]] = []
         lines: list[str] = []
-        for key, value in list(devices.items()):
+        for key in list(devices.keys()):
+            # the entry as it is now, not as it was when the loop began: a batch may have
+            # updated it while this loop waited for a send
+            value = devices.data.get(key)
             if value is None:
                 continue
             device_id = key.decode()
@@ -316,6 +326,9 @@ def install_analytics(
                 # the stack's own downtime (`stationflow up` stopped), and queued readings may
                 # still be on their way
                 continue
+            seen, rules = peek_device(value)
+            if not silence_due(seen, rules, record=record, now=now, config=config):
+                continue  # most devices, most of the time: no need to decode the windows
             state = _load_device(value)
             domain = record.domain if record else "sensor"
             event = check_silence(state, device_id, record=record, domain=domain, now=now, config=config)
@@ -395,8 +408,8 @@ def _held_by_partition(
         if value is None or partition not in owned:
             continue
         subject = f"{kind}:{key.decode()}"
-        state = _load_device(value) if kind == "device" else _load_station(value)
-        raised = [f"{rule}:{subject}" for rule, raw in state.rules.items() if RuleState.load(raw).active >= 0]
+        rules = peek_device(value)[1] if kind == "device" else _load_station(value).rules
+        raised = [f"{rule}:{subject}" for rule, raw in rules.items() if RuleState.load(raw).active >= 0]
         out.setdefault(partition, {})[subject] = sorted(raised)
     return out
 

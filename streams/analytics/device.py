@@ -51,6 +51,7 @@ __all__ = [
     "DeviceState",
     "ReadingLike",
     "check_silence",
+    "silence_due",
     "subject_for",
     "update_device",
 ]
@@ -782,6 +783,23 @@ def nodata_limit(record: DeviceRecord | None, config: AnalyticsConfig) -> float:
     return float(interval) + config.nodata_grace_s
 
 
+def silence_due(
+    seen: float,
+    rules: Mapping[str, list[Any]],
+    *,
+    record: DeviceRecord | None,
+    now: float,
+    config: AnalyticsConfig,
+) -> bool:
+    """Whether :func:`check_silence` raises the no-data alert now, from the two fields it
+    reads (the timer asks this of every device; see ``statecodec.peek_device``)."""
+    if seen <= 0 or (record is not None and record.status is DeviceStatus.RETIRED):
+        return False
+    if now - seen <= nodata_limit(record, config):
+        return False
+    return RuleState.load(rules.get(NODATA_RULE.id)).active < 0
+
+
 def check_silence(
     state: DeviceState,
     device_id: str,
@@ -796,13 +814,11 @@ def check_silence(
     Wall-clock time (arrival), not event time: a device that stops sending has no event
     time. Retired devices are not watched.
     """
-    if state.seen <= 0 or (record is not None and record.status is DeviceStatus.RETIRED):
+    if not silence_due(state.seen, state.rules, record=record, now=now, config=config):
         return None
     limit = nodata_limit(record, config)
     silence = now - state.seen
     rs = RuleState.load(state.rules.get(NODATA_RULE.id))
-    if silence <= limit or rs.active >= 0:
-        return None
     rs.active, rs.seq, rs.raised_at = 0, 1, state.seen + limit
     state.rules[NODATA_RULE.id] = rs.dump()
     return _nodata_event(rs, AlertState.RAISED, subject_for(device_id, record, domain), silence, limit, now)

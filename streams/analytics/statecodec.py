@@ -4,30 +4,48 @@ A device reporting six metrics once a minute holds about 650 window entries (the
 minute slots, 48 closed hours, 24 h of rain). As the JSON of ``DeviceState.dump`` that is
 ~24 kB, and ~0.4 ms per batch to decode and encode: ``load`` and ``dump`` rebuild every entry
 in Python (``[key, *values]`` lists, ``int(key)``). msgpack (msgspec) takes the window maps
-as they are, ``{key: [values]}`` with integer keys, in C: ~10x faster, 15 % smaller. Floats
-are float64 on the wire, so they come back bit for bit.
+as they are, ``{key: [values]}`` with integer keys, in C (measured: decode ~3x, encode ~7x
+faster than the JSON, 15 % smaller). Floats are float64 on the wire: back bit for bit.
 
 Format: ``b"\\x01"`` + msgpack ``[wm, seen, closed, late, excluded, spikes, oor, emitted,
-{metric: [raw, hours, last, flat]}, rules, shipments]``. A value that starts with ``{`` is
-the JSON an earlier worker wrote (a changelog restored after an upgrade) and decodes as before.
+metrics, rules, shipments]``, metrics ``{metric: [raw, hours, last, flat]}``. From
+``COMPRESS_FROM`` bytes on, the metrics go as zlib-compressed msgpack (bytes instead of a map):
+a device with 48 h of hours is ~21 kB of windows, ~5.7 kB compressed, and the table holds every
+device's value in memory (10,000 such devices: ~57 MB instead of ~210 MB), for ~0.1 ms per
+write. The header fields stay outside, so :func:`peek_device` never decompresses. A value
+that starts with ``{`` is the JSON an earlier worker wrote (a changelog restored after an
+upgrade) and decodes as before.
 """
 
 from __future__ import annotations
+
+import zlib
+from typing import Any
 
 import msgspec
 import orjson
 
 from streams.analytics.device import DeviceState, MetricState
 
-__all__ = ["VERSION", "decode_device", "encode_device"]
+__all__ = ["COMPRESS_FROM", "VERSION", "decode_device", "encode_device", "peek_device"]
 
 VERSION = b"\x01"
+COMPRESS_FROM = 4096  # bytes of msgpack windows; below, zlib saves too little for its cost
+_ZLIB_LEVEL = 1  # 3.7x on windows of one-decimal readings; higher levels cost 2-3x for ~15 %
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder()
+_R = msgspec.Raw  # a field left undecoded
+_PEEK = msgspec.msgpack.Decoder(tuple[Any, Any, _R, _R, _R, _R, _R, _R, _R, dict[str, list[Any]], _R])
 
 
 def encode_device(state: DeviceState) -> bytes:
     """The table value of ``state``."""
+    metrics: dict[str, tuple[object, ...]] | bytes = {
+        name: (m.raw, m.hours, m.last, m.flat) for name, m in state.metrics.items()
+    }
+    packed = _ENCODER.encode(metrics)
+    if len(packed) >= COMPRESS_FROM:
+        metrics = zlib.compress(packed, _ZLIB_LEVEL)
     return VERSION + _ENCODER.encode(
         (
             state.wm,
@@ -38,7 +56,7 @@ def encode_device(state: DeviceState) -> bytes:
             state.spikes,
             state.out_of_range,
             state.emitted,
-            {name: (m.raw, m.hours, m.last, m.flat) for name, m in state.metrics.items()},
+            metrics,
             state.rules,
             state.shipments,
         )
@@ -54,6 +72,8 @@ def decode_device(value: bytes | None) -> DeviceState:
     wm, seen, closed, late, excluded, spikes, oor, emitted, metrics, rules, ships = _DECODER.decode(
         memoryview(value)[1:]
     )
+    if isinstance(metrics, bytes):
+        metrics = _DECODER.decode(zlib.decompress(metrics))
     return DeviceState(
         wm=wm,
         seen=seen,
@@ -70,3 +90,16 @@ def decode_device(value: bytes | None) -> DeviceState:
         rules=rules,
         shipments=ships,
     )
+
+
+def peek_device(value: bytes | None) -> tuple[float, dict[str, list[Any]]]:
+    """``(seen, rules)`` of a table value without building its windows (~50x cheaper than
+    :func:`decode_device` for a device with 48 h of hours): what the no-data timer and the
+    alert sync read of every device."""
+    if not value:
+        return 0.0, {}
+    if value[:1] != VERSION:
+        doc = orjson.loads(value)
+        return float(doc["seen"]), doc.get("rules", {})
+    fields = _PEEK.decode(memoryview(value)[1:])
+    return float(fields[1]), fields[9]

@@ -7,13 +7,14 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 import numpy as np
 import orjson
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stationflow.contracts import DeviceRecord, MetricSpec, ReadingBatch, StationInfo
+from stationflow.contracts import DeviceRecord, DeviceStatus, MetricSpec, ReadingBatch, StationInfo
 from stationflow.logs import LogThrottle
 from stationflow.wire import decode_batch, join_bundle
 from streams import metrics
@@ -29,10 +30,13 @@ from streams.analytics.device import (
     _median,
     _stats,
     _tags,
+    check_silence,
+    silence_due,
     update_device,
 )
-from streams.analytics.rules import Subject
-from streams.analytics.statecodec import VERSION, decode_device, encode_device
+from streams.analytics.packs import NODATA_RULE
+from streams.analytics.rules import RuleState, Subject
+from streams.analytics.statecodec import COMPRESS_FROM, VERSION, decode_device, encode_device, peek_device
 from streams.analyticsworker import PartitionOf, _by_device, _load_device
 
 CONFIG = AnalyticsConfig()
@@ -180,6 +184,7 @@ def test_state_codec_round_trip_of_a_busy_device() -> None:
     assert value[:1] == VERSION
     state = _load_device(value)
     assert encode_device(state) == value
+    assert peek_device(value) == (state.seen, state.rules)
     assert len(state.metrics["level"].hours) >= 1  # hours closed on the way
     legacy = orjson.dumps(state.dump())  # what a worker before the codec wrote
     assert decode_device(legacy) == state
@@ -219,7 +224,7 @@ def device_states(draw: st.DrawFn) -> DeviceState:
     )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(device_states())
 def test_state_codec_round_trip(state: DeviceState) -> None:
     decoded = decode_device(encode_device(state))
@@ -258,3 +263,49 @@ hourly_means = st.one_of(
 @given(st.lists(hourly_means, max_size=30), st.integers(min_value=1, max_value=24))
 def test_exact_window_mean_is_validitys(values: list[float], min_count: int) -> None:
     assert _exact_mean_of_floats(values, min_count) == validity.mean_if_valid(values, min_count)
+
+
+@settings(max_examples=100, deadline=None)
+@given(device_states())
+def test_peek_reads_seen_and_rules_of_both_formats(state: DeviceState) -> None:
+    assert peek_device(encode_device(state)) == (state.seen, state.rules)
+    if math.isfinite(state.seen):  # a wall-clock time; JSON would write inf as null
+        legacy = orjson.dumps(state.dump())
+        assert peek_device(legacy) == (state.seen, orjson.loads(legacy)["rules"])
+    assert peek_device(None) == (0.0, {})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seen=st.floats(min_value=-10.0, max_value=1000.0),
+    now=st.floats(min_value=0.0, max_value=2000.0),
+    raised=st.booleans(),
+    retired=st.booleans(),
+)
+def test_silence_due_is_what_check_silence_does(seen: float, now: float, raised: bool, retired: bool) -> None:
+    record = RECORD.model_copy(update={"status": DeviceStatus.RETIRED if retired else DeviceStatus.ACTIVE})
+    state = DeviceState(seen=seen)
+    if raised:
+        state.rules[NODATA_RULE.id] = RuleState(active=0, seq=1).dump()
+    due = silence_due(seen, dict(state.rules), record=record, now=now, config=CONFIG)
+    event = check_silence(state, "rtu-1", record=record, domain="hydro", now=now, config=CONFIG)
+    assert due == (event is not None)
+
+
+def test_large_windows_are_compressed_and_come_back() -> None:
+    state = DeviceState(seen=1e9, rules={"flood.level": [0, -1, None, None, 1, 1e9, 1e9]})
+    for j in range(6):
+        state.metrics[f"m{j}"] = MetricState(
+            raw={60 * i: [60.0 * i + 0.5, round(50 + (i * 7 + j) % 13 / 10, 1)] for i in range(60)},
+            hours={3600 * h: [50.5 + j, 60.0, 49.0, 52.1] for h in range(48)},
+            last=[3599.5, 51.2],
+            flat=2,
+        )
+    value = encode_device(state)
+    plain = len(
+        msgspec.msgpack.encode({n: (m.raw, m.hours, m.last, m.flat) for n, m in state.metrics.items()})
+    )
+    assert plain >= COMPRESS_FROM
+    assert len(value) < plain / 2
+    assert decode_device(value) == state
+    assert peek_device(value) == (1e9, state.rules)
