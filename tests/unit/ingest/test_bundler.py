@@ -12,6 +12,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from ingest.bundler import Bundler
 from ingest.collector import Collector
 from ingest.settings import IngestSettings
+from stationflow.bench.mqttwire import encode_publish
 from stationflow.wire import split_bundle
 
 TOPIC = "readings.raw"
@@ -205,3 +206,70 @@ def collector_now() -> bytes:
     from stationflow.contracts import utcnow
 
     return utcnow().isoformat().encode()
+
+
+class _Connection:
+    """Stands in for gmqtt's MQTTConnection: records what is written to the socket."""
+
+    class _Protocol:
+        proto_ver = 5
+
+    def __init__(self) -> None:
+        self._protocol = self._Protocol()
+        self.writes: list[bytes] = []
+        self.closing = False
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def send_package(self, data: bytes) -> None:
+        self.writes.append(data)
+
+
+def _publish(topic: str, payload: bytes, mid: int) -> tuple[int, bytes]:
+    packet = encode_publish(topic, payload, mid, 1)
+    body, _ = _body(packet)
+    return packet[0], body
+
+
+def _body(packet: bytes) -> tuple[bytes, int]:
+    """Variable header + payload of a packet (skip the remaining-length bytes)."""
+    pos = 1
+    while packet[pos] & 0x80:
+        pos += 1
+    return packet[pos + 1 :], pos + 1
+
+
+async def test_the_pubacks_of_a_bundle_go_out_in_one_write_after_kafka_acked() -> None:
+    collector = Collector(IngestSettings(), AIOKafkaProducer(bootstrap_servers="127.0.0.1:9"))
+    fake = FakeProducer(1)
+    fake.auto_ack = False
+    collector.producer = fake
+    collector.bundler = Bundler(fake, collector.raw_topic)
+    await collector.bundler.start()
+    connection = _Connection()
+    collector.client._connection = connection
+    handler = getattr(collector.client, "_package_handler", collector.client)
+    good = b'{"readings":[{"metric":"pm25","value":1,"ts":"%s"}]}' % collector_now()
+    for mid in (11, 12, 13):  # as gmqtt parses them from one socket read
+        handler._handle_packet(*_publish(f"devices/d{mid}/readings", good, mid))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert len(fake.records) == 1 and connection.writes == []  # sent to Kafka, not acknowledged yet
+    fake.deliveries[0].set_result(None)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert connection.writes == [
+        b"".join(bytes([0x40, 4]) + mid.to_bytes(2) + b"\x00\x00" for mid in (11, 12, 13))
+    ]
+
+
+async def test_pubacks_due_on_a_lost_connection_are_not_written() -> None:
+    collector = Collector(IngestSettings(), AIOKafkaProducer(bootstrap_servers="127.0.0.1:9"))
+    connection = _Connection()
+    collector.client._connection = connection
+    handler = getattr(collector.client, "_package_handler", collector.client)
+    handler._send_puback(5)
+    connection.closing = True
+    await asyncio.sleep(0)
+    assert connection.writes == []
