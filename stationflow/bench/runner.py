@@ -140,12 +140,8 @@ class _Counter:
         self.changed_at = time.monotonic()
         self.counted_at, self.counted_points = 0.0, -1
         self.stored = 0
+        self.complete = False  # every expected reading was counted
         self.finished_at: float | None = None
-
-    @property
-    def complete(self) -> bool:
-        """Every expected reading was counted."""
-        return self.finished_at is not None
 
     def step(self, now: float, *, published_all: bool) -> None:
         """One poll: watch the writes; count exactly when it may be over."""
@@ -167,7 +163,7 @@ class _Counter:
             # missed: the end is only known to be before this count
             if _points_written(self.url, self.db) != self.points or last_write < incomplete_at:
                 last_write = time.monotonic()
-            self.finished_at = last_write
+            self.complete, self.finished_at = True, last_write
 
     def final(self) -> int:
         """The exact count at the end (taken again unless it was complete)."""

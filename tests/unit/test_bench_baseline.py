@@ -8,9 +8,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stationflow.bench import runner
 from stationflow.bench.baseline import Batcher, message_lines
 from stationflow.bench.loadgen import plan, probe_payload
 from stationflow.bench.sampler import stage_cpu
@@ -139,3 +141,67 @@ def test_stage_cpu_sums_the_instances_of_a_stage() -> None:
     cpu = {"ingest": 1.0, "ingest-2": 0.5, "streams": 2.0, "tansu": 0.25, "loadgen": 0.1}
     stages = {"collector": ("ingest",), "worker": ("streams",), "tansu": ("tansu",), "influxdb": ("influxd",)}
     assert stage_cpu(cpu, stages) == {"collector": 1.5, "worker": 2.0, "tansu": 0.25, "influxdb": 0.0}
+
+
+class FakeInflux:
+    """What the bench's counter reads from InfluxDB: points written (statistics) and the exact count."""
+
+    def __init__(self) -> None:
+        self.points: list[int] = []  # successive answers of the statistics (the last one repeats)
+        self.stored = 0
+        self.counts = 0
+
+    def points_written(self, _url: str, _db: str) -> int:
+        return self.points.pop(0) if len(self.points) > 1 else self.points[0]
+
+    def count(self, _url: str, _db: str) -> int:
+        self.counts += 1
+        return self.stored
+
+
+def counter(monkeypatch: pytest.MonkeyPatch, influx: FakeInflux, expected: int) -> runner._Counter:
+    monkeypatch.setattr(runner, "_points_written", influx.points_written)
+    monkeypatch.setattr(runner, "_stored", influx.count)
+    return runner._Counter("http://influx", "db", expected)
+
+
+def test_the_run_ends_at_the_last_write_before_the_count_that_found_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    influx = FakeInflux()
+    influx.points = [0, 0, 0, 10, 10]
+    c = counter(monkeypatch, influx, expected=50)
+    c.step(100.0, published_all=False)  # still publishing: no exact count
+    assert influx.counts == 0
+    c.step(100.5, published_all=True)  # nothing written for a while: count (0 of 50)
+    assert influx.counts == 1 and not c.complete
+    c.step(101.0, published_all=True)  # the writes: 10 points
+    influx.stored = 50
+    c.step(101.1, published_all=True)  # not quiet yet
+    assert influx.counts == 1
+    c.step(101.25, published_all=True)  # quiet for 0.25 s: count, all there
+    assert influx.counts == 2 and c.complete and c.finished_at == 101.0
+    assert c.final() == 50 and influx.counts == 2
+
+
+def test_a_write_landing_between_the_statistics_and_the_count_ends_the_run_after_the_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    influx = FakeInflux()
+    influx.points = [0, 0, 10]  # construction, the step's read, the read after the count
+    c = counter(monkeypatch, influx, expected=50)
+    influx.stored = 50  # the write landed just before the count
+    before = time.monotonic()
+    c.step(before, published_all=True)
+    assert c.complete and c.finished_at is not None and c.finished_at >= before
+
+
+def test_an_incomplete_run_ends_at_its_last_write_and_reports_what_was_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    influx = FakeInflux()
+    influx.points = [0, 7]
+    c = counter(monkeypatch, influx, expected=50)
+    c.step(200.0, published_all=True)
+    influx.stored = 35
+    assert c.final() == 35 and not c.complete and c.finished_at == 200.0
