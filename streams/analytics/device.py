@@ -477,10 +477,9 @@ def _close_hours(
         keep_raw_from = (
             state.closed - 24 * HOUR if name in SUM_METRICS else min(state.closed, state.wm - HOUR)
         )
-        for v in m.raw.values():
-            if v[0] < keep_raw_from:  # rebuild only when something goes (most calls: nothing)
-                m.raw = {k: v for k, v in m.raw.items() if v[0] >= keep_raw_from}
-                break
+        stale = [k for k, v in m.raw.items() if v[0] < keep_raw_from]
+        for k in stale:  # usually none or one (the slot an hour back): no rebuild of the map
+            del m.raw[k]
         if moved:  # hours are added and ``oldest`` moves only when hours close
             m.hours = {h: v for h, v in m.hours.items() if h >= oldest}
     return results
