@@ -25,9 +25,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import multiprocessing
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -237,35 +237,78 @@ def _webhooks(calls: Sequence[Received]) -> tuple[dict[str, list[float]], int]:
     return received, unsigned
 
 
-class _Background(threading.Thread):
-    """Publishes the load generator's messages at ``rate`` readings/s until stopped (QoS 1)."""
+def _publish_background(
+    host: str,
+    port: int,
+    rate: int,
+    per_message: int,
+    devices: int,
+    stop: Any,
+    readings: Any,
+    cpu_s: Any,
+) -> None:
+    """The background publisher's process: the load generator's messages at ``rate`` readings/s
+    (QoS 1) until ``stop`` is set; ``readings`` counts what it published, ``cpu_s`` its CPU."""
+    load = plan(10**9, devices=devices, per_message=per_message, start=datetime.now(UTC))
+    interval = per_message / max(rate, 1)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="alert-bench-load")
+    client.max_inflight_messages_set(1000)
+    client.connect(host, port)
+    client.loop_start()
+    started = time.monotonic()
+    try:
+        k = 0
+        while not stop.is_set() and k < MAX_BACKGROUND_MESSAGES:
+            msg = load.render(k)
+            client.publish(msg.topic, msg.payload, qos=1)
+            k += 1
+            readings.value += msg.readings
+            delay = started + k * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        times = os.times()
+        cpu_s.value = times.user + times.system
+
+
+class _Background:
+    """The background publisher in a process of its own, so it does not share the bench's GIL
+    with the probe publisher and the webhook receiver, whose timestamps are the measurement."""
 
     def __init__(self, host: str, port: int, *, rate: int, per_message: int, devices: int) -> None:
-        super().__init__(daemon=True, name="background-load")
-        self.plan = plan(10**9, devices=devices, per_message=per_message, start=datetime.now(UTC))
-        self.interval = per_message / max(rate, 1)
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="alert-bench-load")
-        self.client.max_inflight_messages_set(1000)
-        self.client.connect(host, port)
-        self.stop = threading.Event()
-        self.readings = 0
+        ctx = multiprocessing.get_context("spawn")
+        self.stop = ctx.Event()
+        self._readings = ctx.Value("q", 0)
+        self._cpu_s = ctx.Value("d", 0.0)
+        self.process = ctx.Process(
+            target=_publish_background,
+            args=(host, port, rate, per_message, devices, self.stop, self._readings, self._cpu_s),
+            name="alert-bench-load",
+            daemon=True,
+        )
 
-    def run(self) -> None:
-        self.client.loop_start()
-        started = time.monotonic()
-        try:
-            k = 0
-            while not self.stop.is_set() and k < MAX_BACKGROUND_MESSAGES:
-                msg = self.plan.render(k)
-                self.client.publish(msg.topic, msg.payload, qos=1)
-                self.readings += msg.readings
-                k += 1
-                delay = started + k * self.interval - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-        finally:
-            self.client.loop_stop()
-            self.client.disconnect()
+    @property
+    def readings(self) -> int:
+        """Readings published so far."""
+        return int(self._readings.value)
+
+    @property
+    def cpu_s(self) -> float:
+        """The publisher's CPU seconds (known once it has stopped)."""
+        return float(self._cpu_s.value)
+
+    def start(self) -> None:
+        """Start publishing."""
+        self.process.start()
+
+    def join(self, timeout: float) -> None:
+        """Wait for the publisher to stop (after ``stop.set()``); kill it if it does not."""
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
 
 
 def _cpu_s(proc: psutil.Process) -> float:
@@ -316,8 +359,11 @@ def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, a
             client.connect(ep.mqtt_host, ep.mqtt_port)
             client.loop_start()
             sent: dict[str, float] = {}
-            started = time.monotonic()
             background.start()
+            ready_by = time.monotonic() + 60
+            while background.readings == 0 and time.monotonic() < ready_by:  # its process starting
+                time.sleep(0.05)
+            started, published_before = time.monotonic(), background.readings
             try:
                 for i in range(probes):  # bounded: one probe per PROBE_EVERY_S
                     device = f"{PROBE_PREFIX}{i:03d}"
@@ -338,15 +384,18 @@ def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, a
                         except psutil.Error:
                             continue
                     time.sleep(PROBE_EVERY_S)
+                load_seconds = time.monotonic() - started
+                published = background.readings - published_before
                 background.stop.set()
                 background.join(timeout=30)
-                load_seconds = time.monotonic() - started
                 cpu_s = {name: round(_cpu_s(proc) - cpu_before[name], 2) for name, proc in procs.items()}
+                cpu_s["background_publisher"] = round(background.cpu_s, 2)
                 deadline = time.monotonic() + WAIT_AFTER_S
                 while time.monotonic() < deadline and len(hook.snapshot()) < probes:
                     time.sleep(0.2)
                 time.sleep(1.0)  # room for a duplicate to show up
             finally:
+                background.stop.set()
                 client.loop_stop()
                 client.disconnect()
             received, unsigned = _webhooks(hook.snapshot())
@@ -363,7 +412,7 @@ def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, a
             }
             hops = hop_latencies(times)
             duplicates = sum(len(v) - 1 for v in received.values())
-            background_rate = background.readings / max(load_seconds, 1e-9)
+            background_rate = published / max(load_seconds, 1e-9)
             failures = probe_failures(
                 list(sent),
                 {d: len(v) for d, v in received.items()},
@@ -380,6 +429,11 @@ def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, a
                     "samples": len(latencies),
                 },
                 "hops_ms": hops,
+                # each probe's way, ms after its publish (None: not seen there), in publish order
+                "probes": {
+                    d: [None if d not in times[h] else round((times[h][d] - t) * 1000, 1) for h in HOPS[1:]]
+                    for d, t in sent.items()
+                },
                 "stages_ms_p50": {  # the two halves, as before
                     "publish_to_alert_event": hop_latencies(times, ("publish", "alert_event"))[
                         "publish_to_alert_event"
@@ -394,7 +448,7 @@ def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, a
                 "unsigned": unsigned,
                 "background": {
                     "target_readings_per_s": rate,
-                    "published": background.readings,
+                    "published": published,
                     "readings_per_s": round(background_rate),
                     "seconds": round(load_seconds, 1),
                     "devices": devices,
