@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -29,6 +29,8 @@ import msgspec
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from faust.tables.table import Table
+from mode.utils.aiter import aiter
+from mode.utils.futures import notify
 from pydantic import ValidationError
 
 from stationflow import topics
@@ -59,6 +61,8 @@ logger = logging.getLogger(__name__)
 DEVICE_TABLE = "devices"
 STATION_TABLE = "stations"
 FLUSH_DEADLINE_S = 60.0
+QUIET_S = 0.005  # a batch goes once nothing new arrived for this long (see take_until_quiet)
+IDLE_WAKE_S = 1.0  # an idle agent looks up this often (a first value wakes it at once)
 # The table's key -> partition mapping (use_partitioner: the producer's murmur2, as Java's).
 _PARTITIONER = DefaultPartitioner()
 
@@ -211,7 +215,9 @@ def install_analytics(
                 # as the raw consumer does: no device is analysed without its registry record
                 # (its station, thresholds) because the view was still loading after a restart
                 await registry.ready.wait()
-            async for values in stream.take(settings.analytics_batch_max, within=settings.analytics_within_s):
+            async for values in take_until_quiet(
+                stream, settings.analytics_batch_max, quiet_s=QUIET_S, within=settings.analytics_within_s
+            ):
                 started = time.perf_counter()
                 by_device = _by_device(values, throttle)
                 now = time.time()
@@ -263,7 +269,9 @@ def install_analytics(
 
     @app.agent(hourly, name="stations", concurrency=1)
     async def station_agent(stream: faust.StreamT[bytes]) -> None:
-        async for values in stream.take(500, within=settings.analytics_within_s):
+        async for values in take_until_quiet(
+            stream, 500, quiet_s=QUIET_S, within=settings.analytics_within_s
+        ):
             lines: list[str] = []
             futures: list[Awaitable[Any]] = []
             for raw in values:
@@ -366,6 +374,84 @@ def install_analytics(
         metrics.ALERT_SYNCS.inc(len(futures))
 
     app.timer(interval=settings.analytics_sync_s)(announce)
+
+
+def take_until_quiet(stream: Any, max_: int, *, quiet_s: float, within: float) -> AsyncIterator[list[bytes]]:
+    """Faust's ``Stream.take`` that hands over a batch once the stream has gone quiet.
+
+    ``take(max_, within)`` always waits ``within`` for a batch to fill: a lone alert-worthy
+    reading waits that long in an idle worker, and a short ``within`` cuts a backlog into
+    small batches (each with its own changelog flush and InfluxDB write; measured at 10,000
+    devices: 24 vs 17 µs of worker CPU per reading, 0.02 s against 0.5 s). Here the batch
+    is handed over when no new value arrived for ``quiet_s`` (an idle stream: at most about
+    2 x ``quiet_s`` after its first value), when it holds ``max_`` values, or ``within``
+    after its first value. The rest is ``take``'s own code: values are added by a processor
+    while the stream is consumed passively, and a batch's events are acknowledged only after
+    the loop body that received it has finished (its changelogs, records and points durable).
+    """
+    batches = _take_until_quiet(stream, max_, quiet_s, within)
+    # as faust's own take: the stream closes it on stop (its finally detaches the processor)
+    stream._active_agens.add(batches)
+    return batches
+
+
+async def _take_until_quiet(
+    stream: Any, max_: int, quiet_s: float, within: float
+) -> AsyncGenerator[list[bytes], None]:
+    buffer: list[bytes] = []
+    events: list[Any] = []
+    arrived = asyncio.Event()  # a batch's first value is in
+    full = asyncio.Event()
+    consumed = asyncio.Event()
+    consuming: asyncio.Future[None] | None = None
+    enable_acks = stream.enable_acks
+
+    async def add(value: bytes) -> bytes:
+        nonlocal consuming
+        if consuming is not None:
+            try:
+                await consuming
+            finally:
+                consuming = None
+        buffer.append(value)
+        events.append(stream.current_event)
+        if len(buffer) == 1:
+            arrived.set()
+        if len(buffer) >= max_:
+            full.set()
+            consumed.clear()
+            await stream.wait(consumed)
+        return value
+
+    stream.enable_acks = False
+    stream.add_processor(add)
+    stream._enable_passive(aiter(stream.channel))
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(arrived, timeout=IDLE_WAKE_S)
+            if not buffer:
+                continue
+            first_seen = time.monotonic()
+            while not full.is_set() and not stream.should_stop:
+                held = len(buffer)
+                await stream.wait_for_stopped(full, timeout=quiet_s)
+                if len(buffer) == held or time.monotonic() - first_seen >= within:
+                    break  # quiet for quiet_s (or waited long enough): hand it over
+            consuming = asyncio.get_running_loop().create_future()
+            try:
+                yield list(buffer)
+            finally:
+                buffer.clear()
+                for event in events:
+                    await stream.ack(event)
+                events.clear()
+                arrived.clear()
+                notify(consuming)
+                full.clear()
+                consumed.set()
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(add)
 
 
 def _by_device(values: Sequence[bytes], throttle: LogThrottle) -> dict[str, list[WireBatch]]:

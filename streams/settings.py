@@ -62,10 +62,10 @@ class StreamsSettings(CommonSettings):
     # the alerts it holds raised (AlertSync), so alerts whose state was lost get resolved.
     analytics_sync_s: float = 60.0
     analytics_batch_max: int = 1000
-    # The analytics agents take what arrived within this long (up to analytics_batch_max) and
-    # process it: short, so an alert is not held back waiting for a batch to fill; under load
-    # the batch fills while the previous one is processed.
-    analytics_within_s: float = 0.02
+    # An analytics batch is handed over once nothing new arrived for 5 ms (an idle worker
+    # analyses a lone reading at once), when it holds analytics_batch_max records, or at the
+    # latest this long after its first record (a steady stream never goes quiet).
+    analytics_within_s: float = 0.1
 
     @property
     def local_dir(self) -> Path:
