@@ -100,6 +100,11 @@ class Bundler:
         """Learn the topic's partitions (waits for the producer's metadata)."""
         self._partitions = list(await self.producer.partitions_for(self.topic))
 
+    @property
+    def started(self) -> bool:
+        """True once ``start`` learnt the partitions (``add`` may be called)."""
+        return bool(self._partitions)
+
     def partition_for(self, key: bytes) -> int:
         """The partition aiokafka's default partitioner gives a record keyed ``key``."""
         return self._partitioner(key, self._partitions, self._partitions)

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Annotated, Any, Literal
 
@@ -186,7 +186,7 @@ def _decode_fast(payload: bytes, device_id: str) -> list[JsonReading] | None:
     if isinstance(wire.device_id, str) and wire.device_id != device_id:
         return None  # refused there, with its reason
     try:
-        return [r if r.ts.utcoffset() == _ZERO else _struct_as_utc(r) for r in readings]
+        return [r if r.ts.tzinfo is UTC or r.ts.utcoffset() == _ZERO else _struct_as_utc(r) for r in readings]
     except OverflowError:  # a year-1 or year-9999 time with an offset: the pydantic path decides
         return None
 

@@ -273,3 +273,59 @@ async def test_pubacks_due_on_a_lost_connection_are_not_written() -> None:
     connection.closing = True
     await asyncio.sleep(0)
     assert connection.writes == []
+
+
+async def _dispatching_collector(fake: FakeProducer) -> tuple[Collector, _Connection, Any]:
+    collector = Collector(IngestSettings(), AIOKafkaProducer(bootstrap_servers="127.0.0.1:9"))
+    collector.producer = fake
+    collector.bundler = Bundler(fake, collector.raw_topic)
+    await collector.bundler.start()
+    connection = _Connection()
+    collector.client._connection = connection
+    return collector, connection, getattr(collector.client, "_package_handler", collector.client)
+
+
+async def _spin() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_no_puback_from_gmqtts_dispatch_when_kafka_fails() -> None:
+    fake = FakeProducer(1)
+    fake.auto_ack = False
+    collector, connection, handler = await _dispatching_collector(fake)
+    good = b'{"readings":[{"metric":"pm25","value":1,"ts":"%s"}]}' % collector_now()
+    tasks = len(asyncio.all_tasks())
+    for mid in (1, 2):
+        handler._handle_packet(*_publish(f"devices/d{mid}/readings", good, mid))
+    assert len(asyncio.all_tasks()) == tasks  # QoS 1 JSON: no task per message
+    await _spin()
+    fake.deliveries[0].set_exception(RuntimeError("not leader"))
+    await _spin()
+    assert connection.writes == []
+    assert collector._stop.is_set() and collector._inflight == 0
+    handler._handle_packet(*_publish("devices/d3/readings", good, 3))  # after the failure
+    await _spin()
+    assert connection.writes == [] and len(fake.records) == 1
+
+
+async def test_a_refused_qos1_message_is_acknowledged_after_its_dead_letter() -> None:
+    fake = FakeProducer(1)
+    fake.auto_ack = False
+    _, connection, handler = await _dispatching_collector(fake)
+    handler._handle_packet(*_publish("devices/d1/readings", b"{not json", 7))
+    await _spin()
+    assert [(k, b"invalid_json" in v) for _, k, v in fake.records] == [(b"d1", True)]
+    assert connection.writes == []
+    fake.deliveries[0].set_result(None)
+    await _spin()
+    assert connection.writes == [bytes([0x40, 4, 0, 7, 0, 0])]
+
+
+async def test_hj212_messages_keep_gmqtts_task() -> None:
+    _, _, handler = await _dispatching_collector(FakeProducer(1))
+    tasks = len(asyncio.all_tasks())
+    handler._handle_packet(*_publish("devices/dtu-1/hj212", b"##0000", 9))
+    assert len(asyncio.all_tasks()) == tasks + 1  # _on_message, which may wait for the registry
+    for task in asyncio.all_tasks() - {asyncio.current_task()}:
+        task.cancel()
