@@ -88,7 +88,7 @@ def create_app(settings: StreamsSettings) -> faust.App:
         producer_acks=-1,
         web_enabled=settings.streams_web_enabled,
         web_port=settings.streams_web_port,
-        fetch_max_wait_ms=settings.streams_fetch_max_wait_ms,
+        fetch_max_wait_ms=settings.analytics_fetch_max_wait_ms,
     )
 
     registry = RegistryView() if settings.streams_registry else None

@@ -29,10 +29,15 @@ class StreamsSettings(CommonSettings):
     streams_session_timeout_s: float = 10.0
     streams_heartbeat_s: float = 2.0
     streams_commit_interval_s: float = 1.0
-    # Longest the broker may hold a fetch that found nothing, for the worker's consumers (the
-    # raw stage's and Faust's, which hard-codes 1500 ms). Tansu answers such a fetch only when
-    # it expires, so a record arriving at an idle consumer waits up to half of it (measured).
-    streams_fetch_max_wait_ms: int = Field(default=FETCH_MAX_WAIT_MS, ge=1)
+    # The raw consumer's fetch long-poll (aiokafka fetch_max_wait_ms). Tansu answers a fetch
+    # that found nothing only when it expires, so a record reaching an idle raw consumer waits
+    # up to half of it; under a steady load it also sets the batch size (each fetch brings what
+    # arrived during the previous one), and small batches cost CPU: per 300k readings at
+    # 10,000 readings/s from 200 devices (stationflow bench --alerts), the worker spent 13 s
+    # with 50 ms, 10-11 s with 200-250 ms and 7-9 s with 500 ms (more InfluxDB writes, and
+    # more readings.clean records, each paying Faust's per-record cost in the analytics).
+    # Measured alert latency p99 with 500 ms and a quiet machine: 406 ms.
+    streams_fetch_max_wait_ms: int = Field(default=500, ge=1, le=5000)
     streams_metrics_port: int = 9462  # 0 disables the Prometheus endpoint
     # Loopback by default; 0.0.0.0 in a container, so Prometheus can scrape it (compose).
     streams_metrics_bind: str = "127.0.0.1"
@@ -61,6 +66,10 @@ class StreamsSettings(CommonSettings):
     # Every this long (and first this long after start) each worker sends the alert service
     # the alerts it holds raised (AlertSync), so alerts whose state was lost get resolved.
     analytics_sync_s: float = 60.0
+    # The fetch long-poll of Faust's consumer (readings.clean, analytics.hourly), which Faust
+    # hard-codes to 1500 ms (streams.app.WorkerApp): on Tansu a clean record reaching an idle
+    # analytics consumer waited up to half of it.
+    analytics_fetch_max_wait_ms: int = Field(default=FETCH_MAX_WAIT_MS, ge=1, le=5000)
     analytics_batch_max: int = 1000
     # An analytics batch is handed over once nothing new arrived for 5 ms (an idle worker
     # analyses a lone reading at once), when it holds analytics_batch_max records, or at the

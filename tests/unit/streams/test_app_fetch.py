@@ -1,4 +1,4 @@
-"""The worker's Faust consumer lets the broker hold an empty fetch only ``streams_fetch_max_wait_ms``
+"""The worker's Faust consumer lets the broker hold an empty fetch only ``analytics_fetch_max_wait_ms``
 (Faust hard-codes 1500 ms; on Tansu an idle consumer saw a record up to half of that late)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ async def test_the_faust_consumer_fetches_with_the_configured_max_wait(tmp_path:
         state_dir=tmp_path,
         kafka_bootstrap="127.0.0.1:1",  # never contacted: the consumer is built, not started
         streams_registry=False,
-        streams_fetch_max_wait_ms=37,
+        analytics_fetch_max_wait_ms=37,
     )
     app = create_app(settings)
     app.finalize()
