@@ -12,6 +12,7 @@ import re
 
 from ingest.errors import RejectedMessage
 from stationflow.contracts import DEVICE_ID_PATTERN
+from stationflow.wire import strict_end
 
 __all__ = ["DEVICE_FILTER", "SUBTOPICS", "device_id_from_topic", "parse_topic", "shared_filter"]
 
@@ -23,7 +24,7 @@ SUBTOPICS: dict[str, str] = {
 }
 DEVICE_FILTER = "devices/#"
 _TOPIC = re.compile(r"^devices/(?P<device_id>[^/]*)/(?P<subtopic>.*)$", re.DOTALL)
-_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
+_DEVICE_ID = re.compile(strict_end(DEVICE_ID_PATTERN))
 
 
 def parse_topic(topic: str) -> tuple[str, str]:

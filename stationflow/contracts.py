@@ -8,7 +8,7 @@ Topics and their value schemas (keys are the device id as UTF-8):
 =====================  ===============  ===============================================
 topic                  value            produced by
 =====================  ===============  ===============================================
-``readings.raw``       ``ReadingBatch`` ingest (one record per device message)
+``readings.raw``       ``ReadingBatch`` ingest (bundles: one document per device message)
 ``readings.clean``     ``ReadingBatch`` streams (normalised, deduplicated)
 ``readings.deadletter`` ``DeadLetter``  ingest and streams (anything that was refused)
 ``registry``           ``DeviceRecord`` devices (compacted; key device id)

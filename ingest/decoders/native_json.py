@@ -60,6 +60,7 @@ from stationflow.contracts import (
     to_utc,
 )
 from stationflow.tagtext import TAG_TEXT_PATTERN
+from stationflow.wire import strict_end
 
 __all__ = ["JsonReading", "decode", "encode_json_batch"]
 
@@ -80,12 +81,14 @@ _LONG_FRACTION = re.compile(rb"\.[0-9]{7,}[Zz+-]")
 class JsonReading(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One reading of the fast path: ``Reading``'s fields and checks; fields not sent are ``UNSET``."""
 
-    metric: Annotated[str, msgspec.Meta(pattern=METRIC_PATTERN)]
+    metric: Annotated[str, msgspec.Meta(pattern=strict_end(METRIC_PATTERN))]
     value: float
     unit: Annotated[str, msgspec.Meta(max_length=32)] | UnsetType | None = UNSET
     ts: _Aware
     quality: Quality | UnsetType = UNSET
-    shipment: Annotated[str, msgspec.Meta(max_length=64, pattern=TAG_TEXT_PATTERN)] | UnsetType | None = UNSET
+    shipment: (
+        Annotated[str, msgspec.Meta(max_length=64, pattern=strict_end(TAG_TEXT_PATTERN))] | UnsetType | None
+    ) = UNSET
 
     def fields_sent(self) -> int:
         """How many keys the device wrote for this reading (for the duplicate-key test)."""
@@ -102,7 +105,7 @@ class _JsonBatch(msgspec.Struct, frozen=True, kw_only=True):
     """The ``ReadingBatch`` document, encoded from fast-path readings (same field order)."""
 
     v: Literal[1] = SCHEMA_VERSION
-    device_id: Annotated[str, msgspec.Meta(pattern=DEVICE_ID_PATTERN)]
+    device_id: Annotated[str, msgspec.Meta(pattern=strict_end(DEVICE_ID_PATTERN))]
     received_at: datetime
     source: str
     readings: list[JsonReading]

@@ -42,6 +42,7 @@ from typing import Any
 
 from ingest.errors import RejectedMessage
 from stationflow.contracts import METRIC_PATTERN, Reading
+from stationflow.wire import strict_end
 
 __all__ = ["MAX_VERSION", "UNITS", "decode"]
 
@@ -72,7 +73,7 @@ UNITS: dict[str, str] = {
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-:./_]{0,255}$")
-_METRIC = re.compile(METRIC_PATTERN)
+_METRIC = re.compile(strict_end(METRIC_PATTERN))
 _SEPARATORS = re.compile(r"[:/]")
 _NUMBER_FIELDS = ("bt", "bv", "bs", "t", "v", "s", "ut")
 _TEXT_FIELDS = ("bn", "bu", "n", "u")

@@ -369,7 +369,7 @@ def test_the_demo_registers_its_fleet_and_its_backfill_is_stored(wired: Wired) -
             wired.influx_url, wired.influx_db, where="time > now() - 50h AND time < now() - 1h"
         )
         taken = scrape_counter(ingest, "stationflow_ingest_messages_total")
-        consumed = scrape_counter(streams, "stationflow_streams_records_total")
+        consumed = scrape_counter(streams, "stationflow_streams_documents_total")  # one per device message
         if stored >= MIN_READINGS and taken >= MIN_MESSAGES and consumed >= CAUGHT_UP * taken:
             break
         time.sleep(POLL_S * 4)

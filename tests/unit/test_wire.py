@@ -74,6 +74,9 @@ def _doc(**overrides: object) -> bytes:
         _doc(reading={"unit": "x" * 33}),
         _doc(reading={"other": 1}),
         _doc(reading={"ts": "2026-11-30T10:00:00"}),
+        _doc(device_id="d1\n"),  # Python's `$` would match before a final newline
+        _doc(reading={"metric": "pm25\n"}),
+        _doc(reading={"shipment": "s1\n"}),
         b'{"v":1,"device_id":"d1","received_at":"2026-11-30T10:00:01Z","source":"s",'
         b'"readings":[{"metric":"m","value":1e999,"ts":"2026-11-30T10:00:00Z"}]}',
         b"not json",
@@ -98,3 +101,13 @@ def test_bundle_round_trip() -> None:
     assert split_bundle(join_bundle(docs)) == docs
     assert split_bundle(docs[0]) == [docs[0]]
     assert [decode_batch(d).device_id for d in split_bundle(join_bundle(docs))] == ["d0", "d1", "d2"]
+
+
+def test_a_trailing_newline_is_no_device_id_or_metric() -> None:
+    from ingest.decoders.senml import _METRIC
+    from ingest.errors import RejectedMessage
+    from ingest.topics import parse_topic
+
+    with pytest.raises(RejectedMessage):
+        parse_topic("devices/d1\n/readings")
+    assert _METRIC.match("pm25\n") is None
