@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,27 +13,9 @@ from stationflow.registryview import RegistryView
 from stationflow.wire import join_bundle, split_bundle
 from streams.processor import BatchProcessor
 from tests.unit.streams.test_enrich import _record
+from tests.unit.streams.test_processor import MemoryKafka, MemorySink
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
-
-
-class MemorySink:
-    def __init__(self) -> None:
-        self.bodies: list[tuple[bytes, int]] = []
-
-    async def write(self, body: bytes, points: int) -> None:
-        self.bodies.append((body, points))
-
-
-class MemoryKafka:
-    def __init__(self) -> None:
-        self.records: list[tuple[str, bytes, bytes]] = []
-
-    async def send(self, topic: str, key: bytes, value: bytes) -> Any:
-        self.records.append((topic, key, value))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
 
 
 def _doc(device: str, n: int, *, metric: str = "m", seconds: int = 0) -> bytes:
