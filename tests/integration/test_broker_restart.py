@@ -52,8 +52,17 @@ def _stored(url: str, db: str, where: str) -> int:
     return total
 
 
-def _autosaves(broker: Component) -> int:
-    return broker.log_path.read_text(errors="replace").count("Saving in-memory database")
+def _saved_since(broker: Component, since_ns: int) -> bool:
+    """Whether Mosquitto has finished an autosave begun after ``since_ns`` (``time.time_ns()``).
+
+    The log's "Saving in-memory database" line comes *before* the write: a SIGKILL just after
+    it keeps the previous file. Mosquitto writes ``mosquitto.db.new`` and renames it, so a
+    ``mosquitto.db`` modified after ``since_ns`` is a save that completed.
+    """
+    try:
+        return (broker.workdir / "mosquitto.db").stat().st_mtime_ns > since_ns
+    except FileNotFoundError:
+        return False
 
 
 def _kill_under_load(pipeline: Pipeline) -> tuple[LoadResult, int]:
@@ -62,8 +71,8 @@ def _kill_under_load(pipeline: Pipeline) -> tuple[LoadResult, int]:
     assert ep is not None
     broker = pipeline.component("mosquitto")
     # The collector's session is on disk only from the first autosave after it subscribed.
-    saved = _autosaves(broker)
-    assert wait_for(lambda: _autosaves(broker) > saved, timeout=15, interval=0.1)
+    subscribed = time.time_ns()
+    assert wait_for(lambda: _saved_since(broker, subscribed), timeout=15, interval=0.1)
     acked = [0]
     out: dict[str, Any] = {}
 
@@ -195,9 +204,12 @@ def test_restarted_mosquitto_keeps_a_plain_subscription_but_not_a_shared_one(
         received: list[bytes] = []
         sub = _subscriber(broker, received)
         topic_filter = "$share/g/devices/+/readings" if shared else "devices/+/readings"
+        subacked = threading.Event()
+        sub.on_subscribe = lambda *_args: subacked.set()
         sub.subscribe(topic_filter, qos=1)
-        saved = _autosaves(broker)
-        assert wait_for(lambda: _autosaves(broker) > saved, timeout=15, interval=0.1)
+        assert subacked.wait(10)
+        subscribed = time.time_ns()
+        assert wait_for(lambda: _saved_since(broker, subscribed), timeout=15, interval=0.1)
         broker.kill()
         sub.loop_stop()
         broker.start()

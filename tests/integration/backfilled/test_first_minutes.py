@@ -149,7 +149,9 @@ def test_water_class_and_cold_chain_excursion_alerts(backfilled: BackfilledStack
         water[:] = [a for a in _alerts(backfilled, "water.class") if a["station_id"] == "st-water-001"]
         cold[:] = [a for a in _alerts(backfilled, "coldchain.excursion") if a["device_id"] == "cold-001"]
         storm[:] = [a for a in _alerts(backfilled, "rain.*") if a["device_id"] == "rain-001"]
-        return bool(water and cold and storm)
+        # raised and resolved again as the analytics go through the history: wait for both
+        resolved = all(a and a[0]["status"] == "resolved" for a in (water, cold))
+        return bool(water and cold and storm) and resolved
 
     _within(backfilled, f"water.class {water}, coldchain.excursion {cold}, rain {storm}", raised)
     assert water[0]["status"] == "resolved"  # back at its target before the end of the history
