@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from tests.integration.cli_utils import run_cli_json
 
 READINGS = 20_000
 PER_MESSAGE = 5
@@ -15,16 +13,11 @@ ANALYTICS_STAGE = "analytics (worker on - off)"
 
 
 def test_bench_baseline_reports_ratios_and_cpu_per_stage() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "stationflow.cli", "bench", "--baseline", "--analytics",
-         "--readings", str(READINGS), "--per-message", str(PER_MESSAGE), "--json"],
-        capture_output=True,
-        text=True,
+    r = run_cli_json(
+        "bench", "--baseline", "--analytics",
+        "--readings", str(READINGS), "--per-message", str(PER_MESSAGE), "--json",
         timeout=BENCH_TIMEOUT_S,
-        check=False,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    r = json.loads(done.stdout)
     (rnd,) = r["runs"]
     base, off, on = rnd["baseline"], rnd["analytics_off"], rnd["analytics_on"]
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 from rich.console import Console
@@ -12,6 +9,7 @@ from rich.console import Console
 from stationflow.bench.hj212bench import measure
 from stationflow.bench.hj212load import POLLUTANTS, Hj212Scenario
 from stationflow.stack.pipeline import Pipeline
+from tests.integration.cli_utils import run_cli_json
 
 CONNECTIONS = 50
 MINUTES = 2
@@ -19,17 +17,12 @@ BENCH_TIMEOUT_S = 240.0
 
 
 def test_bench_counts_every_frame_and_reading() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "stationflow.cli", "bench", "hj212",
-         "--connections", str(CONNECTIONS), "--minutes", str(MINUTES), "--steady", "1",
-         "--steady-interval", "0.5", "--json"],
-        capture_output=True,
-        text=True,
+    r = run_cli_json(
+        "bench", "hj212",
+        "--connections", str(CONNECTIONS), "--minutes", str(MINUTES), "--steady", "1",
+        "--steady-interval", "0.5", "--json",
         timeout=BENCH_TIMEOUT_S,
-        check=False,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    r = json.loads(done.stdout)
     frames = CONNECTIONS * MINUTES
     assert r["connections"] == CONNECTIONS and r["connect_failures"] == 0
     assert r["frames_sent"] == r["frames_acked"] == r["frames_expected"] == frames
