@@ -1,4 +1,9 @@
-"""Consumes ``readings.clean`` and ``readings.deadletter`` into the in-memory ``StatusTracker``."""
+"""Consumes ``readings.clean`` and ``readings.deadletter`` into the in-memory ``StatusTracker``.
+
+A ``readings.clean`` record is a bundle of ``ReadingBatch`` documents (``stationflow.wire``:
+the devices of its partition; a plain record is a bundle of one); each document counts on
+its own, and an unreadable one is skipped alone.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from stationflow.contracts import DeadLetter, ReadingBatch
 from stationflow.kafka import start_with_retry
 from stationflow.lifetime import AsyncLifetime
 from stationflow.settings import CommonSettings
+from stationflow.wire import split_bundle
 
 from .status import StatusTracker
 
@@ -67,6 +73,13 @@ class StatusConsumer(AsyncLifetime):
                         self._apply(tp.topic, record.value)
 
     def _apply(self, topic: str, value: bytes) -> None:
+        if topic != self._clean:
+            self._read(topic, value)
+            return
+        for document in split_bundle(value):
+            self._read(topic, document)
+
+    def _read(self, topic: str, value: bytes) -> None:
         try:
             if topic == self._clean:
                 self.tracker.on_batch(ReadingBatch.model_validate_json(value))

@@ -3,13 +3,16 @@
 Every service imports these models and nothing else from another service. Each record
 carries a schema version ``v`` so a consumer can refuse what it does not understand.
 
-Topics and their value schemas (keys are the device id as UTF-8):
+Topics and their value schemas (keys are the device id as UTF-8; ``readings.raw`` and
+``readings.clean`` records have no key: each is a bundle, ``stationflow.wire``, of the
+documents of devices whose id hashes to the record's partition):
 
 =====================  ===============  ===============================================
 topic                  value            produced by
 =====================  ===============  ===============================================
 ``readings.raw``       ``ReadingBatch`` ingest (bundles: one document per device message)
-``readings.clean``     ``ReadingBatch`` streams (normalised, deduplicated)
+``readings.clean``     ``ReadingBatch`` streams (bundles: one document per device and batch;
+                                        normalised, deduplicated)
 ``readings.deadletter`` ``DeadLetter``  ingest and streams (anything that was refused)
 ``registry``           ``DeviceRecord`` devices (compacted; key device id)
 ``analytics.hourly``   ``HourlyValues`` streams (key station id; one device-hour)

@@ -101,8 +101,14 @@ class RawConsumer:
         self.registry = registry
         self._pending: asyncio.Task[None] | None = None
 
-    async def _send(self, topic: str, key: bytes, value: bytes) -> Any:
-        return await self.producer.send(topic, value, key=key)
+    async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> Any:
+        return await self.producer.send(topic, value, key=key, partition=partition)
+
+    async def _learn_clean_partitions(self) -> None:
+        """The partitions the producer would spread device-keyed records of readings.clean over
+        (the clean bundles go to the same ones); returns at once when the metadata is known."""
+        clean = self.processor.clean_topic
+        self.processor.clean_partitions = sorted(await self.producer.partitions_for(clean))
 
     async def _finish_pending(self) -> None:
         if self._pending is not None:
@@ -127,6 +133,7 @@ class RawConsumer:
             await self.registry.ready.wait()  # no "unknown device" verdicts before the registry is loaded
         await start_with_retry("kafka producer", self.producer.start)
         try:
+            await self._learn_clean_partitions()
             await start_with_retry("kafka consumer", self.consumer.start)
             self.consumer.subscribe([s.topic(topics.RAW)], listener=_Rebalance(self._finish_pending))
             try:
@@ -145,6 +152,7 @@ class RawConsumer:
             fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=s.streams_batch_max)
             if not fetched:
                 continue
+            await self._learn_clean_partitions()  # a topic's partitions may be added
             values: list[bytes] = []
             offsets: Offsets = {}
             for tp, records in fetched.items():

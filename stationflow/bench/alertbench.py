@@ -154,12 +154,10 @@ def _route(p: Pipeline, hook: WebhookReceiver) -> None:
     api.post("/policies", json={"name": "bench", "domain": "hydro", "groups": ["bench"]}).raise_for_status()
 
 
-def _probes_in(topic: str, key: bytes | None, value: bytes) -> list[str]:
-    """The probe devices a record of ``topic`` carries (raw: a bundle; clean: keyed by device)."""
+def _probes_in(topic: str, value: bytes) -> list[str]:
+    """The probe devices a record of ``topic`` carries (raw and clean: a bundle of documents)."""
     if PROBE_PREFIX.encode() not in value:
         return []
-    if topic == CLEAN:
-        return [key.decode()] if key is not None and key.startswith(PROBE_PREFIX.encode()) else []
     if topic == ALERTS:
         doc = orjson.loads(value)
         device = doc.get("device_id")
@@ -198,7 +196,7 @@ def _first_seen(bootstrap: str, prefix: str) -> dict[str, dict[str, float]]:
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for records in batches.values():
                     for r in records:
-                        for device in _probes_in(topic, r.key, r.value or b""):
+                        for device in _probes_in(topic, r.value or b""):
                             seen[device] = min(seen.get(device, float("inf")), r.timestamp / 1000)
                 todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
         finally:

@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from stationflow.stack.components import Component, influx_create_db, influx_query, start_mosquitto
 from stationflow.stack.pipeline import Endpoints, Pipeline
+from stationflow.wire import split_bundle
 
 DEADLINE_S = 60.0
 
@@ -173,3 +174,60 @@ def read_topic(
         return values
 
     return asyncio.run(_read())
+
+
+@dataclass
+class BundleRead:
+    """What ``read_bundles`` read: the records (partition, value) and their documents."""
+
+    records: list[tuple[int, bytes]]
+    documents: list[bytes]
+    partitions: list[int]  # the topic's
+
+
+def read_bundles(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[bytes]], bool],
+    timeout: float = 30,
+    settle_s: float = 0.0,
+) -> BundleRead:
+    """Read a topic of bundles (``readings.raw``, ``readings.clean``: each record holds one or
+    more ``ReadingBatch`` documents) from the beginning until ``until(documents)`` or the
+    deadline; then ``settle_s`` longer, so that anything past the expected (a duplicate) shows."""
+
+    async def _read() -> BundleRead:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        await consumer.start()
+        out = BundleRead([], [], [])
+
+        async def fetch() -> None:
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for r in records:
+                    if r.value is not None:
+                        out.records.append((tp.partition, r.value))
+                        out.documents.extend(split_bundle(r.value))
+
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not until(out.documents):
+                await fetch()
+            if settle_s:
+                await asyncio.sleep(settle_s)
+                await fetch()
+            out.partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        finally:
+            await consumer.stop()
+        return out
+
+    return asyncio.run(_read())
+
+
+def read_documents(
+    bootstrap: str, topic: str, *, until: Callable[[list[bytes]], bool], timeout: float = 30
+) -> list[bytes]:
+    """The ``ReadingBatch`` documents of a topic of bundles, in the order read (``read_bundles``)."""
+    return read_bundles(bootstrap, topic, until=until, timeout=timeout).documents

@@ -8,22 +8,19 @@ of devices whose id hashes to the record's partition (aiokafka's default partiti
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
 from stationflow.contracts import ReadingBatch
 from stationflow.stack.components import Component
 from stationflow.stack.pipeline import Pipeline
 from stationflow.wire import split_bundle
-from tests.integration.pipeline_utils import DEADLINE_S, Publisher, iso, make_pipeline
+from tests.integration.pipeline_utils import DEADLINE_S, Publisher, iso, make_pipeline, read_bundles
 
 BURST = 1500  # messages of the bursting device
 OTHERS = 20  # other devices, one message each every 50 burst messages
@@ -36,34 +33,6 @@ def pipeline(tansu: Component, influxd: Component, tmp_path: Path) -> Iterator[P
     with p:
         p.start("ingest")
         yield p
-
-
-def _read(
-    bootstrap: str, topic: str, documents: int, timeout: float
-) -> tuple[list[tuple[int, bytes]], list[int]]:
-    """(partition, value) of the topic's records from the start until ``documents`` are read; partitions."""
-
-    async def _run() -> tuple[list[tuple[int, bytes]], list[int]]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-        await consumer.start()
-        out: list[tuple[int, bytes]] = []
-
-        async def fetch() -> None:
-            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                out.extend((tp.partition, r.value) for r in records if r.value is not None)
-
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and sum(len(split_bundle(v)) for _, v in out) < documents:
-                await fetch()
-            await asyncio.sleep(1.0)  # anything past the expected count (a duplicate) shows up too
-            await fetch()
-            partitions = sorted(consumer.partitions_for_topic(topic) or ())
-        finally:
-            await consumer.stop()
-        return out, partitions
-
-    return asyncio.run(_run())
 
 
 def _message(value: int, ts: datetime) -> bytes:
@@ -92,7 +61,10 @@ def test_a_burst_keeps_each_devices_order_and_every_record_holds_one_partition(p
         pub.close()
 
     topic = pipeline.topic_prefix + "readings.raw"
-    records, partitions = _read(ep.kafka, topic, len(infos), timeout=DEADLINE_S)
+    read = read_bundles(
+        ep.kafka, topic, until=lambda d: len(d) >= len(infos), timeout=DEADLINE_S, settle_s=1.0
+    )
+    records, partitions = read.records, read.partitions
     assert partitions, "the topic has partitions"
     received: dict[str, list[int]] = {}
     for partition, value in records:

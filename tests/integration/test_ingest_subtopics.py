@@ -28,8 +28,7 @@ from stationflow.passwords import hash_password
 from stationflow.stack.components import Component
 from stationflow.stack.monitor import scrape_counter
 from stationflow.stack.pipeline import Pipeline
-from stationflow.wire import split_bundle
-from tests.integration.pipeline_utils import iso, make_pipeline, read_topic, wait_for
+from tests.integration.pipeline_utils import iso, make_pipeline, read_documents, read_topic, wait_for
 from tests.integration.tcp_utils import hj212_data, publish_records
 
 CST = ZoneInfo("Asia/Shanghai")
@@ -146,14 +145,9 @@ def test_senml_hj212_and_unknown_subtopics_through_the_collector(pipeline: Pipel
     finally:
         pub.close()
 
-    def documents(values: list[bytes]) -> list[bytes]:  # a readings.raw record is a bundle
-        return [doc for v in values for doc in split_bundle(v)]
-
     raw = [
         ReadingBatch.model_validate_json(doc)
-        for doc in documents(
-            read_topic(ep.kafka, prefix + "readings.raw", until=lambda v: len(documents(v)) >= 3, timeout=60)
-        )
+        for doc in read_documents(ep.kafka, prefix + "readings.raw", until=lambda d: len(d) >= 3, timeout=60)
     ]
     by_device = {b.device_id: b for b in raw}
     assert sorted(by_device) == ["dtu-7", "probe-1", "sen-3"], raw
@@ -232,13 +226,7 @@ def test_a_session_from_before_holds_no_overlapping_subscription(
         finally:
             pub.close()
         prefix = pipeline.topic_prefix
-        records = read_topic(
-            ep.kafka,
-            prefix + "readings.raw",
-            until=lambda v: sum(len(split_bundle(r)) for r in v) >= 4,
-            timeout=10,
-        )
-        values = [doc for r in records for doc in split_bundle(r)]  # a record is a bundle
+        values = read_documents(ep.kafka, prefix + "readings.raw", until=lambda d: len(d) >= 4, timeout=10)
         assert [ReadingBatch.model_validate_json(v).readings[0].value for v in values] == [0.0, 1.0, 2.0]
         log = (pipeline.state_dir / "logs" / "ingest.log").read_text()
         assert "session_present=True" in log

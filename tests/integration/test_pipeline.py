@@ -19,6 +19,7 @@ from tests.integration.pipeline_utils import (
     SteadyLoad,
     iso,
     make_pipeline,
+    read_documents,
     read_topic,
     stored_values,
     wait_for,
@@ -80,8 +81,8 @@ def test_readings_published_over_mqtt_are_queryable_in_influxdb(
     )
     assert water_rows[0]["values"] == [[t_ns, 7.2, 8.1, "T"]]
 
-    clean = read_topic(ep.kafka, pipeline.topic_prefix + "readings.clean", until=lambda v: len(v) >= 2)
-    batches = sorted((ReadingBatch.model_validate_json(v) for v in clean), key=lambda b: b.device_id)
+    clean = read_documents(ep.kafka, pipeline.topic_prefix + "readings.clean", until=lambda d: len(d) >= 2)
+    batches = sorted((ReadingBatch.model_validate_json(d) for d in clean), key=lambda b: b.device_id)
     assert [b.device_id for b in batches] == ["air-e2e", "water-e2e"]
     assert len(batches[0].readings) == 3
 

@@ -22,8 +22,7 @@ from stationflow.passwords import hash_password
 from stationflow.settings import CommonSettings
 from stationflow.stack.components import Component
 from stationflow.stack.pipeline import Pipeline
-from stationflow.wire import split_bundle
-from tests.integration.pipeline_utils import make_pipeline, read_topic
+from tests.integration.pipeline_utils import make_pipeline, read_documents, read_topic
 from tests.integration.tcp_utils import publish_records
 
 AIR_TYPE = next(t for t in BUILTIN_TYPES if t.name == "air-station")
@@ -70,15 +69,14 @@ def test_json_senml_and_dtu_devices_are_all_stored(pipeline: Pipeline) -> None:
     # per tick: the DTU's 8 values, the SenML pack's 2 x 8 records, the JSON device's 8 readings
     assert stats.readings == 3 * (8 + 16 + 8)
 
-    def total(values: list[bytes]) -> int:
-        return sum(len(ReadingBatch.model_validate_json(d).readings) for v in values for d in split_bundle(v))
+    def total(documents: list[bytes]) -> int:
+        return sum(len(ReadingBatch.model_validate_json(d).readings) for d in documents)
 
     raw = [
         ReadingBatch.model_validate_json(doc)
-        for v in read_topic(
-            ep.kafka, prefix + "readings.raw", until=lambda v: total(v) >= stats.readings, timeout=60
+        for doc in read_documents(
+            ep.kafka, prefix + "readings.raw", until=lambda d: total(d) >= stats.readings, timeout=60
         )
-        for doc in split_bundle(v)  # a readings.raw record is a bundle of documents
     ]
     counts = Counter[str]()
     for batch in raw:

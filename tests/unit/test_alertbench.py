@@ -66,16 +66,16 @@ def test_missing_repeated_unsigned_and_short_load_each_fail_the_run_with_a_reaso
     assert len(failures) == 5
 
 
-def test_probes_are_found_in_raw_bundles_clean_records_and_raised_events_only() -> None:
+def test_probes_are_found_in_raw_and_clean_bundles_and_raised_events_only() -> None:
     def doc(device: str) -> bytes:
         return orjson.dumps({"device_id": device, "readings": []})
 
-    bundle = join_bundle([doc("bench-0001"), doc("alarm-007"), doc("bench-0002")])
-    assert _probes_in(RAW, b"bench-0001", bundle) == ["alarm-007"]
-    assert _probes_in(RAW, b"bench-0001", doc("bench-0001")) == []
-    assert _probes_in(CLEAN, b"alarm-003", doc("alarm-003")) == ["alarm-003"]
-    assert _probes_in(CLEAN, b"bench-0003", doc("bench-0003")) == []
+    bundle = join_bundle([doc("bench-0001"), doc("alarm-007"), doc("bench-0002"), doc("alarm-002")])
+    for topic in (RAW, CLEAN):  # both carry bundles of documents
+        assert _probes_in(topic, bundle) == ["alarm-007", "alarm-002"]
+        assert _probes_in(topic, doc("alarm-003")) == ["alarm-003"]
+        assert _probes_in(topic, doc("bench-0001")) == []
     raised = orjson.dumps({"device_id": "alarm-001", "state": "raised"})
     cleared = orjson.dumps({"device_id": "alarm-001", "state": "cleared"})
-    assert _probes_in(ALERTS, b"k", raised) == ["alarm-001"]
-    assert _probes_in(ALERTS, b"k", cleared) == []
+    assert _probes_in(ALERTS, raised) == ["alarm-001"]
+    assert _probes_in(ALERTS, cleared) == []

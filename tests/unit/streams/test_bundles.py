@@ -1,19 +1,22 @@
-"""readings.raw records carrying bundles: every good document stored, every bad one dead-lettered."""
+"""Bundles: readings.raw records carrying them (every good document stored, every bad one
+dead-lettered) and the readings.clean bundles the raw stage emits (per partition, in order,
+bounded) as the analytics and the registry's status consumer read them."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stationflow.contracts import DeadLetter, Reading, ReadingBatch
 from stationflow.registryview import RegistryView
 from stationflow.wire import join_bundle, split_bundle
-from streams.processor import BatchProcessor
+from streams.processor import CLEAN_MAX_BUNDLE_BYTES, CLEAN_MAX_READINGS, BatchProcessor
 from tests.unit.streams.test_enrich import _record
-from tests.unit.streams.test_processor import MemoryKafka, MemorySink
+from tests.unit.streams.test_processor import PARTITIONS, MemoryKafka, MemorySink, processor
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 
@@ -31,18 +34,30 @@ def _doc(device: str, n: int, *, metric: str = "m", seconds: int = 0) -> bytes:
 
 def _processor(registry: RegistryView | None = None) -> tuple[BatchProcessor, MemorySink, MemoryKafka]:
     sink, kafka = MemorySink(), MemoryKafka()
-    proc = BatchProcessor(
-        sink=sink, send=kafka.send, clean_topic="clean", dead_topic="dead", registry=registry
-    )
-    return proc, sink, kafka
+    return processor(sink, kafka, registry=registry), sink, kafka
 
 
 def _clean(kafka: MemoryKafka) -> list[ReadingBatch]:
-    return [ReadingBatch.model_validate_json(v) for t, _, v in kafka.records if t == "clean"]
+    return [ReadingBatch.model_validate_json(d) for d in kafka.documents("clean")]
 
 
 def _dead(kafka: MemoryKafka) -> list[DeadLetter]:
-    return [DeadLetter.model_validate_json(v) for t, _, v in kafka.records if t == "dead"]
+    return [DeadLetter.model_validate_json(v) for t, _, v, _ in kafka.records if t == "dead"]
+
+
+def _partition_of(device: str, partitions: list[int] = PARTITIONS) -> int:
+    """The partition aiokafka's producer gives a record keyed by ``device``."""
+    return int(DefaultPartitioner()(device.encode(), partitions, partitions))
+
+
+def _clean_records(kafka: MemoryKafka) -> list[tuple[int, list[ReadingBatch]]]:
+    """(partition, documents) of every readings.clean record, checking it is unkeyed."""
+    out = []
+    for topic, key, value, partition in kafka.records:
+        if topic == "clean":
+            assert key is None and partition is not None
+            out.append((partition, [ReadingBatch.model_validate_json(d) for d in split_bundle(value)]))
+    return out
 
 
 async def test_a_bundle_is_split_and_a_bad_document_is_dead_lettered_on_its_own() -> None:
@@ -138,10 +153,124 @@ def test_garbage_in_bundles_every_good_document_stored_every_bad_one_dead_letter
     assert stored_points == sum(len(b.readings) for b in expected)
     body = b"\n".join(body for body, _ in sink.bodies)
     assert all(f"device={b.device_id} ".encode() in body for b in expected)
-    # every good document comes out clean (one record per device here), in order
-    assert [c.model_dump() for c in _clean(kafka)] == [b.model_dump() for b in expected]
+    # every good document comes out clean (one per device here), in its device's partition,
+    # in order within the partition
+    for partition in PARTITIONS:
+        got = [c.model_dump() for p, docs in _clean_records(kafka) if p == partition for c in docs]
+        assert got == [b.model_dump() for b in expected if _partition_of(b.device_id) == partition]
+    assert len(_clean(kafka)) == len(expected)
     # every bad one is dead-lettered on its own, with itself as the payload, in order
     letters = _dead(kafka)
     assert [letter.payload() for letter in letters] == bad
     assert all(letter.code == "invalid_record" and letter.reason for letter in letters)
     assert sum(len(split_bundle(r)) for r in records) == len(good) + len(bad)
+
+
+async def test_clean_bundles_hold_the_devices_of_one_partition_each() -> None:
+    proc, _sink, kafka = _processor()
+    devices = [f"dev-{i:04d}" for i in range(500)]
+    await proc.handle([join_bundle([_doc(d, 6) for d in devices[k::7]]) for k in range(7)])
+    records = _clean_records(kafka)
+    # small documents: one record per partition that has devices, not one per device
+    assert sorted(p for p, _ in records) == sorted({_partition_of(d) for d in devices})
+    for partition, docs in records:
+        assert all(_partition_of(doc.device_id) == partition for doc in docs)
+    assert sorted(doc.device_id for _, docs in records for doc in docs) == devices
+    # as with two workers: the partitions of the topic are what the producer reports
+    proc.clean_partitions = [0, 1]
+    kafka.records.clear()
+    await proc.handle([join_bundle([_doc(d, 6, seconds=60) for d in devices])])
+    records = _clean_records(kafka)
+    assert sorted(p for p, _ in records) == [0, 1]
+    assert all(_partition_of(doc.device_id, [0, 1]) == p for p, docs in records for doc in docs)
+
+
+async def test_a_devices_documents_stay_in_order_within_its_partition() -> None:
+    """Three batches; a device with a backlog past CLEAN_MAX_READINGS among others."""
+    proc, _sink, kafka = _processor()
+    n = 0
+    for batch in range(3):
+        docs = []
+        for i in range(900):  # 900 x 5 readings: more than two documents' worth per batch
+            docs.append(_doc("busy-1", 5, metric=f"b{batch}-", seconds=n))
+            if i % 30 == 0:
+                docs.append(_doc(f"other-{i % 11}", 2, metric=f"b{batch}-", seconds=n))
+            n += 1
+        await proc.handle([join_bundle(docs[k : k + 400]) for k in range(0, len(docs), 400)])
+    seen: dict[str, list[datetime]] = {}
+    for partition, batches in _clean_records(kafka):
+        for b in batches:
+            assert _partition_of(b.device_id) == partition
+            assert len(b.readings) <= CLEAN_MAX_READINGS
+            seen.setdefault(b.device_id, []).extend(r.ts for r in b.readings)
+    assert len(seen["busy-1"]) == 3 * 900 * 5
+    for device, stamps in seen.items():
+        assert stamps == sorted(stamps), device  # records of a partition are sent in order
+
+
+async def test_clean_bundles_stay_under_the_size_bound() -> None:
+    proc, _sink, kafka = _processor()
+    # ~2,000 devices with 40 readings each: about 8 MB of clean documents in one batch
+    devices = [f"big-{i:04d}" for i in range(2000)]
+    raws = [join_bundle([_doc(d, 40) for d in devices[k : k + 100]]) for k in range(0, 2000, 100)]
+    raws.append(join_bundle([_doc("huge-1", 10, metric=f"x{i}-", seconds=i) for i in range(300)]))
+    await proc.handle(raws)
+    records = [(p, v) for t, _, v, p in kafka.records if t == "clean"]
+    sizes = [len(v) for _, v in records]
+    assert sum(sizes) > 4 * CLEAN_MAX_BUNDLE_BYTES  # several bundles per partition
+    for _, value in records:
+        docs = split_bundle(value)
+        assert len(value) <= CLEAN_MAX_BUNDLE_BYTES or len(docs) == 1
+        assert len(value) < 1_000_000
+    # huge-1's 3,000 readings leave in two documents (CLEAN_MAX_READINGS), in order
+    huge = [b for _, docs in _clean_records(kafka) for b in docs if b.device_id == "huge-1"]
+    assert [len(b.readings) for b in huge] == [2000, 1000]
+    assert sorted(b.device_id for _, docs in _clean_records(kafka) for b in docs) == sorted(
+        [*devices, "huge-1", "huge-1"]
+    )
+
+
+def test_clean_bundle_packing_edges() -> None:
+    from streams.processor import _bundles
+
+    assert _bundles([b"a" * 10], 5) == [b"a" * 10]  # larger than the bound: alone
+    docs = [b"a" * 4, b"b" * 4, b"c" * 4, b"d" * 20, b"e"]
+    # each document counts with its separator: 5 + 5 fit 10, the third does not
+    assert _bundles(docs, 10) == [b"aaaa\nbbbb", b"cccc", b"d" * 20, b"e"]
+    assert [d for b in _bundles(docs, 10) for d in split_bundle(b)] == docs
+    assert _bundles(docs, 1000) == [join_bundle(docs)]
+
+
+def test_a_malformed_document_in_a_clean_bundle_is_skipped_alone_by_the_analytics() -> None:
+    from stationflow.logs import LogThrottle
+    from streams import metrics
+    from streams.analyticsworker import _by_device
+
+    bundle = join_bundle([_doc("d-1", 2), b'{"device_id":"d-2","readings":[]}', b"not json", _doc("d-3", 1)])
+    before = metrics.ANALYTICS_INVALID._value.get()
+    by_device = _by_device([bundle, _doc("d-1", 1, seconds=5)], LogThrottle())
+    assert metrics.ANALYTICS_INVALID._value.get() - before == 2
+    assert {d: [len(b.readings) for b in bs] for d, bs in by_device.items()} == {"d-1": [2, 1], "d-3": [1]}
+
+
+async def test_a_malformed_document_in_a_clean_bundle_is_skipped_alone_by_the_status_consumer() -> None:
+    from devices.consumer import StatusConsumer
+    from devices.status import StatusTracker
+    from stationflow import topics
+    from stationflow.settings import CommonSettings
+
+    settings = CommonSettings()
+    tracker = StatusTracker()
+    consumer = StatusConsumer(settings, group_id="g", tracker=tracker)  # not started: no I/O
+    clean = settings.topic(topics.CLEAN)
+    consumer._apply(
+        clean, join_bundle([_doc("d-1", 2), b"not json", _doc("d-2", 3), _doc("d-1", 1, seconds=9)])
+    )
+    consumer._apply(clean, _doc("d-3", 4))  # a plain record is a bundle of one
+    assert {d: c.last_seen for d, c in tracker.devices.items()} == {
+        "d-1": T0 + timedelta(seconds=9),
+        "d-2": T0,
+        "d-3": T0,
+    }
+    now = T0 + timedelta(minutes=1)
+    assert [tracker.get(d).last_hour(now) for d in ("d-1", "d-2", "d-3")] == [(3, 0), (3, 0), (4, 0)]

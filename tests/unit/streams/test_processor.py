@@ -6,11 +6,12 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stationflow.contracts import DeadLetter, Reading, ReadingBatch
-from stationflow.wire import split_bundle
+from stationflow.wire import decode_batch, split_bundle
 from streams.processor import BatchProcessor
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -24,15 +25,34 @@ class MemorySink:
         self.bodies.append((body, points))
 
 
+PARTITIONS = [0, 1, 2, 3]
+
+
 class MemoryKafka:
     def __init__(self) -> None:
-        self.records: list[tuple[str, bytes, bytes]] = []
+        self.records: list[tuple[str, bytes | None, bytes, int | None]] = []
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> Any:
-        self.records.append((topic, key, value))
+    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> Any:
+        self.records.append((topic, key, value, partition))
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         fut.set_result(None)
         return fut
+
+    def documents(self, topic: str) -> list[bytes]:
+        """The documents of ``topic``'s records (readings.clean records are bundles)."""
+        return [doc for t, _, v, _ in self.records if t == topic for doc in split_bundle(v)]
+
+
+def processor(sink: MemorySink, kafka: MemoryKafka, **kwargs: Any) -> BatchProcessor:
+    """A BatchProcessor on the fakes; readings.clean has ``PARTITIONS``."""
+    kwargs.setdefault("clean_partitions", PARTITIONS)
+    return BatchProcessor(sink=sink, send=kafka.send, clean_topic="clean", dead_topic="dead", **kwargs)
+
+
+def _partition(document: bytes) -> int:
+    """The partition aiokafka's producer gives a record keyed by the document's device id."""
+    key = decode_batch(document).device_id.encode()
+    return int(DefaultPartitioner()(key, PARTITIONS, PARTITIONS))
 
 
 def _raw(device: str, *values: float, ts: datetime = T0) -> bytes:
@@ -47,17 +67,23 @@ def _raw(device: str, *values: float, ts: datetime = T0) -> bytes:
 
 async def test_batch_is_stored_then_emitted_clean_and_dead_lettered() -> None:
     sink, kafka = MemorySink(), MemoryKafka()
-    proc = BatchProcessor(sink=sink, send=kafka.send, clean_topic="clean", dead_topic="dead")
+    proc = processor(sink, kafka)
     later = _raw("d1", 5, ts=T0 + timedelta(seconds=1))
     stored = await proc.handle([_raw("d1", 1, 2), b"garbage", _raw("d1", 1, 2), _raw("d2", 3), later])
     assert stored == 4  # the repeated d1 record is a duplicate
     ((body, points),) = sink.bodies
     assert points == 4
     assert body.count(b"\n") == 2  # three points: one per device instant
-    topics = [t for t, _, _ in kafka.records]
-    assert topics == ["clean", "clean", "dead"]
-    d1 = ReadingBatch.model_validate_json(kafka.records[0][2])
-    assert d1.device_id == "d1" and kafka.records[0][1] == b"d1"
+    topics = [t for t, *_ in kafka.records]
+    assert topics[-1] == "dead" and set(topics[:-1]) == {"clean"}
+    # clean records are unkeyed bundles with the partition of their devices' keys
+    assert all(
+        k is None and p == _partition(split_bundle(v)[0]) for t, k, v, p in kafka.records if t == "clean"
+    )
+    d1, d2 = sorted(
+        (ReadingBatch.model_validate_json(d) for d in kafka.documents("clean")), key=lambda b: b.device_id
+    )
+    assert (d1.device_id, d2.device_id) == ("d1", "d2")
     assert [(r.metric, r.value) for r in d1.readings] == [("m0", 1), ("m1", 2), ("m0", 5)]
     letter = DeadLetter.model_validate_json(kafka.records[-1][2])
     assert letter.code == "invalid_record" and letter.stage == "streams"
@@ -66,7 +92,7 @@ async def test_batch_is_stored_then_emitted_clean_and_dead_lettered() -> None:
 
 async def test_nothing_written_when_everything_is_duplicate() -> None:
     sink, kafka = MemorySink(), MemoryKafka()
-    proc = BatchProcessor(sink=sink, send=kafka.send, clean_topic="c", dead_topic="d")
+    proc = processor(sink, kafka)
     await proc.handle([_raw("d1", 1)])
     await proc.handle([_raw("d1", 1)])
     assert len(sink.bodies) == 1
@@ -76,12 +102,13 @@ async def test_nothing_written_when_everything_is_duplicate() -> None:
 @settings(max_examples=200, deadline=None)
 @given(values=st.lists(st.binary(max_size=300) | st.sampled_from([b"{}", b"null", b'{"v":2}']), max_size=20))
 def test_hostile_raw_records_become_dead_letters_never_exceptions(values: list[bytes]) -> None:
-    proc = BatchProcessor(sink=MemorySink(), send=MemoryKafka().send, clean_topic="c", dead_topic="d")
+    proc = processor(MemorySink(), MemoryKafka())
     prepared = proc.prepare(values)
     assert prepared.records == len(values)
     # a value holding newlines is a bundle of several documents, each refused on its own
     assert prepared.documents == sum(len(split_bundle(v)) or 1 for v in values)
-    assert len(prepared.dead) + len(prepared.clean) <= prepared.documents
+    clean = [doc for _, bundle in prepared.clean for doc in split_bundle(bundle)]
+    assert len(prepared.dead) + len(clean) <= prepared.documents
     for key, value in prepared.dead:
         letter = DeadLetter.model_validate_json(value)
         assert letter.code == "invalid_record" and letter.reason
@@ -93,13 +120,13 @@ async def test_a_large_backlog_of_one_device_leaves_in_bounded_records() -> None
     from streams.processor import CLEAN_MAX_READINGS
 
     sink, kafka = MemorySink(), MemoryKafka()
-    proc = BatchProcessor(sink=sink, send=kafka.send, clean_topic="clean", dead_topic="dead")
+    proc = processor(sink, kafka)
     raws = [_raw("big", *range(5), ts=T0 + timedelta(seconds=i)) for i in range(2500)]
     assert await proc.handle(raws) == 12500
-    clean = [ReadingBatch.model_validate_json(v) for t, _, v in kafka.records if t == "clean"]
+    clean = [ReadingBatch.model_validate_json(d) for d in kafka.documents("clean")]
     assert len(clean) > 1
     assert all(len(c.readings) <= CLEAN_MAX_READINGS for c in clean)
-    assert all(len(v) < 1_000_000 for _, _, v in kafka.records)
+    assert all(len(v) < 1_000_000 for _, _, v, _ in kafka.records)
     values = [(r.ts, r.metric) for c in clean for r in c.readings]
     assert len(values) == 12500 and values == sorted(values)
 
@@ -112,7 +139,7 @@ async def test_unknown_devices_are_deferred_until_the_registry_view_caught_up() 
 
     view = RegistryView()
     sink, kafka = MemorySink(), MemoryKafka()
-    proc = BatchProcessor(sink=sink, send=kafka.send, clean_topic="clean", dead_topic="dead", registry=view)
+    proc = processor(sink, kafka, registry=view)
     raw = (
         ReadingBatch(
             device_id="cold-001",
