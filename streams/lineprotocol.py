@@ -234,11 +234,20 @@ def _series(measurement: str, device_id: str, extra: tuple[tuple[str, str], ...]
     return f"{name},{tags} ", replaced
 
 
-@lru_cache(maxsize=65_536)
+_FIELD_KEYS: dict[str, str] = {}
+_FIELD_KEYS_MAX = 65_536
+
+
 def _field_key(metric: str) -> str:
-    key, replaced = _key(metric)
-    if replaced:
-        _count("field_key", metric)
+    """A metric's field key as written (remembered: a plain dict is cheaper than lru_cache)."""
+    key = _FIELD_KEYS.get(metric)
+    if key is None:
+        key, replaced = _key(metric)
+        if replaced:
+            _count("field_key", metric)
+        if len(_FIELD_KEYS) >= _FIELD_KEYS_MAX:
+            _FIELD_KEYS.clear()
+        _FIELD_KEYS[metric] = key
     return key
 
 
@@ -260,8 +269,20 @@ def batch_lines(
     if isinstance(extra_tags, Mapping):
         extra_tags = tuple(extra_tags.items())
     extra = tuple(sorted(extra_tags)) if extra_tags else ()
-    domain = measurement or domain_of(r.metric for r in readings)
+    domain = measurement or domain_of([r.metric for r in readings])
     prefix, replaced = _series(domain, device_id, extra)
+    if stamps and stamps.count(stamps[0]) == len(stamps):
+        # one instant (the usual message): one point, fields in reading order
+        keys = _FIELD_KEYS
+        point: list[str] = []
+        for r in readings:
+            key = keys.get(r.metric) or _field_key(r.metric)
+            point.append(f"{key}={r.value!r}")
+            if r.quality is not _NORMAL:
+                point.append(f'{key}_q="{r.quality.value}"')
+        if replaced:
+            metrics.LINEPROTOCOL_REPLACED.labels(position="series").inc(1)
+        return [f"{prefix}{','.join(point)} {stamps[0]}"]
     by_ts: dict[int, list[str]] = {}
     for r, ns in zip(readings, stamps, strict=True):
         fields = by_ts.get(ns)

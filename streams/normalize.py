@@ -62,20 +62,23 @@ class RecentKeys:
 
     def new_keys(self, device_id: str, keys: Iterable[_Key]) -> list[bool]:
         """For each key: True if it is new for this device (and now remembered)."""
-        seen = self._devices.get(device_id)
+        devices = self._devices
+        seen = devices.get(device_id)
         if seen is None:
-            seen = self._devices[device_id] = {}
-            if len(self._devices) > self.max_devices:
-                self._devices.popitem(last=False)
+            seen = devices[device_id] = {}
+            if len(devices) > self.max_devices:
+                devices.popitem(last=False)
         else:
-            self._devices.move_to_end(device_id)
-        keys = keys if isinstance(keys, list | tuple) else list(keys)
+            devices.move_to_end(device_id)
+        if type(keys) is not list and type(keys) is not tuple:
+            keys = list(keys)
         if seen.keys().isdisjoint(keys):
             fresh = dict.fromkeys(keys)
             if len(fresh) == len(keys):
                 # the usual case, in C: nothing seen before and no key twice in this batch
                 seen.update(fresh)
-                self._trim(seen)
+                if len(seen) > 2 * self.per_device:
+                    self._trim(seen)
                 return [True] * len(keys)
         out: list[bool] = []
         for key in keys:
@@ -102,8 +105,19 @@ def normalize(batch: B, recent: RecentKeys) -> tuple[Normalized[B] | None, int]:
     works the same (tests, tools).
     """
     readings = batch.readings
-    stamps = [ts_ns(r) for r in readings]
-    fresh = recent.new_keys(batch.device_id, [(r.metric, ns) for r, ns in zip(readings, stamps, strict=True)])
+    stamps: list[int] = []
+    keys: list[_Key] = []
+    last = None
+    last_ns = 0
+    for r in readings:
+        ts = r.ts
+        # a message's readings usually share one instant: aware datetimes with the same
+        # tzinfo object compare without calling utcoffset, far cheaper than ts_ns
+        if last is None or ts != last:
+            last, last_ns = ts, ts_ns(r)
+        stamps.append(last_ns)
+        keys.append((r.metric, last_ns))
+    fresh = recent.new_keys(batch.device_id, keys)
     if all(fresh):
         return Normalized(batch, stamps), 0
     kept = [(r, ns) for r, ns, new in zip(readings, stamps, fresh, strict=True) if new]

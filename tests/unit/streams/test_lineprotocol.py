@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -18,6 +18,7 @@ from streams.lineprotocol import (
     line,
     parse_series,
 )
+from streams.normalize import ts_ns
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 NS = 1_795_248_000_000_000_000
@@ -159,3 +160,39 @@ def test_parse_series_reads_back_what_line_wrote(measurement: str, tags: dict[st
         if v
     }
     assert parsed == expected
+
+
+_INSTANTS = [
+    T0,
+    datetime(2026, 11, 21, 8, 0, 0, 1, tzinfo=UTC),
+    datetime(2026, 11, 21, 16, tzinfo=timezone(timedelta(hours=8))),  # T0 again, at +08:00
+]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["pm25", "level", "m0", "time"]),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.sampled_from(range(len(_INSTANTS))),
+            st.sampled_from([Quality.NORMAL, Quality.OVER_RANGE]),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_batch_lines_one_point_per_instant_in_reading_order(
+    readings: list[tuple[str, float, int, Quality]],
+) -> None:
+    """One instant (the shortcut) or several: what a plain model of the rule writes."""
+    batch = _batch(*(Reading(metric=m, value=v, ts=_INSTANTS[i], quality=q) for m, v, i, q in readings))
+    by_ts: dict[int, list[str]] = {}
+    for r in batch.readings:
+        key = escape_key(r.metric)
+        fields = by_ts.setdefault(ts_ns(r), [])
+        fields.append(f"{key}={float(r.value)!r}")
+        if r.quality is not Quality.NORMAL:
+            fields.append(f'{key}_q="{r.quality.value}"')
+    prefix = f"{domain_of(r.metric for r in batch.readings)},device=air-001,station=s1 "
+    expected = [f"{prefix}{','.join(fields)} {ns}" for ns, fields in by_ts.items()]
+    assert batch_lines(batch, {"station": "s1"}) == expected

@@ -92,3 +92,14 @@ def test_new_keys_matches_a_plain_model(
         if len(remembered) > 2 * per_device:
             del remembered[:-per_device]
         assert recent.new_keys(device, keys) == expected
+
+
+def test_stamps_of_readings_sharing_instants_and_offsets_are_each_exact() -> None:
+    """normalize reuses a timestamp while the instant repeats; each stamp is still the reading's own."""
+    later = T0 + timedelta(microseconds=1)
+    same_at_8 = datetime(2026, 11, 21, 16, tzinfo=timezone(timedelta(hours=8)))  # T0
+    batch = _batch("d1", ("a", T0, 1), ("b", T0, 2), ("c", later, 3), ("d", same_at_8, 4), ("e", T0, 5))
+    kept, dropped = normalize(batch, RecentKeys())
+    assert dropped == 0 and kept is not None
+    assert kept.ts_ns == [ts_ns(r) for r in batch.readings]
+    assert kept.ts_ns[2] == kept.ts_ns[0] + 1000 and kept.ts_ns[3] == kept.ts_ns[0]
