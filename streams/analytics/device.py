@@ -123,6 +123,10 @@ class DeviceState:
     metrics: dict[str, MetricState] = field(default_factory=dict)
     rules: dict[str, list[Any]] = field(default_factory=dict)
     shipments: dict[str, list[float]] = field(default_factory=dict)
+    # the table codec's compressed closed hours of every metric as last read or written, with
+    # the ``(closed, metric count)`` they are of: hours change only when ``closed`` moves, so
+    # an unchanged signature means the same hours (see ``statecodec``); not part of the value
+    packed_hours: tuple[int, int, bytes] | None = field(default=None, compare=False, repr=False)
 
     def dump(self) -> dict[str, Any]:
         """JSON-able form (orjson in the table)."""
@@ -246,7 +250,10 @@ def _fields(values: Mapping[str, float | int | str]) -> str:
     """Line-protocol fields; non-finite floats are left out (InfluxDB would refuse the batch)."""
     parts = []
     for k, v in values.items():
-        if isinstance(v, str):
+        if type(v) is float:  # most values: as below, without the checks of the other kinds
+            if math.isfinite(v):
+                parts.append(f"{k}={v!r}")
+        elif isinstance(v, str):
             parts.append(f"{k}={escape_string(v)}")
         elif isinstance(v, int) and not isinstance(v, bool):
             parts.append(f"{k}={v}i")
@@ -542,6 +549,7 @@ def _exact_mean_of_floats(values: list[float], min_count: int) -> float | None:
     return float(Fraction(total) / len(valid))
 
 
+_SUM, _MIN, _MAX = np.add.reduce, np.minimum.reduce, np.maximum.reduce
 _NUMPY_FROM = 8  # from 8 values on, numpy sums pairwise (8 accumulators), not in sequence
 
 
@@ -563,7 +571,9 @@ def _stats(values: list[float]) -> tuple[float, float, float]:
         arr = np.asarray(values, dtype=float)
         return total / n, float(arr.min()), float(arr.max())
     arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), float(arr.min()), float(arr.max())
+    # what ``arr.mean()``, ``min()`` and ``max()`` compute (the same reductions), without
+    # numpy's Python wrapper around them: the pairwise sum divided by the count
+    return float(_SUM(arr)) / n, float(_MIN(arr)), float(_MAX(arr))
 
 
 def _signals(
@@ -591,14 +601,16 @@ def _signals(
                 signal = rain.rainstorm_signal(sums)
                 out["rain.storm_signal"] = float(signal.severity if signal else 0)
             continue
-        recent = [v for v in m.raw.values() if wm - HOUR < v[0] <= wm]
-        if recent:
-            mean_1h, low, high = _stats([v[1] for v in recent])
+        since = wm - HOUR
+        values = [v[1] for v in m.raw.values() if since < v[0] <= wm]
+        if values:
+            mean_1h, low, high = _stats(values)
             out[f"{name}.mean_1h"] = mean_1h
             out[f"{name}.min_1h"] = low
             out[f"{name}.max_1h"] = high
             if name == "level":
-                rise = flood.level_rise_per_hour([(v[0], v[1]) for v in recent], now_s=wm)
+                recent = [(v[0], v[1]) for v in m.raw.values() if since < v[0] <= wm]
+                rise = flood.level_rise_per_hour(recent, now_s=wm)
                 if rise is not None:
                     out["level.rise_per_h"] = rise
         end = float(state.closed)

@@ -1,19 +1,32 @@
 """What the worker remembers in a device's table value besides its windows (issue 12): the
-8 h / 24 h window means (``MetricState.means``) change nothing the analytics compute, are
-dropped whenever the closed hours change, and a value written before them still reads."""
+8 h / 24 h window means (``MetricState.means``) and the compressed closed hours
+(``DeviceState.packed_hours``) change nothing the analytics compute or the table holds, are
+renewed whenever the closed hours change, and a value written before them still reads."""
 
 from __future__ import annotations
 
+import math
 import random
 import zlib
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stationflow.wire import WireReading, decode_batch
-from streams.analytics.device import AnalyticsConfig, DeviceOutput, DeviceState, _window_mean, update_device
-from streams.analytics.statecodec import VERSION, decode_device, encode_device
+from streams.analytics.device import (
+    AnalyticsConfig,
+    DeviceOutput,
+    DeviceState,
+    _fields,
+    _window_mean,
+    update_device,
+)
+from streams.analytics.statecodec import HOURS_APART_FROM, VERSION, decode_device, encode_device, peek_device
+from streams.lineprotocol import escape_string
 
 CONFIG = AnalyticsConfig()
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
@@ -48,13 +61,16 @@ def _run(batches: list[list[WireReading]], *, forget: bool) -> tuple[list[Device
     state = DeviceState()
     for i, readings in enumerate(batches):
         state = decode_device(value)
+        assert encode_device(state) == value or not value
         if forget:
+            state.packed_hours = None
             for m in state.metrics.values():
                 m.means.clear()
         outs.append(
             update_device(state, "aq-1", readings, record=None, domain="air", now=1e9 + 60 * i, config=CONFIG)
         )
         value = encode_device(state)
+        assert decode_device(value) == state
     return outs, state
 
 
@@ -101,3 +117,82 @@ def test_a_value_without_remembered_means_still_reads() -> None:
     decoded = decode_device(old)
     assert decoded == state
     assert all(not m.means for m in decoded.metrics.values())
+
+
+def test_closed_hours_are_compressed_once_per_closed_hour() -> None:
+    batches = _batches(5, hours=20, every_min=10)
+    _, state = _run(batches, forget=False)
+    assert sum(len(m.hours) for m in state.metrics.values()) >= HOURS_APART_FROM
+    value = encode_device(state)
+    assert len(msgspec.msgpack.decode(value[1:])) == 12  # the hours apart
+    again = decode_device(value)
+    assert again == state and peek_device(value) == (state.seen, state.rules)
+    blob = again.packed_hours
+    assert blob is not None
+    # a batch within the same hour: the same compressed hours, not compressed again
+    update_device(
+        again,
+        "aq-1",
+        _batches(5, hours=21, every_min=10)[len(batches)][:1],
+        record=None,
+        domain="air",
+        now=2e9,
+        config=CONFIG,
+    )
+    assert again.closed == state.closed
+    encode_device(again)
+    assert again.packed_hours is blob
+    # hours closing: compressed anew, and what is read back is the new hours
+    later = _batches(5, hours=23, every_min=10)[len(batches) :]
+    update_device(
+        again, "aq-1", [r for b in later for r in b], record=None, domain="air", now=3e9, config=CONFIG
+    )
+    assert again.closed > state.closed
+    value = encode_device(again)
+    assert again.packed_hours is not blob
+    assert decode_device(value) == again
+    fresh = decode_device(value)
+    fresh.packed_hours = None
+    assert encode_device(fresh) == value  # the same bytes as compressing from scratch
+
+
+def test_a_value_with_hours_inline_still_reads() -> None:
+    _, state = _run(_batches(6, hours=20, every_min=10), forget=False)
+    value = encode_device(state)
+    head = msgspec.msgpack.decode(value[1:])
+    hours = msgspec.msgpack.decode(zlib.decompress(head.pop()))
+    metrics = msgspec.msgpack.decode(zlib.decompress(head[8])) if isinstance(head[8], bytes) else head[8]
+    for name, fields in metrics.items():
+        fields[1] = hours[name]
+    head[8] = metrics  # eleven fields, every metric's hours in its own entry (as before)
+    old = VERSION + msgspec.msgpack.encode(head)
+    assert decode_device(old) == state
+    assert peek_device(old) == peek_device(value)
+
+
+def _fields_before(values: dict[str, float | int | str]) -> str:
+    """``device._fields`` as it was before its fast path for floats (the reference)."""
+    parts = []
+    for k, v in values.items():
+        if isinstance(v, str):
+            parts.append(f"{k}={escape_string(v)}")
+        elif isinstance(v, int) and not isinstance(v, bool):
+            parts.append(f"{k}={v}i")
+        elif math.isfinite(v):
+            parts.append(f"{k}={float(v)!r}")
+    return ",".join(parts) or "empty=true"
+
+
+field_values = st.one_of(
+    st.floats(width=64),
+    st.integers(-(2**63), 2**63 - 1),
+    st.booleans(),
+    st.text(max_size=6),
+    st.floats(allow_nan=False).map(np.float64),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["mean_1h", "n", "grade", "x", "valid"]), field_values))
+def test_fields_are_written_as_before(values: dict[str, float | int | str]) -> None:
+    assert _fields(values) == _fields_before(values)
