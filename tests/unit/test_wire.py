@@ -111,3 +111,30 @@ def test_a_trailing_newline_is_no_device_id_or_metric() -> None:
     with pytest.raises(RejectedMessage):
         parse_topic("devices/d1\n/readings")
     assert _METRIC.match("pm25\n") is None
+
+
+def test_names_are_checked_every_time_and_errors_name_the_first_failure() -> None:
+    """decode_batch remembers accepted device ids and metrics; a bad one is still refused, and the
+    error is msgspec's for the first failed check in document order (as with the pattern in msgspec)."""
+    reading = {"metric": "pm25", "value": 1.5, "ts": "2026-11-30T10:00:00Z"}
+    for _ in range(2):
+        assert decode_batch(_doc()).readings[0].metric == "pm25"
+    with pytest.raises(msgspec.ValidationError, match=r"regex .* - at `\$\.readings\[1\]\.metric`"):
+        decode_batch(_doc(readings=[reading, {**reading, "metric": "1abc"}]))
+    with pytest.raises(msgspec.ValidationError, match=r"regex .* - at `\$\.readings\[0\]\.metric`"):
+        decode_batch(_doc(readings=[{**reading, "metric": "pm25\n"}, {**reading, "value": "x"}]))
+    with pytest.raises(msgspec.ValidationError, match=r"`float`, got `str` - at `\$\.readings\[0\]\.value`"):
+        decode_batch(_doc(readings=[{**reading, "value": "x"}, {**reading, "metric": "1abc"}]))
+    with pytest.raises(msgspec.ValidationError, match=r"regex .* - at `\$\.device_id`"):
+        decode_batch(_doc(device_id="d1 ", readings=[{**reading, "value": "x"}]))
+
+
+def test_the_strict_structs_have_the_wire_structs_fields() -> None:
+    """The structs decode_batch raises errors with stay field for field the ones it returns."""
+    from stationflow import wire
+
+    def shape(struct: type) -> list[tuple[str, object]]:
+        return [(f.name, f.default) for f in msgspec.structs.fields(struct)]
+
+    assert shape(wire._StrictBatch) == shape(wire.WireBatch)
+    assert shape(wire._StrictReading) == shape(wire.WireReading)
