@@ -229,7 +229,7 @@ def install_analytics(
                     readings: list[WireReading] = [r for b in batches for r in b.readings]
                     domain = record.domain if record else domain_of(r.metric for r in readings)
                     try:
-                        state = _load_device(devices.get(key))
+                        state = _load_device(devices.data.get(key))  # as put writes it (no Faust get hooks)
                         out = update_device(
                             state, device_id, readings, record=record, domain=domain, now=now, config=config
                         )
@@ -286,7 +286,7 @@ def install_analytics(
                 record = registry.get(hv.device_id) if registry is not None else None
                 key = hv.station_id.encode()
                 try:
-                    state = _load_station(stations.get(key))
+                    state = _load_station(stations.data.get(key))
                     out = update_station(
                         state,
                         hv,

@@ -716,18 +716,26 @@ def _derived_lines(
     tags = _tags(subject)
     lines: list[str] = []
     per_metric: dict[str, dict[str, float]] = {}
-    for key, value in signals.items():
+    sums: dict[str, float] = {}  # rain.sum_*
+    trend: dict[str, float | int | str] = {}  # level.*
+    for key, value in signals.items():  # one pass, each kind in the signals' order
         metric, _, stat = key.partition(".")
-        if (
-            metric in ("dq", "coldchain")
-            or metric in SUM_METRICS
-            or (metric == "level" and stat.startswith("margin"))
-        ):
+        if metric == "level":
+            trend[stat] = value
+            if stat.startswith("margin"):
+                continue
+        elif metric in SUM_METRICS:
+            if metric == "rain" and stat.startswith("sum_"):
+                sums[stat] = value
             continue
-        per_metric.setdefault(metric, {})[stat] = value
+        elif metric in ("dq", "coldchain"):
+            continue
+        stats = per_metric.get(metric)
+        if stats is None:
+            stats = per_metric[metric] = {}
+        stats[stat] = value
     for metric, stats in per_metric.items():
         lines.append(f"windows,{tags},metric={_tag_value(metric)} {_fields(stats)} {ns}")
-    sums = {k.partition(".")[2]: v for k, v in signals.items() if k.startswith("rain.sum_")}
     if sums:
         fields: dict[str, float | int | str] = dict(sums)
         fields["storm_signal"] = int(signals.get("rain.storm_signal", 0))
@@ -735,9 +743,6 @@ def _derived_lines(
         if grade is not None:
             fields["grade_24h"] = grade.name_en
         lines.append(f"rainfall_sum,{tags} {_fields(fields)} {ns}")
-    trend: dict[str, float | int | str] = {
-        k.partition(".")[2]: v for k, v in signals.items() if k.startswith("level.")
-    }
     if trend:
         for attr in ("warning_level", "guaranteed_level"):  # the station's lines, for the flood dashboard
             limit = attrs.get(attr)
