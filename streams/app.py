@@ -30,6 +30,8 @@ __all__ = ["WorkerApp", "create_app", "lag_watches"]
 
 logger = logging.getLogger(__name__)
 
+STREAM_BUFFER_RECORDS = 256  # records an analytics agent may have fetched and not yet taken
+
 
 class WorkerApp(faust.App):
     """The Faust app, its consumer fetching with ``fetch_max_wait_ms``.
@@ -82,6 +84,9 @@ def create_app(settings: StreamsSettings) -> faust.App:
         broker_commit_interval=settings.streams_commit_interval_s,
         broker_rebalance_timeout=max(30.0, settings.streams_session_timeout_s * 3),
         stream_recovery_delay=0.0,
+        # readings.clean records are bundles (up to 256 kB, hundreds of device documents):
+        # Faust's default prefetch of 4,096 records per stream could hold a gigabyte in a backlog.
+        stream_buffer_maxsize=STREAM_BUFFER_RECORDS,
         # Never acknowledge a record whose processing raised or was cancelled.
         stream_ack_exceptions=False,
         stream_ack_cancelled_tasks=False,

@@ -71,9 +71,13 @@ class StreamsSettings(CommonSettings):
     # analytics consumer waited up to half of it.
     analytics_fetch_max_wait_ms: int = Field(default=FETCH_MAX_WAIT_MS, ge=1, le=5000)
     analytics_batch_max: int = 1000
+    # readings.clean records are bundles of up to 256 kB: a batch is also handed over once its
+    # records hold this many bytes (its documents, their states and outputs are in memory at once).
+    analytics_batch_max_bytes: int = Field(default=8 << 20, ge=1)
     # An analytics batch is handed over once nothing new arrived for 5 ms (an idle worker
-    # analyses a lone reading at once), when it holds analytics_batch_max records, or at the
-    # latest this long after its first record (a steady stream never goes quiet).
+    # analyses a lone reading at once), when it holds analytics_batch_max records or
+    # analytics_batch_max_bytes, or at the latest this long after its first record (a steady
+    # stream never goes quiet).
     analytics_within_s: float = 0.1
 
     @property
