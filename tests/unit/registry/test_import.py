@@ -61,10 +61,12 @@ def test_thousand_devices_with_ten_broken(client: TestClient, published: MemoryR
     assert client.get("/devices", params={"limit": 1}).json()["count"] == 990
     assert len([k for k, _ in published.sent if k.startswith("dev-")]) == 990
 
-    published.sent.clear()
+    # (not sent.clear(): to the relay's periodic check an emptied memory topic is one the broker
+    # lost, and it republishes every device, as test_outbox's reset test shows)
+    before = len(published.sent)
     again = client.post("/import/devices", content=text, headers={"Content-Type": "text/csv"}).json()
     assert (again["created"], again["updated"], again["unchanged"], again["failed"]) == (0, 0, 990, 10)
-    assert published.sent == []
+    assert published.sent[before:] == []
     assert client.get("/devices", params={"limit": 1}).json()["count"] == 990
 
 
