@@ -42,6 +42,9 @@ RSS_BOUND_MB = 150
 QOS1_DEVICES = ("q1-a", "q1-b", "q1-c")
 QOS1_MESSAGES = 600  # per device, 5 readings each, paced over the flood
 QOS1_RATE = 20.0  # messages/s per device
+# how long the pipeline may take to work through the flood's backlog after it ends (once
+# 2,945 of 3,000 readings were stored after 120 s on a machine four times slower than usual)
+CATCH_UP_S = 300.0
 
 
 class Flooder(threading.Thread):
@@ -144,7 +147,7 @@ def test_a_qos0_flood_is_shed_with_bounded_memory_and_qos1_readings_of_others_al
             def stored(d: str = device) -> int:
                 return stored_values(ep.influx_url, ep.influx_db, "sensor", d)
 
-            assert wait_for(lambda n=load.readings: stored() == n, timeout=120, interval=1.0), (
+            assert wait_for(lambda n=load.readings: stored() == n, timeout=CATCH_UP_S, interval=1.0), (
                 f"{device}: stored {stored()} of {load.readings}"
             )
     finally:
