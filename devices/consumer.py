@@ -50,9 +50,20 @@ class StatusConsumer(AsyncLifetime):
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Join the group and start the consuming task."""
-        await start_with_retry("registry-status", self._consumer.start)
-        self._task = asyncio.create_task(self._run(), name="registry-status-consumer")
+        """Start the consuming task, which joins the group in the background.
+
+        Joining takes about 5 s on Tansu; the registry serves meanwhile (the counters it feeds
+        fill in from the topics' start once the group is joined).
+        """
+        self._task = asyncio.create_task(self._join_and_run(), name="registry-status-consumer")
+
+    async def _join_and_run(self) -> None:
+        try:
+            await start_with_retry("registry-status", self._consumer.start)
+        except Exception:
+            logger.exception("registry status consumer could not join its group; device status stays empty")
+            raise
+        await self._run()
 
     async def stop(self) -> None:
         """Stop the task and leave the group (idempotent)."""

@@ -39,6 +39,7 @@ from ingest.bundler import Bundler
 from ingest.errors import KafkaDeliveryError, RejectedMessage
 from ingest.mqtt_hj212 import Hj212Registry
 from ingest.qos0 import DeviceLabels, Qos0Gate
+from ingest.resume import DropWatch
 from ingest.router import Accepted, Ignored, route
 from ingest.settings import IngestSettings
 from ingest.topics import device_id_from_topic, shared_filter
@@ -60,6 +61,10 @@ RECONNECT_DELAY_S = 0.2
 KEEPALIVE_S = 30
 # On shutdown, wait this long for in-flight records to be acknowledged by Kafka.
 DRAIN_TIMEOUT_S = 10.0
+# Before a session resume (``ingest.resume``), wait at most this long for in-flight records:
+# what is still unacknowledged then is redelivered by the broker and deduplicated downstream.
+RESUME_DRAIN_S = 2.0
+RESUME_CHECK_S = 1.0
 PUBACK_SUCCESS = 0
 HJ212_SUFFIX = "/hj212"
 LEGACY_FILTER = "devices/+/readings"  # the only subscription of collectors before issue 10
@@ -100,6 +105,7 @@ class Collector:
         self._reports: set[asyncio.Future[None]] = set()
         self.bundler = Bundler(producer, self.raw_topic, on_sent=_bundle_sent)
         self._tally = metrics.TALLY
+        self._drops = DropWatch()
         self.client = self._make_client()
 
     def _make_client(self) -> gmqtt.Client:
@@ -310,7 +316,9 @@ class Collector:
         mqtt_topic = topic if isinstance(topic, str) else topic.decode("utf-8", "replace")
         if mqtt_topic.startswith("$SYS/"):
             with contextlib.suppress(ValueError):
-                metrics.BROKER_DROPPED.set(float(payload))
+                dropped = int(bytes(payload))
+                metrics.BROKER_DROPPED.set(dropped)
+                self._drops.observe(dropped, time.monotonic())
             return PUBACK_SUCCESS
         self._tally.messages += 1
         admitted = False
@@ -481,6 +489,7 @@ class Collector:
         waiter = asyncio.create_task(stop.wait())
         fatal = asyncio.create_task(self._stop.wait())
         follower = asyncio.create_task(self.hj212.follow())
+        resumer = asyncio.create_task(self._resume_after_drops())
         try:
             await self.bundler.start()
             await self._connect()
@@ -490,14 +499,42 @@ class Collector:
             await self._drain()
             with contextlib.suppress(Exception):
                 await self.client.disconnect()
-            for task in (waiter, fatal, follower):
+            for task in (waiter, fatal, follower, resumer):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
+            with contextlib.suppress(asyncio.CancelledError):
+                await resumer
             self.hj212.close()
             metrics.CONNECTED.set(0)
         if self._fatal is not None:
             raise self._fatal
+
+    async def _resume_after_drops(self) -> None:
+        """Resume the MQTT session once the broker dropped messages and the drops stopped.
+
+        Mosquitto 2.0.11 can keep QoS 1 messages it acknowledged to devices in a live session
+        without ever sending them, after it dropped messages towards this collector; a
+        reconnect of the same session makes it resend them (``ingest.resume``).
+        """
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=RESUME_CHECK_S)
+            if self._stop.is_set() or not self._drops.due(time.monotonic()) or not self.client.is_connected:
+                continue
+            self._drops.resumed()
+            metrics.SESSION_RESUMES.inc()
+            logger.warning(
+                "mqtt session resume broker_dropped=%s inflight=%d reason=the broker dropped messages; "
+                "Mosquitto 2.0.11 may hold QoS 1 messages of a live session unsent until the session "
+                "reconnects, so the collector reconnects (duplicates are removed downstream)",
+                self._drops.dropped,
+                self._inflight,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout=RESUME_DRAIN_S)
+            if not self._stop.is_set():
+                await self.client.reconnect()
 
     async def _drain(self) -> None:
         """Let in-flight records reach Kafka so their PUBACKs go out before disconnecting."""

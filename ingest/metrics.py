@@ -61,6 +61,10 @@ BROKER_DROPPED = Gauge(
     "stationflow_mqtt_broker_dropped_messages",
     "Mosquitto's $SYS/broker/publish/messages/dropped (messages the broker gave up on)",
 )
+SESSION_RESUMES = Counter(
+    "stationflow_ingest_mqtt_session_resumes_total",
+    "MQTT session resumes after the broker dropped messages (it then resends what it holds in flight)",
+)
 ACK_SECONDS = Histogram(
     "stationflow_ingest_ack_seconds",
     "MQTT receive to Kafka acknowledgement, once per bundle (from its first message: the longest wait in it)",

@@ -9,6 +9,7 @@ Stateful analytics (windows, indices, rules) are Faust agents and tables on
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiokafka
@@ -43,7 +44,24 @@ class WorkerApp(faust.App):
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self._early_tasks: list[Callable[[], Awaitable[None]]] = []
         super().__init__(*args, **kwargs)
+
+    def early_task(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn`` from the app's start, before Faust's consumer joins its group.
+
+        ``app.task`` functions start only once Faust's consumer has its partitions (about 5 s
+        on Tansu, which holds a join for half the session timeout); the raw stage has its own
+        consumer group and does not wait for Faust's, so it starts here. Like an ``app.task``
+        it is cancelled when the app stops, and its exception crashes the worker.
+        """
+        self._early_tasks.append(fn)
+
+    async def on_start(self) -> None:
+        """Faust's start, then the early tasks (before the consumer and the tables start)."""
+        await super().on_start()
+        for fn in self._early_tasks:
+            self.add_future(fn())
 
     def _new_transport(self) -> TransportT:
         return _Transport(self.conf.broker_consumer, self)
@@ -112,8 +130,8 @@ def create_app(settings: StreamsSettings) -> faust.App:
         """stationflow_consumer_lag of the worker's consumer groups."""
         await ConsumerLagMonitor(settings.kafka_bootstrap, lag_watches(settings)).run()
 
-    app.task(normalise_and_store)
-    app.task(follow_registry)
+    app.early_task(normalise_and_store)
+    app.early_task(follow_registry)
     app.task(report_lag)
     if settings.analytics_enabled:
         install_analytics(app, settings, registry, lambda: _open_sink(settings, "analytics-spool"))

@@ -129,14 +129,17 @@ class RawConsumer:
     async def run(self) -> None:
         """Consume until cancelled; on the way out, store and commit what was taken."""
         s = self.settings
-        if self.registry is not None:
-            await self.registry.ready.wait()  # no "unknown device" verdicts before the registry is loaded
         await start_with_retry("kafka producer", self.producer.start)
         try:
             await self._learn_clean_partitions()
             await start_with_retry("kafka consumer", self.consumer.start)
+            # the group join (about 5 s on Tansu) runs in the background from here, while
+            # the registry loads
             self.consumer.subscribe([s.topic(topics.RAW)], listener=_Rebalance(self._finish_pending))
             try:
+                if self.registry is not None:
+                    # no "unknown device" verdicts before the registry is loaded
+                    await self.registry.ready.wait()
                 await self._loop()
             finally:
                 with contextlib.suppress(Exception):

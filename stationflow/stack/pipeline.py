@@ -12,6 +12,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,15 @@ from stationflow.stack.components import (
 from stationflow.stack.ports import LOOPBACK, free_port
 from stationflow.stack.procs import ManagedProcess, StackError
 
-__all__ = ["Endpoints", "Pipeline", "service_env", "service_name", "start_service"]
+__all__ = [
+    "Endpoints",
+    "Pipeline",
+    "Starting",
+    "launch_service",
+    "service_env",
+    "service_name",
+    "start_service",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +141,8 @@ def _log_contains(path: Path, needles: tuple[str, ...], offset: int) -> Callable
     return check
 
 
-def start_service(kind: str, *, env: Mapping[str, str], log_path: Path, wait: bool = True) -> ManagedProcess:
-    """Start a service (ingest, tcp, streams, devices, alerts) and wait until it is ready."""
-    ready_lines, timeout = {
+def _ready_spec(kind: str) -> tuple[tuple[str, ...], float]:
+    return {
         "ingest": ((INGEST_READY_LINE,), INGEST_READY_S),
         "tcp": (TCP_READY_LINES, TCP_READY_S),
         "streams": ((STREAMS_READY_LINE,), STREAMS_READY_S),
@@ -142,16 +150,39 @@ def start_service(kind: str, *, env: Mapping[str, str], log_path: Path, wait: bo
         "alerts": ((ALERTS_READY_LINE,), ALERTS_READY_S),
         "opendata": ((OPENDATA_READY_LINE,), OPENDATA_READY_S),
     }[kind]
+
+
+@dataclass(frozen=True)
+class Starting:
+    """A service process that was started and may not be ready yet; ``wait`` until it is."""
+
+    proc: ManagedProcess
+    ready: Callable[[], bool]
+    timeout: float
+
+    def wait(self) -> ManagedProcess:
+        """Block until the service logged its ready line; stop it and raise if it does not."""
+        try:
+            self.proc.wait_ready(self.ready, self.timeout)
+        except BaseException:
+            self.proc.stop()  # never leave an unready child behind
+            raise
+        return self.proc
+
+
+def launch_service(kind: str, *, env: Mapping[str, str], log_path: Path) -> Starting:
+    """Start a service (ingest, tcp, streams, devices, alerts, opendata) without waiting for it."""
+    ready_lines, timeout = _ready_spec(kind)
     proc = ManagedProcess(kind, [sys.executable, "-m", SERVICE_MODULES[kind]], log_path=log_path, env=env)
     offset = log_path.stat().st_size if log_path.exists() else 0
     proc.start()
-    if wait:
-        try:
-            proc.wait_ready(_log_contains(log_path, ready_lines, offset), timeout)
-        except BaseException:
-            proc.stop()  # never leave an unready child behind
-            raise
-    return proc
+    return Starting(proc, _log_contains(log_path, ready_lines, offset), timeout)
+
+
+def start_service(kind: str, *, env: Mapping[str, str], log_path: Path, wait: bool = True) -> ManagedProcess:
+    """Start a service (ingest, tcp, streams, devices, alerts) and wait until it is ready."""
+    starting = launch_service(kind, env=env, log_path=log_path)
+    return starting.wait() if wait else starting.proc
 
 
 @dataclass
@@ -179,22 +210,38 @@ class Pipeline:
     mirror: Mirror | None = None
 
     def start_infra(self, on_step: Callable[[str], None] = lambda _: None) -> Endpoints:
-        """Start Tansu, Mosquitto and InfluxDB; create the database."""
+        """Start Tansu, Mosquitto and InfluxDB (at the same time); create the database."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        on_step("tansu (Kafka API)")
-        tansu = start_tansu(self.state_dir / "tansu", self.ports.get("kafka"))
-        self.components.append(tansu)
-        on_step("mosquitto (MQTT)")
-        mosquitto = start_mosquitto(
-            self.state_dir / "mosquitto", self.ports.get("mqtt"), dynsec=self.auth, persistence=self.durable
-        )
-        self.components.append(mosquitto)
-        if self.auth:
-            on_step("broker accounts (dynamic security)")
-            self.accounts = provision_service_accounts(mosquitto, self.state_dir)
-        on_step("influxd (InfluxDB 1.x)")
-        influx = start_influxd(self.state_dir / "influxdb", self.ports.get("influx"))
-        self.components.append(influx)
+        on_step("tansu (Kafka API), mosquitto (MQTT) and influxd (InfluxDB 1.x)")
+
+        def mosquitto_with_accounts() -> Component:
+            mosquitto = start_mosquitto(
+                self.state_dir / "mosquitto",
+                self.ports.get("mqtt"),
+                dynsec=self.auth,
+                persistence=self.durable,
+            )
+            if self.auth:
+                try:
+                    self.accounts = provision_service_accounts(mosquitto, self.state_dir)
+                except BaseException:
+                    mosquitto.stop()
+                    raise
+            return mosquitto
+
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="infra") as pool:
+            futures = [
+                pool.submit(start_tansu, self.state_dir / "tansu", self.ports.get("kafka")),
+                pool.submit(mosquitto_with_accounts),
+                pool.submit(start_influxd, self.state_dir / "influxdb", self.ports.get("influx")),
+            ]
+            wait(futures)
+        started = [f.result() for f in futures if f.exception() is None]
+        self.components.extend(started)  # stopped by stop() whatever failed
+        for future in futures:
+            if (exc := future.exception()) is not None:
+                raise exc
+        tansu, mosquitto, influx = started
         self.endpoints = Endpoints(
             kafka=tansu.url, mqtt_host=mosquitto.host, mqtt_port=mosquitto.port, influx_url=influx.url
         )
@@ -318,11 +365,16 @@ class Pipeline:
 
     def start(self, kind: str, *, instance: int = 1, wait: bool = True) -> ManagedProcess:
         """Start (or restart) a service: ``ingest``, ``tcp``, ``streams``, ``devices`` or ``alerts``."""
+        starting = self.launch(kind, instance=instance)
+        return starting.wait() if wait else starting.proc
+
+    def launch(self, kind: str, *, instance: int = 1) -> Starting:
+        """Start a service without waiting: several can then get ready at the same time."""
         name = service_name(kind, instance)
         log_path = self.state_dir / "logs" / f"{name}.log"
-        proc = start_service(kind, env=self.env(kind, instance), log_path=log_path, wait=wait)
-        self.services[name] = proc
-        return proc
+        starting = launch_service(kind, env=self.env(kind, instance), log_path=log_path)
+        self.services[name] = starting.proc
+        return starting
 
     def _port(self, name: str, configured: str | None = None) -> int:
         """``ports[configured or name]``, else a free port, chosen once and kept under ``name``."""

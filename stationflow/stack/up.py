@@ -94,19 +94,22 @@ def run_up(
     try:
         with console.status("starting…") as status:
             pipeline.start_infra(on_step=lambda s: status.update(f"starting {s}…"))
-            status.update("starting the device registry…")
-            pipeline.start("devices")
+            # the services start side by side: none needs another to be ready to start
+            status.update("starting the registry, the collectors and the stream worker…")
+            registry = pipeline.launch("devices")
+            collectors = [pipeline.launch("ingest"), pipeline.launch("tcp")]
+            worker = pipeline.launch("streams")
+            registry.wait()
             if simulate:
                 status.update("registering the simulated fleet through the registry API…")
                 asyncio.run(_register(pipeline, interval_s))
-            status.update("starting the MQTT collector…")
-            pipeline.start("ingest")
-            status.update("starting the TCP collector (HJ 212, SL 651)…")
-            pipeline.start("tcp")
+            status.update("waiting for the MQTT and TCP collectors (HJ 212, SL 651)…")
+            for collector in collectors:
+                collector.wait()
             if simulate:  # the history waits in Kafka while the worker starts
                 backfill = _start_backfill(console, pipeline, backfill_s, earlier_run=earlier_run)
-            status.update("starting the Faust stream worker (joins its consumer group)…")
-            pipeline.start("streams")
+            status.update("waiting for the Faust stream worker (joins its consumer group)…")
+            worker.wait()
             # the alert service gets ready while data already flows (its status is in the table)
             pipeline.start("alerts", wait=False)
             # the open-data API (public, read-only) likewise
