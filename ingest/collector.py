@@ -65,6 +65,7 @@ DRAIN_TIMEOUT_S = 10.0
 # what is still unacknowledged then is redelivered by the broker and deduplicated downstream.
 RESUME_DRAIN_S = 2.0
 RESUME_CHECK_S = 1.0
+SYS_REFRESH_S = 5.0  # how often the drop counter is asked for again (see _resume_after_drops)
 PUBACK_SUCCESS = 0
 HJ212_SUFFIX = "/hj212"
 LEGACY_FILTER = "devices/+/readings"  # the only subscription of collectors before issue 10
@@ -517,10 +518,19 @@ class Collector:
         without ever sending them, after it dropped messages towards this collector; a
         reconnect of the same session makes it resend them (``ingest.resume``).
         """
+        next_refresh = time.monotonic() + SYS_REFRESH_S
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=RESUME_CHECK_S)
-            if self._stop.is_set() or not self._drops.due(time.monotonic()) or not self.client.is_connected:
+            if self._stop.is_set() or not self.client.is_connected:
+                continue
+            now = time.monotonic()
+            if now >= next_refresh:
+                # Subscribing again brings the counter's retained value: the broker may have
+                # dropped its last update (QoS 0, sent only on a change) in the very flood.
+                self.client.subscribe(gmqtt.Subscription(SYS_DROPPED, qos=0))
+                next_refresh = now + SYS_REFRESH_S
+            if not self._drops.due(now):
                 continue
             self._drops.resumed()
             metrics.SESSION_RESUMES.inc()
@@ -534,7 +544,14 @@ class Collector:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout=RESUME_DRAIN_S)
             if not self._stop.is_set():
-                await self.client.reconnect()
+                # a plain disconnect (no automatic reconnect behind it), then a connect of the
+                # same session; gmqtt's reconnect() raced its own automatic one (two connects)
+                with contextlib.suppress(Exception):
+                    await self.client.disconnect()
+                # let gmqtt handle the closed connection while the client is inactive, so its
+                # automatic reconnect stands down
+                await asyncio.sleep(RECONNECT_DELAY_S)
+                await self._connect()
 
     async def _drain(self) -> None:
         """Let in-flight records reach Kafka so their PUBACKs go out before disconnecting."""

@@ -298,9 +298,15 @@ def _dynsec_store(workdir: Path) -> tuple[Path, str, str]:
 
 
 def mosquitto_config(
-    port: int, *, dynsec: tuple[Path, Path] | None = None, persistence_dir: Path | None = None
+    port: int,
+    *,
+    dynsec: tuple[Path, Path] | None = None,
+    persistence_dir: Path | None = None,
+    extra: str = "",
 ) -> str:
     """Text of a mosquitto.conf for one loopback listener (``dynsec``: plugin and store).
+
+    ``extra``: lines after the tuning; an option set there again overrides it (tests).
 
     ``persistence_dir``: keep sessions (the collector's subscription and the QoS 1 messages
     queued for it), retained messages and in-flight state on disk there, saved every
@@ -338,11 +344,16 @@ def mosquitto_config(
             f"plugin {plugin}",
             f"plugin_opt_config_file {store}",
         ]
-    return "\n".join(lines) + "\n" + MOSQUITTO_TUNING
+    return "\n".join(lines) + "\n" + MOSQUITTO_TUNING + extra
 
 
 def start_mosquitto(
-    workdir: Path, port: int | None = None, *, dynsec: bool = False, persistence: bool = False
+    workdir: Path,
+    port: int | None = None,
+    *,
+    dynsec: bool = False,
+    persistence: bool = False,
+    extra_config: str = "",
 ) -> Component:
     """Start Mosquitto on a loopback port; with ``dynsec`` it also carries admin credentials.
 
@@ -360,7 +371,10 @@ def start_mosquitto(
     config = workdir / "mosquitto.conf"
     config.write_text(
         mosquitto_config(
-            port, dynsec=dynsec_files, persistence_dir=workdir.resolve() if persistence else None
+            port,
+            dynsec=dynsec_files,
+            persistence_dir=workdir.resolve() if persistence else None,
+            extra=extra_config,
         )
     )
     return _launch(

@@ -30,14 +30,18 @@ def make_pipeline(
     extra_env: dict[str, str] | None = None,
     *,
     mosquitto_persistence: bool = False,
+    mosquitto_config: str = "",
 ) -> tuple[Pipeline, str]:
     """A Pipeline on shared Tansu/InfluxDB (unique prefix and database) and a private Mosquitto.
 
     ``mosquitto_persistence``: the broker keeps sessions and queued messages on disk across a
     restart (``pipeline.component("mosquitto")`` can be killed and started again).
+    ``mosquitto_config``: extra lines for its configuration (they override the tuning).
     """
     tag = uuid.uuid4().hex[:8]
-    mosquitto = start_mosquitto(tmp_path / "mosquitto", persistence=mosquitto_persistence)
+    mosquitto = start_mosquitto(
+        tmp_path / "mosquitto", persistence=mosquitto_persistence, extra_config=mosquitto_config
+    )
     db = f"db_{tag}"
     influx_create_db(influxd.url, db)
     pipeline = Pipeline(

@@ -48,11 +48,12 @@ CATCH_UP_S = 300.0
 
 
 class Flooder(threading.Thread):
-    """A device publishing QoS 0 as fast as its socket takes it, for ``FLOOD_S`` seconds."""
+    """A device publishing QoS 0 as fast as its socket takes it, for ``duration_s`` seconds."""
 
-    def __init__(self, host: str, port: int, device: str) -> None:
+    def __init__(self, host: str, port: int, device: str, duration_s: float = FLOOD_S) -> None:
         super().__init__(daemon=True)
         self.host, self.port, self.device = host, port, device
+        self.duration_s = duration_s
         self.sent = 0
         self.error: BaseException | None = None
 
@@ -68,7 +69,7 @@ class Flooder(threading.Thread):
         data = b"".join(chunk)
         try:
             conn = Connection(self.host, self.port, f"flooder-{self.device}", (None, None))
-            deadline = time.monotonic() + FLOOD_S
+            deadline = time.monotonic() + self.duration_s
             try:
                 while time.monotonic() < deadline and self.sent < FLOOD_MAX_MESSAGES:
                     conn.send(data)
@@ -97,7 +98,7 @@ class RssSampler(threading.Thread):
         return max(self.samples) / 2**20
 
 
-def _metric(metrics_url: str, name: str) -> float:
+def metric(metrics_url: str, name: str) -> float:
     match = re.search(rf"^{name} (\S+)$", httpx.get(metrics_url, timeout=5).text, re.MULTILINE)
     assert match, name
     return float(match.group(1))
@@ -177,8 +178,8 @@ def test_a_qos0_flood_is_shed_with_bounded_memory_and_qos1_readings_of_others_al
     # if Mosquitto dropped messages (its $SYS counter), the collector resumed its session,
     # which is what delivers QoS 1 messages Mosquitto 2.0.11 may strand (ingest.resume)
     dropped, resumes = (
-        _metric(metrics_url, "stationflow_mqtt_broker_dropped_messages"),
-        _metric(metrics_url, "stationflow_ingest_mqtt_session_resumes_total"),
+        metric(metrics_url, "stationflow_mqtt_broker_dropped_messages"),
+        metric(metrics_url, "stationflow_ingest_mqtt_session_resumes_total"),
     )
     print(f"qos0 flood: broker dropped {dropped:.0f}, collector resumed its session {resumes:.0f} time(s)")  # noqa: T201
     assert resumes >= 1 or dropped == 0, (dropped, resumes)
