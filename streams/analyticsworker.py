@@ -27,7 +27,6 @@ from typing import Any
 import faust
 import msgspec
 import orjson
-from aiokafka.partitioner import DefaultPartitioner
 from faust.tables.table import Table
 from mode.utils.aiter import aiter
 from mode.utils.futures import notify
@@ -35,6 +34,7 @@ from pydantic import ValidationError
 
 from stationflow import topics
 from stationflow.contracts import AlertEvent, AlertSync, DeviceRecord, HourlyValues, utcnow
+from stationflow.kafka import CachingPartitioner
 from stationflow.logs import LogThrottle
 from stationflow.registryview import RegistryView
 from stationflow.wire import WireBatch, WireReading, decode_batch, split_bundle
@@ -63,8 +63,6 @@ STATION_TABLE = "stations"
 FLUSH_DEADLINE_S = 60.0
 QUIET_S = 0.005  # a batch goes once nothing new arrived for this long (see take_until_quiet)
 IDLE_WAKE_S = 1.0  # an idle agent looks up this often (a first value wakes it at once)
-# The table's key -> partition mapping (use_partitioner: the producer's murmur2, as Java's).
-_PARTITIONER = DefaultPartitioner()
 
 LineSink = Callable[[bytes, int], Awaitable[None]]
 
@@ -72,24 +70,18 @@ LineSink = Callable[[bytes, int], Awaitable[None]]
 class PartitionOf:
     """A record key's partition as the producer's murmur2 partitioner picks it, remembered.
 
-    aiokafka's murmur2 is pure Python (~10 µs a key); the analytics send one changelog record
-    per device per batch and one hourly record per device-hour, for the same keys again and
-    again. Bounded: cleared when it reaches ``max_keys``.
+    The analytics send one changelog record per device per batch and one hourly record per
+    device-hour, for the same keys again and again: ``stationflow.kafka.CachingPartitioner``
+    (bounded) over this topic's partitions.
     """
 
     def __init__(self, partitions: int, max_keys: int = 200_000) -> None:
         self._all = list(range(partitions))
-        self._max = max_keys
-        self._known: dict[bytes, int] = {}
+        self._cached = CachingPartitioner(max_keys)
 
     def __call__(self, key: bytes) -> int:
         """The partition of ``key``."""
-        known = self._known.get(key)
-        if known is None:
-            if len(self._known) >= self._max:
-                self._known.clear()
-            known = self._known[key] = int(_PARTITIONER(key, self._all, self._all))
-        return known
+        return self._cached(key, self._all, self._all)
 
 
 class KeyPartitionedTable(Table[bytes, bytes]):
@@ -499,8 +491,9 @@ def _held_by_partition(
 ) -> dict[int, dict[str, list[str]]]:
     """Per owned table partition: subject -> the alert ids its rule states hold raised."""
     out: dict[int, dict[str, list[str]]] = {}
+    partition_of = PartitionOf(partitions)
     for key, value in entries:
-        partition = int(_PARTITIONER(key, list(range(partitions)), list(range(partitions))))
+        partition = partition_of(key)
         if value is None or partition not in owned:
             continue
         subject = f"{kind}:{key.decode()}"

@@ -72,7 +72,7 @@ def test_partition_of_stays_bounded() -> None:
     partition_of = PartitionOf(8, max_keys=10)
     keys = [f"dev-{i}".encode() for i in range(35)]
     got = [partition_of(k) for k in keys]
-    assert len(partition_of._known) <= 10
+    assert len(partition_of._cached._cache) <= 10
     everything = list(range(8))
     assert got == [DefaultPartitioner()(k, everything, everything) for k in keys]
 
