@@ -99,6 +99,8 @@ def run_up(
             registry = pipeline.launch("devices")
             collectors = [pipeline.launch("ingest"), pipeline.launch("tcp")]
             worker = pipeline.launch("streams")
+            # the alert service and the open-data API too: ready when `up` says it is running
+            late = [pipeline.launch("alerts"), pipeline.launch("opendata")]
             registry.wait()
             if simulate:
                 status.update("registering the simulated fleet through the registry API…")
@@ -110,10 +112,9 @@ def run_up(
                 backfill = _start_backfill(console, pipeline, backfill_s, earlier_run=earlier_run)
             status.update("waiting for the Faust stream worker (joins its consumer group)…")
             worker.wait()
-            # the alert service gets ready while data already flows (its status is in the table)
-            pipeline.start("alerts", wait=False)
-            # the open-data API (public, read-only) likewise
-            pipeline.start("opendata", wait=False)
+            status.update("waiting for the alert service and the open-data API…")
+            for service in late:
+                service.wait()
         _banner(console, pipeline)
         asyncio.run(
             _live(
