@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import faust
 import msgspec
@@ -51,6 +52,7 @@ from streams.analytics.rules import RuleState, Subject
 from streams.analytics.statecodec import decode_device, encode_device, peek_device
 from streams.analytics.station import StationState, update_station
 from streams.catalog import domain_of
+from streams.changelog import ChangelogWriter
 from streams.lineprotocol import FieldValue, encode, line
 from streams.settings import StreamsSettings
 
@@ -147,6 +149,7 @@ def install_analytics(
 
     async def durable(futures: list[Awaitable[Any]]) -> None:
         """Wait until table changelogs and produced records are acknowledged by Kafka."""
+        futures = [*futures, *await writer.flush()]
         if futures:
             await asyncio.gather(*futures)
         producer = app.producer
@@ -158,21 +161,18 @@ def install_analytics(
             raise RuntimeError("changelog records not delivered in time; not acknowledging the batch")
 
     changelog = {table.name: table.changelog_topic.get_topic_name() for table in (devices, stations)}
-    send_lock = asyncio.Lock()  # FIFO: the changelog records leave in the order they were written
+    # Every table write goes through this writer: the entry is set at once, and its changelog
+    # record goes with the others of its partition in one producer batch at the next flush
+    # (before the batch that wrote it is acknowledged); a key's writes stay in order.
+    # faust's aiokafka producer, asked for only once the app runs (``app.producer`` is created
+    # on first access, and must not be before the app has started)
+    writer = ChangelogWriter(lambda: cast(Any, app.producer)._ensure_producer(), partition_of)
 
-    async def put(table: Any, key: bytes, value: bytes, futures: list[Awaitable[Any]]) -> None:
-        """Set a table entry and send its changelog record straight to the producer.
-
-        What ``table[key] = value`` does (store, then a changelog record at the key's
+    def put(table: Any, key: bytes, value: bytes) -> None:
+        """What ``table[key] = value`` does (store, then a changelog record at the key's
         partition), without faust's per-record buffering (``send_soon``: a FutureMessage, a
-        queue and a task per record). Every table write goes through here, under one lock, so
-        two writes of one key (a batch and the silence timer) reach the changelog in order.
-        """
-        table.data[key] = value
-        async with send_lock:
-            futures.append(
-                await app.producer.send(changelog[table.name], key, value, partition_of(key), None, None)
-            )
+        queue and a task per record)."""
+        writer.put(table.data, changelog[table.name], key, value)
 
     async def send_events(events: Sequence[AlertEvent], futures: list[Awaitable[Any]]) -> list[str]:
         lines = []
@@ -198,6 +198,22 @@ def install_analytics(
         if lines:
             await sinks["sink"].write(encode(lines), len(lines))
 
+    async def finish(
+        before: asyncio.Future[None] | None,
+        lines: list[str],
+        futures: list[Awaitable[Any]],
+        started: float,
+        records: int,
+    ) -> None:
+        """A batch's InfluxDB write and Kafka acks, after the batch before it finished (so
+        points and acknowledgements keep the batches' order), while the next is computed."""
+        if before is not None:
+            await before
+        await store(lines)
+        await durable(futures)
+        metrics.ANALYTICS_BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.ANALYTICS_RECORDS.inc(records)
+
     @app.agent(clean, name="analyse", concurrency=1)
     async def analyse(stream: faust.StreamT[bytes]) -> None:
         async with open_sink() as sink:
@@ -207,15 +223,17 @@ def install_analytics(
                 # as the raw consumer does: no device is analysed without its registry record
                 # (its station, thresholds) because the view was still loading after a restart
                 await registry.ready.wait()
-            async for values in take_until_quiet(
+            finishing: asyncio.Future[None] | None = None
+            async for batch in take_until_quiet(
                 stream,
                 settings.analytics_batch_max,
                 quiet_s=QUIET_S,
                 within=settings.analytics_within_s,
                 max_bytes=settings.analytics_batch_max_bytes,
+                ahead=1,
             ):
                 started = time.perf_counter()
-                by_device = _by_device(values, throttle)
+                by_device = _by_device(batch.values, throttle)
                 now = time.time()
                 lines: list[str] = []
                 futures: list[Awaitable[Any]] = []
@@ -238,7 +256,7 @@ def install_analytics(
                             exc,
                         )
                         continue
-                    await put(devices, key, encode_device(state), futures)
+                    put(devices, key, encode_device(state))
                     if out.late:
                         metrics.LATE_READINGS.inc(out.late)
                         if throttle.allow(f"late:{device_id}", time.monotonic()) is not None:
@@ -258,19 +276,19 @@ def install_analytics(
                                 key=hkey, value=hv.model_dump_json().encode(), partition=partition_of(hkey)
                             )
                         )
-                await store(lines)
-                await durable(futures)
-                metrics.ANALYTICS_BATCH_SECONDS.observe(time.perf_counter() - started)
-                metrics.ANALYTICS_RECORDS.inc(len(values))
+                # the writes are acknowledged while the next batch is computed; this batch's
+                # records are acknowledged once they are (take_until_quiet)
+                finishing = asyncio.ensure_future(
+                    finish(finishing, lines, futures, started, len(batch.values))
+                )
+                batch.finish_later(finishing)
 
     @app.agent(hourly, name="stations", concurrency=1)
     async def station_agent(stream: faust.StreamT[bytes]) -> None:
-        async for values in take_until_quiet(
-            stream, 500, quiet_s=QUIET_S, within=settings.analytics_within_s
-        ):
+        async for batch in take_until_quiet(stream, 500, quiet_s=QUIET_S, within=settings.analytics_within_s):
             lines: list[str] = []
             futures: list[Awaitable[Any]] = []
-            for raw in values:
+            for raw in batch.values:
                 try:
                     hv = HourlyValues.model_validate_json(raw)
                 except ValidationError as exc:
@@ -299,7 +317,7 @@ def install_analytics(
                         exc,
                     )
                     continue
-                await put(stations, key, orjson.dumps(state.dump()), futures)
+                put(stations, key, orjson.dumps(state.dump()))
                 lines += out.lines
                 lines += await send_events(out.events, futures)
             if lines:
@@ -337,7 +355,7 @@ def install_analytics(
             domain = record.domain if record else "sensor"
             event = check_silence(state, device_id, record=record, domain=domain, now=now, config=config)
             if event is not None:
-                await put(devices, key, encode_device(state), futures)
+                put(devices, key, encode_device(state))
                 lines += await send_events([event], futures)
         if lines and sink_open.is_set():
             await store(lines)
@@ -372,9 +390,32 @@ def install_analytics(
     app.timer(interval=settings.analytics_sync_s)(announce)
 
 
+class Batch:
+    """A batch from :func:`take_until_quiet`: its values, and what must finish before its
+    records are acknowledged."""
+
+    __slots__ = ("finishing", "values")
+
+    def __init__(self, values: list[bytes]) -> None:
+        self.values = values
+        self.finishing: asyncio.Future[None] | None = None
+
+    def finish_later(self, task: asyncio.Future[None]) -> None:
+        """Acknowledge this batch's records only once ``task`` has finished without error,
+        instead of when the loop body that received it returns (the next batch may be taken
+        meanwhile: at most ``ahead`` batches are waiting for their tasks)."""
+        self.finishing = task
+
+
 def take_until_quiet(
-    stream: Any, max_: int, *, quiet_s: float, within: float, max_bytes: int | None = None
-) -> AsyncIterator[list[bytes]]:
+    stream: Any,
+    max_: int,
+    *,
+    quiet_s: float,
+    within: float,
+    max_bytes: int | None = None,
+    ahead: int = 1,
+) -> AsyncIterator[Batch]:
     """Faust's ``Stream.take`` that hands over a batch once the stream has gone quiet.
 
     ``take(max_, within)`` always waits ``within`` for a batch to fill: a lone alert-worthy
@@ -386,17 +427,20 @@ def take_until_quiet(
     bytes of them (bundles: one value may carry hundreds of documents), or ``within``
     after its first value. The rest is ``take``'s own code: values are added by a processor
     while the stream is consumed passively, and a batch's events are acknowledged only after
-    the loop body that received it has finished (its changelogs, records and points durable).
+    the loop body that received it has finished, or, if the body handed its last steps to a
+    task (``Batch.finish_later``: the writes being acknowledged while the next batch is
+    computed), after that task; always in order, and never for a batch whose body or task
+    failed or was cancelled.
     """
-    batches = _take_until_quiet(stream, max_, quiet_s, within, max_bytes)
+    batches = _take_until_quiet(stream, max_, quiet_s, within, max_bytes, ahead)
     # as faust's own take: the stream closes it on stop (its finally detaches the processor)
     stream._active_agens.add(batches)
     return batches
 
 
 async def _take_until_quiet(
-    stream: Any, max_: int, quiet_s: float, within: float, max_bytes: int | None
-) -> AsyncGenerator[list[bytes], None]:
+    stream: Any, max_: int, quiet_s: float, within: float, max_bytes: int | None, ahead: int
+) -> AsyncGenerator[Batch, None]:
     buffer: list[bytes] = []
     held_bytes = 0
     events: list[Any] = []
@@ -405,6 +449,19 @@ async def _take_until_quiet(
     consumed = asyncio.Event()
     consuming: asyncio.Future[None] | None = None
     enable_acks = stream.enable_acks
+    # batches handed over and done with, oldest first: their events, and the task to wait for
+    unacked: deque[tuple[list[Any], asyncio.Future[None] | None]] = deque()
+
+    async def acknowledge(keep: int) -> None:
+        """Acknowledge finished batches in order, waiting for the oldest while more than
+        ``keep`` are unacknowledged; a failed task raises here, and nothing after it is acked."""
+        while unacked and (len(unacked) > keep or unacked[0][1] is None or unacked[0][1].done()):
+            taken, task = unacked[0]
+            if task is not None:
+                await task
+            unacked.popleft()
+            for event in taken:
+                await stream.ack(event)
 
     async def add(value: bytes) -> bytes:
         nonlocal consuming, held_bytes
@@ -429,6 +486,7 @@ async def _take_until_quiet(
     stream._enable_passive(aiter(stream.channel))
     try:
         while not stream.should_stop:
+            await acknowledge(ahead)
             await stream.wait_for_stopped(arrived, timeout=IDLE_WAKE_S)
             if not buffer:
                 continue
@@ -439,21 +497,29 @@ async def _take_until_quiet(
                 if len(buffer) == held or time.monotonic() - first_seen >= within:
                     break  # quiet for quiet_s (or waited long enough): hand it over
             consuming = asyncio.get_running_loop().create_future()
+            batch = Batch(list(buffer))
+            done = False
             try:
-                yield list(buffer)
+                yield batch
+                done = True  # the body returned (not raised, not closed mid-batch)
             finally:
                 buffer.clear()
                 held_bytes = 0
-                for event in events:
-                    await stream.ack(event)
+                taken = events[:]
                 events.clear()
                 arrived.clear()
                 notify(consuming)
                 full.clear()
                 consumed.set()
+                if done:
+                    unacked.append((taken, batch.finishing))
+        await acknowledge(0)
     finally:
         stream.enable_acks = enable_acks
         stream._processors.remove(add)
+        for _, task in unacked:  # stopped, or a task failed: what is left is not acknowledged
+            if task is not None and not task.done():
+                task.cancel()
 
 
 def _by_device(values: Sequence[bytes], throttle: LogThrottle) -> dict[str, list[WireBatch]]:

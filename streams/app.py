@@ -109,6 +109,9 @@ def create_app(settings: StreamsSettings) -> faust.App:
         stream_ack_exceptions=False,
         stream_ack_cancelled_tasks=False,
         producer_acks=-1,
+        # the analytics' changelog records go as one producer batch per partition and batch
+        # (streams.changelog): up to 512 kB each, as the raw stage's producer
+        producer_max_batch_size=512 * 1024,
         web_enabled=settings.streams_web_enabled,
         web_port=settings.streams_web_port,
         fetch_max_wait_ms=settings.analytics_fetch_max_wait_ms,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation, Overflow
@@ -40,7 +41,15 @@ from stationflow.contracts import (
 )
 from streams.analytics import coldchain, flood, rain, validity
 from streams.analytics.packs import NODATA_RULE, rules_for_device
-from streams.analytics.rules import ResolvedLevel, Rule, RuleState, Subject, evaluate, resolve_levels
+from streams.analytics.rules import (
+    ResolvedLevel,
+    Rule,
+    RuleState,
+    Subject,
+    evaluate,
+    resolve_levels,
+    step_quiet,
+)
 from streams.lineprotocol import escape_string
 from streams.lineprotocol import escape_tag as _esc
 
@@ -266,6 +275,58 @@ def _ns(ts: float) -> int:
     return round(ts * 1000) * 1_000_000
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Plan:
+    """What ``update_device`` derives from a device's registry record and domain, once.
+
+    Kept per device while its record is the same object (records are frozen and replaced on
+    change; the plan holds the record, so its identity cannot be reused meanwhile).
+    """
+
+    record: DeviceRecord | None
+    domain: str
+    subject: Subject
+    attrs: Mapping[str, float | str]
+    overrides: Mapping[str, float]
+    levels: dict[str, list[ResolvedLevel]]
+    instant: dict[str, tuple[Rule, ...]]  # metric -> the rules on its readings
+    derived: tuple[Rule, ...]  # rules on rolling signals
+    needed: frozenset[str]  # the metrics whose rolling signals a derived rule reads
+
+
+_PLANS: dict[str, _Plan] = {}
+_PLANS_MAX = 200_000
+
+
+def _plan(device_id: str, record: DeviceRecord | None, domain: str) -> _Plan:
+    plan = _PLANS.get(device_id)
+    if plan is not None and plan.record is record and plan.domain == domain:
+        return plan
+    attrs: Mapping[str, float | str] = record.station.attributes if record and record.station else {}
+    overrides: Mapping[str, float] = record.thresholds if record else {}
+    rules = rules_for_device(domain)
+    instant: dict[str, tuple[Rule, ...]] = {}
+    for r in rules:
+        if "." not in r.signal:
+            instant[r.signal] = (*instant.get(r.signal, ()), r)
+    derived = tuple(r for r in rules if "." in r.signal)
+    plan = _Plan(
+        record=record,
+        domain=domain,
+        subject=subject_for(device_id, record, domain),
+        attrs=attrs,
+        overrides=overrides,
+        levels={r.id: resolve_levels(r, attrs, overrides) for r in rules},
+        instant=instant,
+        derived=derived,
+        needed=frozenset(r.signal.partition(".")[0] for r in derived),
+    )
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[device_id] = plan
+    return plan
+
+
 def update_device(
     state: DeviceState,
     device_id: str,
@@ -276,49 +337,57 @@ def update_device(
     now: float,
     config: AnalyticsConfig,
 ) -> DeviceOutput:
-    """Apply one batch of a device's clean readings to its state (in place)."""
+    """Apply one batch of a device's clean readings to its state (in place).
+
+    ``out.signals`` (every rolling signal at the watermark) is computed when the batch
+    writes the derived lines, i.e. once per device and minute of event time, and is empty
+    otherwise.
+    """
     out = DeviceOutput()
-    subject = subject_for(device_id, record, domain)
-    station_attrs: Mapping[str, float | str] = record.station.attributes if record and record.station else {}
-    overrides: Mapping[str, float] = record.thresholds if record else {}
-    rules = rules_for_device(domain)
-    levels = {r.id: resolve_levels(r, station_attrs, overrides) for r in rules}
-    instant = [r for r in rules if "." not in r.signal]
-    derived = [r for r in rules if "." in r.signal]
+    plan = _plan(device_id, record, domain)
+    subject, station_attrs, levels = plan.subject, plan.attrs, plan.levels
     back = _nodata_cleared(state, subject, now)
     if back is not None:
         out.events.append(back)
     state.seen = max(state.seen, now)
 
-    ordered = sorted(readings, key=lambda r: r.ts)
     by_ts: dict[float, list[ReadingLike]] = {}
-    for r in ordered:
-        by_ts.setdefault(r.ts.timestamp(), []).append(r)
-    needed = {r.signal.partition(".")[0] for r in derived}
+    for r in sorted(readings, key=lambda r: r.ts):
+        ts = r.ts.timestamp()
+        group = by_ts.get(ts)
+        if group is None:
+            by_ts[ts] = [r]
+        else:
+            group.append(r)
     interval = (
         float(record.expected_interval_s)
         if record and record.expected_interval_s
         else config.default_interval_s
     )
+    instant, derived = plan.instant, plan.derived
+    normal, over_range = Quality.NORMAL, Quality.OVER_RANGE
     for ts, group in by_ts.items():
         flagged = 0.0
+        late = _is_late(state, ts)  # ``closed`` moves only in _close_hours, below
         for r in group:
-            if r.quality is Quality.OVER_RANGE:
+            quality = r.quality
+            if quality is over_range:
                 flagged = 1.0
-            _place(state, r, ts, out, config)
-            if r.quality is Quality.NORMAL and not _is_late(state, ts):
-                for rule in instant:
-                    if rule.signal == r.metric:
+            _place(state, r, ts, late, out)
+            if quality is normal and not late:
+                on_metric = instant.get(r.metric)
+                if on_metric:
+                    for rule in on_metric:
                         _apply(rule, levels[rule.id], state, r.value, ts, subject, out)
         if domain == "coldchain":
-            _coldchain(state, group, ts, station_attrs, overrides, config)
+            _coldchain(state, group, ts, station_attrs, plan.overrides, config)
         if ts < state.wm:
             continue  # out of order: windows take it, rules only move forward in event time
         state.wm = ts
         out.hourly.extend(_close_hours(state, device_id, subject, domain, interval, out, config))
         # Derived signals at every event time, so a catch-up batch spanning hours walks
         # through the same rule transitions as live data would.
-        at_ts = _signals(state, domain, station_attrs, ts, needed)
+        at_ts = _signals(state, domain, station_attrs, ts, plan.needed)
         at_ts["dq.out_of_range"] = flagged
         for rule in derived:
             value = at_ts.get(rule.signal)
@@ -326,11 +395,11 @@ def update_device(
                 _apply(rule, levels[rule.id], state, value, ts, subject, out)
     if not by_ts:
         return out
-    signals = _signals(state, domain, station_attrs, state.wm, None)
-    out.signals = signals
     minute = int(state.wm // SLOT)
     if minute != state.emitted:
         state.emitted = minute
+        signals = _signals(state, domain, station_attrs, state.wm, None)
+        out.signals = signals
         out.lines.extend(_derived_lines(state, subject, signals, station_attrs))
     return out
 
@@ -339,29 +408,33 @@ def _is_late(state: DeviceState, ts: float) -> bool:
     return int(ts // HOUR) * HOUR < state.closed
 
 
-def _place(state: DeviceState, r: ReadingLike, ts: float, out: DeviceOutput, config: AnalyticsConfig) -> None:
-    if _is_late(state, ts):
+def _place(state: DeviceState, r: ReadingLike, ts: float, late: bool, out: DeviceOutput) -> None:
+    if late:
         state.late += 1
         out.late += 1
         return
-    m = state.metrics.get(r.metric)
+    metric = r.metric
+    m = state.metrics.get(metric)
     if m is None:
-        m = state.metrics[r.metric] = MetricState()
-    if r.quality is not Quality.NORMAL:
+        m = state.metrics[metric] = MetricState()
+    quality = r.quality
+    if quality is not Quality.NORMAL:
         state.excluded += 1
-        if r.quality is Quality.OVER_RANGE:
+        if quality is Quality.OVER_RANGE:
             state.out_of_range += 1
         return
     value = r.value
-    if r.metric not in SUM_METRICS and _is_spike(m, value):
+    summed = metric in SUM_METRICS
+    if not summed and len(m.raw) >= 10 and _is_spike(m, value):
         state.spikes += 1
         state.excluded += 1
         return
-    if m.last is None or ts >= m.last[0]:
-        if m.last is not None and ts > m.last[0] and r.metric not in FLAT_EXEMPT:
-            m.flat = m.flat + 1 if value == m.last[1] else 0
+    last = m.last
+    if last is None or ts >= last[0]:
+        if last is not None and ts > last[0] and metric not in FLAT_EXEMPT:
+            m.flat = m.flat + 1 if value == last[1] else 0
         m.last = [ts, value]
-    if r.metric in SUM_METRICS:
+    if summed:
         if value < 0:  # an accumulation cannot be negative (a counter reset upstream)
             state.excluded += 1
             return
@@ -400,26 +473,16 @@ def _apply(
     subject: Subject,
     out: DeviceOutput,
 ) -> None:
-    rs = RuleState.load(state.rules.get(rule.id))
+    raw = state.rules.get(rule.id)
+    quiet = step_quiet(rule, levels, raw, value, ts)
+    if quiet is not None:  # not raised and staying so: most rules at most event times
+        state.rules[rule.id] = quiet
+        return
+    rs = RuleState.load(raw)
     event = evaluate(rule, levels, rs, value, ts, subject)
     state.rules[rule.id] = rs.dump()
     if event is not None:
         out.events.append(event)
-
-
-def _apply_named(
-    rules: list[Rule],
-    signal: str,
-    levels: Mapping[str, list[ResolvedLevel]],
-    state: DeviceState,
-    value: float,
-    ts: float,
-    subject: Subject,
-    out: DeviceOutput,
-) -> None:
-    for rule in rules:
-        if rule.signal == signal:
-            _apply(rule, levels[rule.id], state, value, ts, subject, out)
 
 
 def _close_hours(
@@ -581,7 +644,7 @@ def _signals(
     domain: str,
     attrs: Mapping[str, float | str],
     wm: float,
-    only: set[str] | None,
+    only: AbstractSet[str] | None,
 ) -> dict[str, float]:
     """Rolling values at event time ``wm``: 1 h stats, 8 h / 24 h means, sums, rise, margins.
 

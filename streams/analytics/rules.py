@@ -35,6 +35,7 @@ __all__ = [
     "Subject",
     "evaluate",
     "resolve_levels",
+    "step_quiet",
 ]
 
 
@@ -191,6 +192,30 @@ def _highest(rule: Rule, levels: list[ResolvedLevel], value: float, clear: bool)
         if _beyond(rule, value, level.clear_at if clear else level.raise_at):
             found = i
     return found
+
+
+def step_quiet(
+    rule: Rule, levels: list[ResolvedLevel], raw: list[object] | None, value: float, ts: float
+) -> list[object] | None:
+    """What :func:`evaluate` leaves of a rule state that is not raised and stays so, or None.
+
+    The common case, for every rule at every event time: no alert is raised, ``value`` is
+    short of every raise threshold, and ``ts`` is newer than the last value evaluated; then
+    ``evaluate`` only forgets a pending level and moves ``last_ts``. This gives that state's
+    dump (``raw``: a dump, or None for a fresh state) without building a ``RuleState``;
+    None means the case is not that one and ``evaluate`` must run.
+    """
+    if not levels:
+        return None
+    if raw:
+        last_ts = raw[6]
+        if int(raw[0]) >= 0 or (last_ts is not None and ts <= float(last_ts)):  # type: ignore[call-overload, arg-type]
+            return None
+    if _highest(rule, levels, value, clear=False) >= 0:
+        return None
+    if not raw:
+        return [-1, -1, None, None, 0, None, ts]
+    return [int(raw[0]), -1, None, _opt_float(raw[3]), int(raw[4]), _opt_float(raw[5]), ts]  # type: ignore[call-overload]
 
 
 def evaluate(
