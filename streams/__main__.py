@@ -10,7 +10,7 @@ from prometheus_client import start_http_server
 
 from stationflow.kafka import start_with_retry
 from stationflow.logs import setup_logging
-from stationflow.runtime import new_event_loop, tune_gc
+from stationflow.runtime import new_event_loop, set_switch_interval, tune_gc
 from stationflow.settings import masked
 from stationflow.topics import ensure_topics
 from streams.analyticsworker import changelog_topics
@@ -31,6 +31,7 @@ def main() -> None:
         start_http_server(settings.streams_metrics_port, addr=settings.streams_metrics_bind)
     app = create_app(settings)
     tune_gc()
+    set_switch_interval(settings.streams_switch_interval_ms)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), loop=new_event_loop())
     worker.execute_from_commandline()
 
