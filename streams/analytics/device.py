@@ -115,6 +115,9 @@ class MetricState:
     # closes, while the 8 h / 24 h means are asked for twice per batch and ~50 µs each.
     # ``_close_hours`` clears it whenever it changes ``hours``; not part of the state's value.
     means: dict[int, list[Any]] = field(default_factory=dict, compare=False, repr=False)
+    # a lower bound of the timestamps in ``raw`` (None: unknown): ``_close_hours`` looks for
+    # stale entries only when one can be older than what it keeps; not part of the value
+    oldest: float | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -439,11 +442,13 @@ def _place(state: DeviceState, r: ReadingLike, ts: float, late: bool, out: Devic
             state.excluded += 1
             return
         m.raw[int(ts)] = [ts, value]
-        return
-    slot = int(ts // SLOT) * SLOT
-    held = m.raw.get(slot)
-    if held is None or ts >= held[0]:
-        m.raw[slot] = [ts, value]
+    else:
+        slot = int(ts // SLOT) * SLOT
+        held = m.raw.get(slot)
+        if held is None or ts >= held[0]:
+            m.raw[slot] = [ts, value]
+    if m.oldest is not None and ts < m.oldest:
+        m.oldest = ts
 
 
 def _median(values: list[float]) -> float:
@@ -553,9 +558,11 @@ def _close_hours(
         keep_raw_from = (
             state.closed - 24 * HOUR if name in SUM_METRICS else min(state.closed, state.wm - HOUR)
         )
-        stale = [k for k, v in m.raw.items() if v[0] < keep_raw_from]
-        for k in stale:  # usually none or one (the slot an hour back): no rebuild of the map
-            del m.raw[k]
+        if m.oldest is None or m.oldest < keep_raw_from:
+            stale = [k for k, v in m.raw.items() if v[0] < keep_raw_from]
+            for k in stale:  # usually none or one (the slot an hour back): no rebuild of the map
+                del m.raw[k]
+            m.oldest = min((v[0] for v in m.raw.values()), default=math.inf)
         if moved:  # hours are added and ``oldest`` moves only when hours close
             m.hours = {h: v for h, v in m.hours.items() if h >= oldest}
             m.means.clear()

@@ -9,6 +9,8 @@ import math
 import random
 import zlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from unittest.mock import patch
 
 import msgspec
 import numpy as np
@@ -17,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stationflow.wire import WireReading, decode_batch
+from streams.analytics import device
 from streams.analytics.device import (
     AnalyticsConfig,
     DeviceOutput,
@@ -196,3 +199,34 @@ field_values = st.one_of(
 @given(st.dictionaries(st.sampled_from(["mean_1h", "n", "grade", "x", "valid"]), field_values))
 def test_fields_are_written_as_before(values: dict[str, float | int | str]) -> None:
     assert _fields(values) == _fields_before(values)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), per_batch=st.integers(1, 40), rain=st.booleans())
+def test_kept_oldest_bound_drops_the_same_stale_windows(seed: int, per_batch: int, rain: bool) -> None:
+    """``MetricState.oldest`` (the lower bound that lets a batch skip the stale-entry scan)
+    leaves the windows exactly as a scan at every event time does: the same batches of many
+    timestamps, some out of order, with the bound forgotten before every ``_close_hours``."""
+    messages = _batches(seed, hours=3, every_min=2)
+    if rain:  # accumulating: 24 h of raw entries, one per timestamp
+        messages = [[*m, WireReading(metric="rain", value=0.5, ts=m[0].ts)] for m in messages]
+    original = device._close_hours
+
+    def scan_always(state: DeviceState, *args: Any) -> Any:
+        for m in state.metrics.values():
+            m.oldest = None
+        return original(state, *args)
+
+    kept, scanned = DeviceState(), DeviceState()
+    for start in range(0, len(messages), per_batch):
+        readings = [r for m in messages[start : start + per_batch] for r in m]
+        out_kept = update_device(kept, "aq-1", readings, record=None, domain="air", now=1e9, config=CONFIG)
+        with patch.object(device, "_close_hours", scan_always):
+            out_scanned = update_device(
+                scanned, "aq-1", readings, record=None, domain="air", now=1e9, config=CONFIG
+            )
+        assert [h.model_dump() for h in out_kept.hourly] == [h.model_dump() for h in out_scanned.hourly]
+        assert out_kept.lines == out_scanned.lines
+        assert kept == scanned
+        for m in kept.metrics.values():
+            assert m.oldest is None or all(m.oldest <= v[0] for v in m.raw.values())
