@@ -163,13 +163,18 @@ class BatchProcessor:
         )
 
     async def store(self, prepared: Prepared) -> int:
-        """I/O part: write to the sink, then produce clean / dead-letter records and await Kafka."""
+        """I/O part: produce clean / dead-letter records, write to the sink, await Kafka.
+
+        The records are handed to the producer first, so the analytics (and the alerts) get
+        the batch while InfluxDB takes its points; the batch counts as stored only once both
+        are done (the caller commits after this returns).
+        """
         started = time.perf_counter()
-        if prepared.points:
-            await self.sink.write(prepared.body, prepared.points)
         # one partition's bundles one after another: each is appended before the next is sent
         futures = [await self.send(self.clean_topic, None, v, partition) for partition, v in prepared.clean]
         futures += [await self.send(self.dead_topic, k, v, None) for k, v in prepared.dead]
+        if prepared.points:
+            await self.sink.write(prepared.body, prepared.points)
         if futures:
             await asyncio.gather(*futures)
         metrics.RECORDS.inc(prepared.records)
