@@ -71,6 +71,14 @@ class ReadingSink(Protocol):
         ...
 
 
+@dataclass(slots=True)
+class Emitted:
+    """A batch's records handed to the producer: their delivery futures, and when it began."""
+
+    futures: list[Awaitable[Any]]
+    started: float
+
+
 class BatchProcessor:
     """Turn a batch of raw records into stored points and clean / dead-letter records."""
 
@@ -163,25 +171,30 @@ class BatchProcessor:
         )
 
     async def store(self, prepared: Prepared) -> int:
-        """I/O part: produce clean / dead-letter records, write to the sink, await Kafka.
+        """I/O part: :meth:`emit` the records, then :meth:`complete` (sink write, Kafka acks)."""
+        return await self.complete(prepared, await self.emit(prepared))
 
-        The records are handed to the producer first, so the analytics (and the alerts) get
-        the batch while InfluxDB takes its points; the batch counts as stored only once both
-        are done (the caller commits after this returns).
-        """
+    async def emit(self, prepared: Prepared) -> Emitted:
+        """Hand the clean / dead-letter records to the producer (in order; one partition's
+        bundles one after another, each appended before the next is sent), so the analytics
+        and the alerts get the batch while InfluxDB takes its points."""
         started = time.perf_counter()
-        # one partition's bundles one after another: each is appended before the next is sent
         futures = [await self.send(self.clean_topic, None, v, partition) for partition, v in prepared.clean]
         futures += [await self.send(self.dead_topic, k, v, None) for k, v in prepared.dead]
+        return Emitted(futures, started)
+
+    async def complete(self, prepared: Prepared, emitted: Emitted) -> int:
+        """Write the points to the sink and wait for Kafka to acknowledge the emitted records;
+        the batch counts as stored only then (the caller commits after this returns)."""
         if prepared.points:
             await self.sink.write(prepared.body, prepared.points)
-        if futures:
-            await asyncio.gather(*futures)
+        if emitted.futures:
+            await asyncio.gather(*emitted.futures)
         metrics.RECORDS.inc(prepared.records)
         metrics.DOCUMENTS.inc(prepared.documents)
         metrics.READINGS.inc(prepared.points)
         metrics.BATCH_RECORDS.observe(prepared.records)
-        metrics.BATCH_SECONDS.observe(prepared.cpu_s + time.perf_counter() - started)
+        metrics.BATCH_SECONDS.observe(prepared.cpu_s + time.perf_counter() - emitted.started)
         return prepared.points
 
     def _clean_bundles(self, groups: Iterable[list[WireBatch]]) -> list[tuple[int, bytes]]:

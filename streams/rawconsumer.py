@@ -10,8 +10,9 @@ changelogs), where per-record cost matters far less because records are per devi
 
 Delivery: offsets are committed only after the batch is in InfluxDB (or the disk spool)
 and Kafka confirmed its clean / dead-letter records. While batch N is being stored, batch
-N+1 is fetched and parsed; on a rebalance the pending batch finishes and commits before
-the partitions are given up. A crash replays what was not committed, idempotently.
+N+1 is fetched, parsed and its clean records sent (batch N+1 then stores and commits after
+batch N); on a rebalance the pending batches finish and commit before the partitions are given
+up. A crash replays what was not committed, idempotently.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from stationflow import topics
 from stationflow.kafka import start_with_retry
 from stationflow.registryview import RegistryView
 from streams.normalize import RecentKeys
-from streams.processor import BatchProcessor, Prepared, ReadingSink
+from streams.processor import BatchProcessor, Emitted, Prepared, ReadingSink
 from streams.settings import StreamsSettings
 from streams.sink import SpoolFailure
 
@@ -99,7 +100,8 @@ class RawConsumer:
             registry=registry,
         )
         self.registry = registry
-        self._pending: asyncio.Task[None] | None = None
+        self._pending: asyncio.Task[None] | None = None  # the last batch taken, completing
+        self._older: asyncio.Task[None] | None = None  # the batch before it, if not awaited yet
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> Any:
         return await self.producer.send(topic, value, key=key, partition=partition)
@@ -111,14 +113,26 @@ class RawConsumer:
         self.processor.clean_partitions = sorted(await self.producer.partitions_for(clean))
 
     async def _finish_pending(self) -> None:
+        """Wait until every batch taken is stored and committed (each waits for the one before)."""
+        self._older = None  # the last batch's task waits for it
         if self._pending is not None:
             pending, self._pending = self._pending, None
             await pending
 
-    async def _store_and_commit(self, prepared: list[Prepared], offsets: Offsets) -> None:
+    async def _store_and_commit(
+        self,
+        prepared: list[Prepared],
+        emitted: list[Emitted],
+        offsets: Offsets,
+        before: asyncio.Task[None] | None,
+    ) -> None:
+        """Complete a batch whose records were emitted: after the batch before it (sink writes
+        and commits in batch order), write its points, wait for Kafka's acks, commit."""
+        if before is not None:
+            await before
         try:
-            for part in prepared:
-                await self.processor.store(part)
+            for part, sent in zip(prepared, emitted, strict=True):
+                await self.processor.complete(part, sent)
         except SpoolFailure:
             # Neither InfluxDB nor the disk took the batch: die *now*, before the commit,
             # so Kafka redelivers it to the next worker.
@@ -169,5 +183,14 @@ class RawConsumer:
                 # the deferred documents were counted (records, documents) by the first pass
                 retried = self.processor.prepare(prepared[0].unknown)
                 prepared.append(dataclasses.replace(retried, records=0, documents=0))
-            await self._finish_pending()
-            self._pending = asyncio.create_task(self._store_and_commit(prepared, offsets))
+            # At most two batches in flight: the one before this is still completing while this
+            # one's records go out (the analytics and the alerts get them without waiting for
+            # that batch's InfluxDB write and commit), and they go out in batch order because
+            # this loop hands them to the producer itself.
+            if self._older is not None:
+                older, self._older = self._older, None
+                await older
+            emitted = [await self.processor.emit(part) for part in prepared]
+            before = self._pending
+            self._pending = asyncio.create_task(self._store_and_commit(prepared, emitted, offsets, before))
+            self._older = before
