@@ -56,7 +56,7 @@ from streams.changelog import ChangelogWriter
 from streams.lineprotocol import FieldValue, encode, line
 from streams.settings import StreamsSettings
 
-__all__ = ["DEVICE_TABLE", "STATION_TABLE", "changelog_topics", "install_analytics"]
+__all__ = ["DEVICE_TABLE", "STATION_TABLE", "AnalyticsAgents", "changelog_topics", "install_analytics"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,34 +125,77 @@ def install_analytics(
     settings: StreamsSettings,
     registry: RegistryView | None,
     open_sink: Callable[[], Any],
-) -> None:
-    """Register the analytics tables, agents and timer on ``app``."""
-    config = AnalyticsConfig(
-        grace_s=settings.analytics_grace_s,
-        default_interval_s=settings.analytics_default_interval_s,
-        nodata_grace_s=settings.analytics_nodata_grace_s,
-    )
-    partitions = settings.topic_partitions
-    clean = app.topic(settings.topic(topics.CLEAN), partitions=partitions)
-    hourly = app.topic(settings.topic(topics.HOURLY), partitions=partitions)
-    alerts = app.topic(settings.topic(topics.ALERTS), partitions=partitions)
-    alert_sync = app.topic(settings.topic(topics.ALERT_SYNC), partitions=partitions)
-    # use_partitioner: the changelog partition is the key's hash, which is the partition the
-    # key has on the source topic (same murmur2 partitioner, same raw key), so a table entry
-    # can be written from a batch (take) or a timer without a "current event".
-    partition_of = PartitionOf(partitions)
-    devices = _table(app, DEVICE_TABLE, partitions, partition_of)
-    stations = _table(app, STATION_TABLE, partitions, partition_of)
-    throttle = LogThrottle()
-    sinks: dict[str, Any] = {}
-    sink_open = asyncio.Event()  # set by the analyse agent, which owns the sink's lifetime
+) -> AnalyticsAgents:
+    """Register the analytics tables, agents and timers on ``app``."""
+    agents = AnalyticsAgents(app, settings, registry, open_sink)
+    agents.install()
+    return agents
 
-    async def durable(futures: list[Awaitable[Any]]) -> None:
+
+class AnalyticsAgents:
+    """The analytics of one worker: two tables, two agents and two timers (see the module docs).
+
+    Every table write goes through one ``ChangelogWriter``: the entry is set at once, and its
+    changelog record goes with the others of its partition in one producer batch at the next
+    flush (before the batch that wrote it is acknowledged), so a key's writes stay in order.
+    """
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: StreamsSettings,
+        registry: RegistryView | None,
+        open_sink: Callable[[], Any],
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.registry = registry
+        self.open_sink = open_sink
+        self.config = AnalyticsConfig(
+            grace_s=settings.analytics_grace_s,
+            default_interval_s=settings.analytics_default_interval_s,
+            nodata_grace_s=settings.analytics_nodata_grace_s,
+        )
+        self.partitions = partitions = settings.topic_partitions
+        self.clean = app.topic(settings.topic(topics.CLEAN), partitions=partitions)
+        self.hourly = app.topic(settings.topic(topics.HOURLY), partitions=partitions)
+        self.alerts = app.topic(settings.topic(topics.ALERTS), partitions=partitions)
+        self.alert_sync = app.topic(settings.topic(topics.ALERT_SYNC), partitions=partitions)
+        # use_partitioner: the changelog partition is the key's hash, which is the partition the
+        # key has on the source topic (same murmur2 partitioner, same raw key), so a table entry
+        # can be written from a batch (take) or a timer without a "current event".
+        self.partition_of = PartitionOf(partitions)
+        self.devices = _table(app, DEVICE_TABLE, partitions, self.partition_of)
+        self.stations = _table(app, STATION_TABLE, partitions, self.partition_of)
+        self.changelog = {t.name: t.changelog_topic.get_topic_name() for t in (self.devices, self.stations)}
+        # faust's aiokafka producer, asked for only once the app runs (``app.producer`` is created
+        # on first access, and must not be before the app has started)
+        self.writer = ChangelogWriter(lambda: cast(Any, app.producer)._ensure_producer(), self.partition_of)
+        self.throttle = LogThrottle()
+        self.sink: Any = None  # opened and closed by the analyse agent
+        self.sink_open = asyncio.Event()
+        self.watching_since: float | None = None  # when this worker first watched, tables restored
+
+    def install(self) -> None:
+        """Register the agents and timers on the app."""
+        app, settings = self.app, self.settings
+        app.agent(self.clean, name="analyse", concurrency=1)(self.analyse)
+        app.agent(self.hourly, name="stations", concurrency=1)(self.station_agent)
+        app.timer(interval=settings.analytics_nodata_check_s)(self.watch_silence)
+        app.timer(interval=settings.analytics_sync_s)(self.announce)
+
+    def put(self, table: Any, key: bytes, value: bytes) -> None:
+        """What ``table[key] = value`` does (store, then a changelog record at the key's
+        partition), without faust's per-record buffering (``send_soon``: a FutureMessage, a
+        queue and a task per record)."""
+        self.writer.put(table.data, self.changelog[table.name], key, value)
+
+    async def durable(self, futures: list[Awaitable[Any]]) -> None:
         """Wait until table changelogs and produced records are acknowledged by Kafka."""
-        futures = [*futures, *await writer.flush()]
+        futures = [*futures, *await self.writer.flush()]
         if futures:
             await asyncio.gather(*futures)
-        producer = app.producer
+        producer = self.app.producer
         deadline = time.monotonic() + FLUSH_DEADLINE_S
         while producer.buffer.size and time.monotonic() < deadline:
             await producer.flush()
@@ -160,26 +203,13 @@ def install_analytics(
         if producer.buffer.size:
             raise RuntimeError("changelog records not delivered in time; not acknowledging the batch")
 
-    changelog = {table.name: table.changelog_topic.get_topic_name() for table in (devices, stations)}
-    # Every table write goes through this writer: the entry is set at once, and its changelog
-    # record goes with the others of its partition in one producer batch at the next flush
-    # (before the batch that wrote it is acknowledged); a key's writes stay in order.
-    # faust's aiokafka producer, asked for only once the app runs (``app.producer`` is created
-    # on first access, and must not be before the app has started)
-    writer = ChangelogWriter(lambda: cast(Any, app.producer)._ensure_producer(), partition_of)
-
-    def put(table: Any, key: bytes, value: bytes) -> None:
-        """What ``table[key] = value`` does (store, then a changelog record at the key's
-        partition), without faust's per-record buffering (``send_soon``: a FutureMessage, a
-        queue and a task per record)."""
-        writer.put(table.data, changelog[table.name], key, value)
-
-    async def send_events(events: Sequence[AlertEvent], futures: list[Awaitable[Any]]) -> list[str]:
+    async def send_events(self, events: Sequence[AlertEvent], futures: list[Awaitable[Any]]) -> list[str]:
+        """Send alert events (keyed by alert id); their ``alerts`` points for InfluxDB."""
         lines = []
         for event in events:
             key = event.key()
             value = event.model_dump_json().encode()
-            futures.append(await alerts.send(key=key, value=value, partition=partition_of(key)))
+            futures.append(await self.alerts.send(key=key, value=value, partition=self.partition_of(key)))
             metrics.ALERT_EVENTS.labels(event.rule, event.state.value).inc()
             logger.info(
                 "alert %s alert_id=%s severity=%s station=%s device=%s value=%s threshold=%s",
@@ -194,11 +224,12 @@ def install_analytics(
             lines.append(_alert_line(event))
         return lines
 
-    async def store(lines: list[str]) -> None:
+    async def store(self, lines: list[str]) -> None:
         if lines:
-            await sinks["sink"].write(encode(lines), len(lines))
+            await self.sink.write(encode(lines), len(lines))
 
     async def finish(
+        self,
         before: asyncio.Future[None] | None,
         lines: list[str],
         futures: list[Awaitable[Any]],
@@ -209,16 +240,17 @@ def install_analytics(
         points and acknowledgements keep the batches' order), while the next is computed."""
         if before is not None:
             await before
-        await store(lines)
-        await durable(futures)
+        await self.store(lines)
+        await self.durable(futures)
         metrics.ANALYTICS_BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.ANALYTICS_RECORDS.inc(records)
 
-    @app.agent(clean, name="analyse", concurrency=1)
-    async def analyse(stream: faust.StreamT[bytes]) -> None:
-        async with open_sink() as sink:
-            sinks["sink"] = sink
-            sink_open.set()
+    async def analyse(self, stream: faust.StreamT[bytes]) -> None:
+        """``readings.clean`` → device windows, rules and derived values, batch by batch."""
+        settings, registry = self.settings, self.registry
+        async with self.open_sink() as sink:
+            self.sink = sink
+            self.sink_open.set()
             if registry is not None:
                 # as the raw consumer does: no device is analysed without its registry record
                 # (its station, thresholds) because the view was still loading after a restart
@@ -233,59 +265,72 @@ def install_analytics(
                 ahead=1,
             ):
                 started = time.perf_counter()
-                by_device = _by_device(batch.values, throttle)
                 now = time.time()
                 lines: list[str] = []
                 futures: list[Awaitable[Any]] = []
-                for device_id, batches in by_device.items():
-                    key = device_id.encode()
-                    record = registry.get(device_id) if registry is not None else None
-                    readings: list[WireReading] = [r for b in batches for r in b.readings]
-                    domain = record.domain if record else domain_of(r.metric for r in readings)
-                    try:
-                        state = _load_device(devices.data.get(key))  # as put writes it (no Faust get hooks)
-                        out = update_device(
-                            state, device_id, readings, record=record, domain=domain, now=now, config=config
-                        )
-                    except Exception as exc:  # one device's bad data must not stop the others
-                        metrics.ANALYTICS_ERRORS.inc()
-                        logger.exception(
-                            "analytics failed, batch skipped device_id=%s readings=%d reason=%r",
-                            device_id,
-                            len(readings),
-                            exc,
-                        )
-                        continue
-                    put(devices, key, encode_device(state))
-                    if out.late:
-                        metrics.LATE_READINGS.inc(out.late)
-                        if throttle.allow(f"late:{device_id}", time.monotonic()) is not None:
-                            logger.warning(
-                                "late readings left out of windows device_id=%s count=%d grace_s=%s",
-                                device_id,
-                                out.late,
-                                config.grace_s,
-                            )
-                    lines += out.lines
-                    if out.events:
-                        lines += await send_events(out.events, futures)
-                    for hv in out.hourly:
-                        hkey = hv.key()
-                        futures.append(
-                            await hourly.send(
-                                key=hkey, value=hv.model_dump_json().encode(), partition=partition_of(hkey)
-                            )
-                        )
+                for device_id, batches in _by_device(batch.values, self.throttle).items():
+                    await self._analyse_device(device_id, batches, now, lines, futures)
                 # the writes are acknowledged while the next batch is computed; this batch's
                 # records are acknowledged once they are (take_until_quiet)
                 finishing = asyncio.ensure_future(
-                    finish(finishing, lines, futures, started, len(batch.values))
+                    self.finish(finishing, lines, futures, started, len(batch.values))
                 )
                 batch.finish_later(finishing)
 
-    @app.agent(hourly, name="stations", concurrency=1)
-    async def station_agent(stream: faust.StreamT[bytes]) -> None:
-        async for batch in take_until_quiet(stream, 500, quiet_s=QUIET_S, within=settings.analytics_within_s):
+    async def _analyse_device(
+        self,
+        device_id: str,
+        batches: list[WireBatch],
+        now: float,
+        lines: list[str],
+        futures: list[Awaitable[Any]],
+    ) -> None:
+        key = device_id.encode()
+        record = self.registry.get(device_id) if self.registry is not None else None
+        readings: list[WireReading] = [r for b in batches for r in b.readings]
+        domain = record.domain if record else domain_of(r.metric for r in readings)
+        config = self.config
+        try:
+            state = _load_device(self.devices.data.get(key))  # as put writes it (no Faust get hooks)
+            out = update_device(
+                state, device_id, readings, record=record, domain=domain, now=now, config=config
+            )
+        except Exception as exc:  # one device's bad data must not stop the others
+            metrics.ANALYTICS_ERRORS.inc()
+            logger.exception(
+                "analytics failed, batch skipped device_id=%s readings=%d reason=%r",
+                device_id,
+                len(readings),
+                exc,
+            )
+            return
+        self.put(self.devices, key, encode_device(state))
+        if out.late:
+            metrics.LATE_READINGS.inc(out.late)
+            if self.throttle.allow(f"late:{device_id}", time.monotonic()) is not None:
+                logger.warning(
+                    "late readings left out of windows device_id=%s count=%d grace_s=%s",
+                    device_id,
+                    out.late,
+                    config.grace_s,
+                )
+        lines += out.lines
+        if out.events:
+            lines += await self.send_events(out.events, futures)
+        for hv in out.hourly:
+            hkey = hv.key()
+            futures.append(
+                await self.hourly.send(
+                    key=hkey, value=hv.model_dump_json().encode(), partition=self.partition_of(hkey)
+                )
+            )
+
+    async def station_agent(self, stream: faust.StreamT[bytes]) -> None:
+        """``analytics.hourly`` → station AQI / water class and station rules."""
+        registry = self.registry
+        async for batch in take_until_quiet(
+            stream, 500, quiet_s=QUIET_S, within=self.settings.analytics_within_s
+        ):
             lines: list[str] = []
             futures: list[Awaitable[Any]] = []
             for raw in batch.values:
@@ -300,7 +345,7 @@ def install_analytics(
                 record = registry.get(hv.device_id) if registry is not None else None
                 key = hv.station_id.encode()
                 try:
-                    state = _load_station(stations.data.get(key))
+                    state = _load_station(self.stations.data.get(key))
                     out = update_station(
                         state,
                         hv,
@@ -317,22 +362,22 @@ def install_analytics(
                         exc,
                     )
                     continue
-                put(stations, key, orjson.dumps(state.dump()))
+                self.put(self.stations, key, orjson.dumps(state.dump()))
                 lines += out.lines
-                lines += await send_events(out.events, futures)
+                lines += await self.send_events(out.events, futures)
             if lines:
-                await sink_open.wait()
-                await store(lines)
-            await durable(futures)
+                await self.sink_open.wait()
+                await self.store(lines)
+            await self.durable(futures)
 
-    watching_since: list[float] = []  # when this worker first watched with its tables restored
-
-    async def watch_silence() -> None:
+    async def watch_silence(self) -> None:
+        """Raise the no-data alert of every device silent longer than its limit (a timer)."""
         now = time.time()
-        if not _recovered(app):
+        if not _recovered(self.app):
             return
-        if not watching_since:
-            watching_since.append(now)
+        if self.watching_since is None:
+            self.watching_since = now
+        registry, config, devices = self.registry, self.config, self.devices
         futures: list[Awaitable[Any]] = []
         lines: list[str] = []
         for key in list(devices.keys()):
@@ -343,7 +388,7 @@ def install_analytics(
                 continue
             device_id = key.decode()
             record = registry.get(device_id) if registry is not None else None
-            if now - watching_since[0] <= nodata_limit(record, config):
+            if now - self.watching_since <= nodata_limit(record, config):
                 # restored state, but this worker has not watched that long: the silence may be
                 # the stack's own downtime (`stationflow up` stopped), and queued readings may
                 # still be on their way
@@ -355,39 +400,36 @@ def install_analytics(
             domain = record.domain if record else "sensor"
             event = check_silence(state, device_id, record=record, domain=domain, now=now, config=config)
             if event is not None:
-                put(devices, key, encode_device(state))
-                lines += await send_events([event], futures)
-        if lines and sink_open.is_set():
-            await store(lines)
-        await durable(futures)
+                self.put(devices, key, encode_device(state))
+                lines += await self.send_events([event], futures)
+        if lines and self.sink_open.is_set():
+            await self.store(lines)
+        await self.durable(futures)
 
-    app.timer(interval=settings.analytics_nodata_check_s)(watch_silence)
-
-    async def announce() -> None:
+    async def announce(self) -> None:
         """Tell the alert service which alerts this worker holds raised (see ``AlertSync``)."""
+        app = self.app
         if app.rebalancing or not _recovered(app):
             return  # tables incomplete: a missing entry must not read as "nothing raised"
         actives = app.assignor.assigned_actives()
         futures: list[Awaitable[Any]] = []
         for name, table, source, kind in (
-            (DEVICE_TABLE, devices, clean, "device"),
-            (STATION_TABLE, stations, hourly, "station"),
+            (DEVICE_TABLE, self.devices, self.clean, "device"),
+            (STATION_TABLE, self.stations, self.hourly, "station"),
         ):
             topic = source.get_topic_name()
             owned = {tp.partition for tp in actives if tp.topic == topic}
-            held = _held_by_partition(list(table.items()), kind, partitions, owned)
+            held = _held_by_partition(list(table.items()), kind, self.partitions, owned)
             at = utcnow()
             for partition, subjects in held.items():
                 sync = AlertSync(subjects=subjects, at=at)
                 futures.append(
-                    await alert_sync.send(
+                    await self.alert_sync.send(
                         key=sync.key(name, partition), value=sync.model_dump_json().encode()
                     )
                 )
-        await durable(futures)
+        await self.durable(futures)
         metrics.ALERT_SYNCS.inc(len(futures))
-
-    app.timer(interval=settings.analytics_sync_s)(announce)
 
 
 class Batch:
