@@ -270,6 +270,7 @@ class AnalyticsAgents:
                 futures: list[Awaitable[Any]] = []
                 for device_id, batches in _by_device(batch.values, self.throttle).items():
                     await self._analyse_device(device_id, batches, now, lines, futures)
+                futures += await self.writer.flush()  # the table changes leave now, not after the points
                 # the writes are acknowledged while the next batch is computed; this batch's
                 # records are acknowledged once they are (take_until_quiet)
                 finishing = asyncio.ensure_future(
@@ -316,6 +317,9 @@ class AnalyticsAgents:
                 )
         lines += out.lines
         if out.events:
+            # the rule state that raised or cleared an alert leaves before the alert does: a
+            # state restored after a crash is never older than an alert already delivered
+            futures += await self.writer.flush()
             lines += await self.send_events(out.events, futures)
         for hv in out.hourly:
             hkey = hv.key()
@@ -364,7 +368,9 @@ class AnalyticsAgents:
                     continue
                 self.put(self.stations, key, orjson.dumps(state.dump()))
                 lines += out.lines
-                lines += await self.send_events(out.events, futures)
+                if out.events:
+                    futures += await self.writer.flush()  # the state before its alert, as in analyse
+                    lines += await self.send_events(out.events, futures)
             if lines:
                 await self.sink_open.wait()
                 await self.store(lines)
@@ -401,6 +407,7 @@ class AnalyticsAgents:
             event = check_silence(state, device_id, record=record, domain=domain, now=now, config=config)
             if event is not None:
                 self.put(devices, key, encode_device(state))
+                futures += await self.writer.flush()  # the state before its alert, as in analyse
                 lines += await self.send_events([event], futures)
         if lines and self.sink_open.is_set():
             await self.store(lines)
