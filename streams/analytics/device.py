@@ -72,6 +72,10 @@ FLAT_EXEMPT = SUM_METRICS | {"door"}
 HOURLY_MIN_COVERAGE_S = 45 * 60  # GB 3095 Table 4: ≥ 45 min of data for an hourly value
 KEEP_HOURS = 48
 COLDCHAIN_MAX_GAP_S = 3600.0
+# A logger's shipment ends when its next one starts; an ended shipment's summary is written
+# for another hour of event time (its final values), and it is forgotten after a week.
+SHIPMENT_SUMMARY_AFTER_S = 3600.0
+SHIPMENT_KEEP_S = 7 * 86400.0
 MKT_MIN_C, MKT_MAX_C = -100.0, 200.0
 
 
@@ -696,9 +700,11 @@ def _signals(
             limit = attrs.get(attr)
             if isinstance(limit, int | float):
                 out[f"level.margin_{attr.removesuffix('_level')}"] = float(limit) - level.last[1]
-    if domain == "coldchain" and (only is None or "coldchain" in only):
-        for ship in state.shipments.values():
-            out["coldchain.excursion_s"] = max(out.get("coldchain.excursion_s", 0.0), _excursion_now(ship))
+    if domain == "coldchain" and (only is None or "coldchain" in only) and state.shipments:
+        # the excursion the goods are in now: the current shipment's (the one read last), not
+        # one that ended with its trip (handed over; its summary keeps the longest excursion)
+        current = max(state.shipments.values(), key=lambda ship: ship[_LAST_TS])
+        out["coldchain.excursion_s"] = _excursion_now(current)
     return out
 
 
@@ -730,6 +736,7 @@ def _coldchain(
         low = _limit(attrs, overrides, "low", config.coldchain_low)
         high = _limit(attrs, overrides, "high", config.coldchain_high)
         if ship is None:
+            _end_shipments(state, ts)
             state.shipments[key] = [ts, r.value, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, low, high]
             if not low <= r.value <= high:
                 state.shipments[key][_EXC] = 1.0
@@ -749,16 +756,28 @@ def _coldchain(
                 ship[_MKT_SUM], ship[_WEIGHT], first, r.value, dt
             )
         side = _side(r.value, ship)
-        if side != _side(prev, ship):  # a run outside ends (back inside, or straight to the other side)
-            if ship[_EXC_START] >= 0:
-                ship[_LONGEST] = max(ship[_LONGEST], ts - ship[_EXC_START])
-                ship[_EXC_START] = -1.0
-            if side:
-                ship[_EXC] += 1
-                ship[_EXC_START] = ts
+        changed = side != _side(prev, ship)
+        if changed and ship[_EXC_START] >= 0:  # a run outside ends (back inside, or to the other side)
+            ship[_LONGEST] = max(ship[_LONGEST], ts - ship[_EXC_START])
+            ship[_EXC_START] = -1.0
+        if side and (changed or ship[_EXC_START] < 0):  # a run starts (or resumes after it ended)
+            ship[_EXC] += 1
+            ship[_EXC_START] = ts
         if ship[_EXC_START] >= 0:
             ship[_LONGEST] = max(ship[_LONGEST], ts - ship[_EXC_START])
         ship[_LAST_TS], ship[_LAST_T] = ts, r.value
+
+
+def _end_shipments(state: DeviceState, ts: float) -> None:
+    """A new shipment starts at ``ts``: the logger's earlier ones have ended. A run outside the
+    range ends with its shipment's last reading (its longest is already counted), and a
+    shipment that ended more than a week before is forgotten (its summaries are stored)."""
+    for key, ship in list(state.shipments.items()):
+        if ship[_LAST_TS] >= ts:
+            continue  # read at or after this one (out of order): not ended by it
+        ship[_EXC_START] = -1.0
+        if ship[_LAST_TS] < ts - SHIPMENT_KEEP_S:
+            del state.shipments[key]
 
 
 def _side(temp: float, ship: list[float]) -> int:
@@ -819,7 +838,10 @@ def _derived_lines(
             if isinstance(limit, int | float):
                 trend[attr] = float(limit)
         lines.append(f"level_trend,{tags} {_fields(trend)} {ns}")
+    latest = max((ship[_LAST_TS] for ship in state.shipments.values()), default=0.0)
     for key, ship in state.shipments.items():
+        if ship[_LAST_TS] < min(latest, state.wm - SHIPMENT_SUMMARY_AFTER_S):
+            continue  # ended over an hour ago: its final summary is stored
         cc: dict[str, float | int | str] = {
             "time_above_s": ship[_ABOVE],
             "time_below_s": ship[_BELOW],

@@ -50,9 +50,10 @@ def _alerts(stack: BackfilledStack, rule: str) -> list[dict[str, Any]]:
     return list(response.json()) if response.status_code == 200 else []
 
 
-def _within(stack: BackfilledStack, what: str, check: Callable[[], bool]) -> None:
+def _within(stack: BackfilledStack, what: Callable[[], str], check: Callable[[], bool]) -> None:
+    """``check`` holds within the two minutes; else say what it last saw (``what``, called then)."""
     assert wait_for(check, timeout=stack.remaining(), interval=1.0), (
-        f"{what}: not there within two minutes of start\n{stack.output()[-3000:]}"
+        f"{what()}: not there within two minutes of start\n{stack.output()[-3000:]}"
     )
 
 
@@ -70,7 +71,8 @@ def test_every_air_station_has_hourly_and_daily_aqi(backfilled: BackfilledStack)
         # 48 h of history: at least 40 closed hours and one whole China-time day per station
         return all(hourly.get(s, 0) >= 40 and daily.get(s, 0) >= 1 for s in stations.values())
 
-    _within(backfilled, f"hourly {hourly} / daily {daily} AQI of {sorted(stations.values())}", complete)
+    names = sorted(stations.values())
+    _within(backfilled, lambda: f"hourly {hourly} / daily {daily} AQI of {names}", complete)
     assert "backfill done: 48 h" in backfilled.output()
 
 
@@ -95,7 +97,7 @@ def test_pollution_episode_categories_and_primary_pollutants(backfilled: Backfil
         pollutants = {re.sub(r"_(1h|8h|24h)$", "", p) for p in primaries}  # pm2_5_1h → pm2_5
         return len(levels) >= 3 and len(pollutants) >= 2
 
-    _within(backfilled, f"AQI categories {levels}, primary pollutants {primaries}", varied)
+    _within(backfilled, lambda: f"AQI categories {levels}, primary pollutants {primaries}", varied)
     assert {1, 3, 4, 5} <= levels  # 优, 轻度, 中度, 重度: the haze episode went through them
 
 
@@ -107,7 +109,7 @@ def test_flood_wave_alert_raised_in_the_past_and_resolved(backfilled: Backfilled
         found[:] = _alerts(backfilled, "flood.level")
         return any(a["station_id"] == "st-river-001" and a["status"] == "resolved" for a in found)
 
-    _within(backfilled, f"flood.level alerts {found}", flood)
+    _within(backfilled, lambda: f"flood.level alerts {found}", flood)
     (alert,) = [a for a in found if a["station_id"] == "st-river-001"]
     raised = datetime.fromisoformat(alert["raised_at"])
     assert raised < started - timedelta(hours=2), alert  # the backfilled storm, not live data
@@ -131,7 +133,7 @@ def test_rainfall_sums_and_water_classes_exist(backfilled: BackfilledStack) -> N
             water.get(s, 0) >= 40 for s in ("st-water-001", "st-water-002", "st-water-hj-001")
         )
 
-    _within(backfilled, f"rainfall sums {rain}, water classes {water}", stored)
+    _within(backfilled, lambda: f"rainfall sums {rain}, water classes {water}", stored)
     series = influx_query(
         backfilled.influx_url,
         backfilled.influx_db,
@@ -153,7 +155,7 @@ def test_water_class_and_cold_chain_excursion_alerts(backfilled: BackfilledStack
         resolved = all(a and a[0]["status"] == "resolved" for a in (water, cold))
         return bool(water and cold and storm) and resolved
 
-    _within(backfilled, f"water.class {water}, coldchain.excursion {cold}, rain {storm}", raised)
+    _within(backfilled, lambda: f"water.class {water}, coldchain.excursion {cold}, rain {storm}", raised)
     assert water[0]["status"] == "resolved"  # back at its target before the end of the history
     assert max(v for _, v in water[0]["trend"]) >= 4.0  # class IV against target II
     assert cold[0]["status"] == "resolved"  # the fridge came back below 8 °C
@@ -179,6 +181,6 @@ def test_history_arrives_in_order_and_no_device_is_called_offline(backfilled: Ba
         late = {s["tags"]["device"]: int(s["values"][0][1]) for s in series}
         return len(late) >= 17  # the default fleet with its protocol devices
 
-    _within(backfilled, f"data quality of every device {late}", every_device_reported)
+    _within(backfilled, lambda: f"data quality of every device {late}", every_device_reported)
     assert not {d: n for d, n in late.items() if n}, late  # a reading behind its device's hour: late
     assert not _alerts(backfilled, "health.offline")

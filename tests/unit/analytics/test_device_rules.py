@@ -232,3 +232,49 @@ def test_cold_chain_excursion_time_and_mkt() -> None:
     assert excursion == [("raised", "moderate"), ("cleared", "moderate")]
     summary = [line for line in lines if line.startswith("coldchain_summary,")]
     assert summary and "shipment=SH-1" in summary[-1] and "mkt_c=" in summary[-1]
+
+
+def test_an_excursion_ends_with_its_shipment_and_the_next_shipment_counts_its_own() -> None:
+    """The simulator's fridge failure across the 12:00 trip change: the ended shipment's run
+    must not hold the device's alert open forever (it did: CI at 21:00 UTC, alert never cleared)."""
+
+    def at(i: int, temp: float, ship: str) -> Reading:
+        return Reading(metric="temperature", value=temp, ts=T0 + timedelta(minutes=i), shipment=ship)
+
+    readings = [at(i, 4.0, "SH-A") for i in range(10)]
+    readings += [at(i, 12.0, "SH-A") for i in range(10, 50)]  # 40 min above 8 °C in SH-A
+    readings += [at(i, 12.0, "SH-B") for i in range(50, 90)]  # the trip changes: 40 more in SH-B
+    readings += [at(i, 4.0, "SH-B") for i in range(90, 100)]
+    readings += [at(i, 4.0, "SH-C") for i in range(100, 110)]
+    state, events, lines = _run(
+        "fridge-3", None, [readings[i : i + 7] for i in range(0, 110, 7)], "coldchain"
+    )
+    excursion = [
+        (e.state.value, int((e.observed_at - T0).total_seconds() // 60))
+        for e in events
+        if e.rule == "coldchain.excursion"
+    ]
+    # raised 30 min into SH-A's run; cleared when SH-B starts; SH-B's goods 30 min out; back at 90
+    assert excursion == [("raised", 40), ("cleared", 50), ("raised", 80), ("cleared", 90)]
+    a, b = state.shipments["SH-A"], state.shipments["SH-B"]
+    assert a[6] == 39 * 60 and a[5] == -1.0  # longest (to SH-A's last reading), no run open
+    assert b[4] == 1 and b[6] == 40 * 60
+    last_summaries = [line for line in lines if line.startswith("coldchain_summary,")][-3:]
+    assert all("excursion_s=0" in line for line in last_summaries), last_summaries
+
+
+def test_ended_shipments_are_forgotten_after_a_week_and_summarised_for_an_hour() -> None:
+    day = 24 * 60
+    readings = [
+        Reading(metric="temperature", value=4.0, ts=T0 + timedelta(minutes=m), shipment=f"SH-{m // day}")
+        for m in range(0, 9 * day, 30)
+    ]
+    state, _, lines = _run(
+        "fridge-4", None, [readings[i : i + 12] for i in range(0, len(readings), 12)], "coldchain"
+    )
+    assert sorted(state.shipments) == [f"SH-{d}" for d in range(1, 9)]  # SH-0 ended > 7 days before SH-8
+    summaries = [line for line in lines if line.startswith("coldchain_summary,")]
+    at_end = [line for line in summaries if line.endswith(summaries[-1].rsplit(" ", 1)[1])]
+    assert len(at_end) == 1 and "shipment=SH-8" in at_end[0], at_end
+    start_of_8 = [line.split(" ")[0] for line in summaries[-len(at_end) - 40 :]]
+    assert {"coldchain_summary,device=fridge-4,shipment=SH-7"} <= set(start_of_8)  # its final values
