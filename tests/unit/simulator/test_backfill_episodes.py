@@ -23,8 +23,10 @@ from simulator.fleet import (
     default_fleet,
 )
 from simulator.mqtt import WARNING_ABOVE_BASE_M, station_body
+from stationflow.contracts import Reading
 from streams.analytics import aqi as aqi_mod
 from streams.analytics import water as water_mod
+from streams.analytics.device import AnalyticsConfig, DeviceState, update_device
 from streams.analytics.station import AQI_METRICS, WATER_METRICS
 
 # Three ends: a Chinese night, a Chinese evening (the ozone afternoon moves a day back), a summer day.
@@ -34,6 +36,7 @@ ENDS = [
     datetime(2026, 7, 14, 5, 12, tzinfo=UTC),
 ]
 FLEET = default_fleet()
+CONFIG = AnalyticsConfig()
 
 
 def _window(end: datetime) -> BackfillWindow:
@@ -123,6 +126,28 @@ def test_cold_chain_excursion_lasts_over_half_an_hour(end: datetime) -> None:
     above = [t for t, v in temps if v > 8.0]
     assert above and max(above) - min(above) >= timedelta(minutes=45)
     assert all(v <= 8.0 for t, v in temps if t > max(above))  # back in range afterwards
+
+
+@pytest.mark.parametrize("end_min", range(0, 24 * 60, 40))
+def test_the_analytics_raise_and_clear_the_cold_chain_excursion_whatever_the_hour(end_min: int) -> None:
+    """The whole analytics step over cold-001's history, for ends every 40 min of a day: the
+    logger's 12-hourly trip change may fall inside the fridge failure (at ~21:00 UTC it does)."""
+    end = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(minutes=end_min)
+    spec = next(s for s in FLEET if s.device_id == "cold-001")
+    state = DeviceState()
+    events = []
+    for t, rs in _series(spec, _window(end)):
+        readings = [Reading.model_validate({**r, "ts": t}) for r in rs]
+        out = update_device(
+            state, "cold-001", readings, record=None, domain="coldchain", now=t.timestamp(), config=CONFIG
+        )
+        events += [
+            e.state.value
+            for e in out.events
+            if e.rule == "coldchain.excursion" and e.state.value != "updated"
+        ]
+    assert events and events[-1] == "cleared", events
+    assert events == ["raised", "cleared"] * (len(events) // 2), events
 
 
 def test_episodes_end_before_live_data() -> None:
