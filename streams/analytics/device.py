@@ -373,6 +373,11 @@ def update_device(
     )
     instant, derived = plan.instant, plan.derived
     normal, over_range = Quality.NORMAL, Quality.OVER_RANGE
+    # the batch writes the derived lines if its watermark enters a new minute: then the last
+    # event time's signals are computed in full once, for its rules and for the lines
+    last_ts = next(reversed(by_ts)) if by_ts else 0.0
+    emit_at = last_ts if last_ts >= state.wm and int(last_ts // SLOT) != state.emitted else None
+    full: dict[str, float] | None = None
     for ts, group in by_ts.items():
         flagged = 0.0
         late = _is_late(state, ts)  # ``closed`` moves only in _close_hours, below
@@ -394,7 +399,11 @@ def update_device(
         out.hourly.extend(_close_hours(state, device_id, subject, domain, interval, out, config))
         # Derived signals at every event time, so a catch-up batch spanning hours walks
         # through the same rule transitions as live data would.
-        at_ts = _signals(state, domain, station_attrs, ts, plan.needed)
+        if ts == emit_at:
+            full = _signals(state, domain, station_attrs, ts, None)
+            at_ts = dict(full)
+        else:
+            at_ts = _signals(state, domain, station_attrs, ts, plan.needed)
         at_ts["dq.out_of_range"] = flagged
         for rule in derived:
             value = at_ts.get(rule.signal)
@@ -405,7 +414,7 @@ def update_device(
     minute = int(state.wm // SLOT)
     if minute != state.emitted:
         state.emitted = minute
-        signals = _signals(state, domain, station_attrs, state.wm, None)
+        signals = full if full is not None else _signals(state, domain, station_attrs, state.wm, None)
         out.signals = signals
         out.lines.extend(_derived_lines(state, subject, signals, station_attrs))
     return out
@@ -804,11 +813,11 @@ def _derived_lines(
     ns = _ns(state.wm)
     tags = _tags(subject)
     lines: list[str] = []
-    per_metric: dict[str, dict[str, float]] = {}
+    windows: dict[str, float | int | str] = {}  # <metric>_<stat>: one point per device
     sums: dict[str, float] = {}  # rain.sum_*
     trend: dict[str, float | int | str] = {}  # level.*
     for key, value in signals.items():  # one pass, each kind in the signals' order
-        metric, _, stat = key.partition(".")
+        metric, _, stat = key.rpartition(".")  # a metric name may hold dots, a stat never
         if metric == "level":
             trend[stat] = value
             if stat.startswith("margin"):
@@ -819,12 +828,9 @@ def _derived_lines(
             continue
         elif metric in ("dq", "coldchain"):
             continue
-        stats = per_metric.get(metric)
-        if stats is None:
-            stats = per_metric[metric] = {}
-        stats[stat] = value
-    for metric, stats in per_metric.items():
-        lines.append(f"windows,{tags},metric={_tag_value(metric)} {_fields(stats)} {ns}")
+        windows[f"{metric}_{stat}"] = value  # metric names are field-key safe (METRIC_PATTERN)
+    if windows:
+        lines.append(f"windows,{tags} {_fields(windows)} {ns}")
     if sums:
         fields: dict[str, float | int | str] = dict(sums)
         fields["storm_signal"] = int(signals.get("rain.storm_signal", 0))

@@ -44,7 +44,11 @@ def test_device_measurements_carry_station_region_and_basin_and_the_level_lines(
             "station": "gauge-hj-01",
             "region": "445100",
             "basin": "Han",
-        } | ({"metric": "level"} if measurement == "windows" else {})
+        }
+    (windows,) = _lines_of("windows", out.lines)  # one point per device: <metric>_<stat> fields
+    assert {"level_mean_1h", "level_min_1h", "level_max_1h", "level_rise_per_h"} <= {
+        field.split("=")[0] for field in windows.split(" ")[1].split(",")
+    }
     (trend,) = _lines_of("level_trend", out.lines)
     assert f"warning_level={float(WARNING_LEVEL)!r}" in trend
     assert f"guaranteed_level={float(GUARANTEED_LEVEL)!r}" in trend
