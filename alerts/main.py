@@ -148,103 +148,9 @@ def create_app(
                 "webhook signatures use the default secret; set STATIONFLOW_ALERTS_WEBHOOK_SECRET "
                 "so receivers can trust them"
             )
-        engine = make_engine(settings.database_url)
-        sessions = make_sessions(engine)
-        if settings.alerts_admin_key is not None:
-            token = settings.alerts_admin_key.get_secret_value()
-            with sessions() as session:
-                if apikeys.ensure_bootstrap_key(session, model=ApiKey, token=token, name=BOOTSTRAP_NAME):
-                    logger.info("bootstrap admin API key created")
-        live = Broadcaster()
-        live.bind(asyncio.get_running_loop())
-        registry = RegistryView() if settings.alerts_registry else None
-        app.state.registry = registry
-
-        def maintenance(device_id: str | None) -> bool:
-            if registry is None or device_id is None:
-                return False
-            record = registry.get(device_id)
-            return record is not None and record.status is DeviceStatus.MAINTENANCE
-
-        runtime = app.state.runtime = Runtime(settings, sessions, live, maintenance)
-        active = dict(channels) if channels is not None else build_channels(settings)
-        dispatcher = Dispatcher(
-            sessions,
-            active,
-            retry_base_s=settings.alerts_retry_base_s,
-            retry_max_s=settings.alerts_retry_max_s,
-            max_attempts=settings.alerts_max_attempts,
-            send_timeout_s=settings.alerts_send_timeout_s,
-            concurrency=settings.alerts_dispatch_concurrency,
-            on_change=live.publish,
-        )
-        if kafka:
-            await topics.ensure_topics(settings)
-
-        def changed(alert: int) -> None:
-            live.publish(alert)
-            dispatcher.wake()
-
-        consumer = EventConsumer(
-            bootstrap=settings.kafka_bootstrap,
-            topic=settings.topic(topics.ALERTS),
-            group_id=settings.alerts_group_id,
-            sessions=sessions,
-            console_url=settings.alerts_public_url,
-            maintenance=maintenance,
-            on_change=changed,
-            sync_topic=settings.topic(topics.ALERT_SYNC),
-            sync_grace_s=settings.alerts_sync_grace_s,
-            fetch_max_wait_ms=settings.alerts_fetch_max_wait_ms,
-        )
-        app.state.consumer = consumer
-
-        async def schedule() -> None:
-            while True:
-                if await asyncio.to_thread(_escalate, sessions, settings, maintenance, live):
-                    dispatcher.wake()
-                await asyncio.to_thread(_refresh_gauges, sessions)
-                await asyncio.sleep(settings.alerts_tick_s)
-
-        tasks = [
-            asyncio.create_task(_supervise("scheduler", schedule)),
-            asyncio.create_task(_supervise("dispatcher", lambda: dispatcher.run(settings.alerts_tick_s))),
-        ]
-        if kafka:
-            tasks.append(asyncio.create_task(_supervise("events", consumer.run)))
-            lag = ConsumerLagMonitor(
-                settings.kafka_bootstrap,
-                [
-                    GroupTopics(
-                        settings.alerts_group_id,
-                        (settings.topic(topics.ALERTS), settings.topic(topics.ALERT_SYNC)),
-                    )
-                ],
-            )
-            tasks.append(asyncio.create_task(_supervise("consumer lag", lag.run)))
-        else:
-            consumer.ready.set()
-        if registry is not None and kafka:
-            follower = RegistryFollower(settings, registry)
-            tasks.append(asyncio.create_task(_supervise("registry", follower.run)))
-        async with AsyncExitStack() as stack:
-            stack.callback(engine.dispose)
-            if registry is not None:  # the station board: the registry view and InfluxDB
-                influx = await stack.enter_async_context(InfluxQL.from_settings(settings))
-                runtime.board = _station_board(settings, sessions, registry, influx)
-            for channel in active.values():
-                stack.push_async_callback(channel.aclose)
-            try:
-                # the API answers at once; events are consumed as soon as the group is joined
-                # (a new group starts from the earliest event, so none is missed meanwhile)
-                logger.info(
-                    "alert service ready topic=%s group=%s",
-                    settings.topic(topics.ALERTS),
-                    settings.alerts_group_id,
-                )
-                yield
-            finally:
-                await cancel_and_wait(tasks, logger)
+        async with AsyncExitStack() as stack:  # every resource and task, released in reverse
+            await _start(stack, app, settings, channels, kafka)
+            yield
 
     app = FastAPI(
         title="stationflow alerts",
@@ -281,6 +187,109 @@ def create_app(
     if settings.alerts_registry:
         app.include_router(stations_router)
     return app
+
+
+async def _start(
+    stack: AsyncExitStack,
+    app: FastAPI,
+    settings: AlertsSettings,
+    channels: Mapping[str, Channel] | None,
+    kafka: bool,
+) -> None:
+    """Open the service's resources and start its tasks, each released by ``stack`` (tasks
+    cancelled first, then the InfluxDB client and the channels, the database engine last)."""
+    engine = make_engine(settings.database_url)
+    stack.callback(engine.dispose)
+    sessions = make_sessions(engine)
+    if settings.alerts_admin_key is not None:
+        token = settings.alerts_admin_key.get_secret_value()
+        with sessions() as session:
+            if apikeys.ensure_bootstrap_key(session, model=ApiKey, token=token, name=BOOTSTRAP_NAME):
+                logger.info("bootstrap admin API key created")
+    live = Broadcaster()
+    live.bind(asyncio.get_running_loop())
+    registry = RegistryView() if settings.alerts_registry else None
+    app.state.registry = registry
+
+    def maintenance(device_id: str | None) -> bool:
+        if registry is None or device_id is None:
+            return False
+        record = registry.get(device_id)
+        return record is not None and record.status is DeviceStatus.MAINTENANCE
+
+    runtime = app.state.runtime = Runtime(settings, sessions, live, maintenance)
+    active = dict(channels) if channels is not None else build_channels(settings)
+    for channel in active.values():
+        stack.push_async_callback(channel.aclose)
+    if registry is not None:  # the station board: the registry view and InfluxDB
+        influx = await stack.enter_async_context(InfluxQL.from_settings(settings))
+        runtime.board = _station_board(settings, sessions, registry, influx)
+    dispatcher = Dispatcher(
+        sessions,
+        active,
+        retry_base_s=settings.alerts_retry_base_s,
+        retry_max_s=settings.alerts_retry_max_s,
+        max_attempts=settings.alerts_max_attempts,
+        send_timeout_s=settings.alerts_send_timeout_s,
+        concurrency=settings.alerts_dispatch_concurrency,
+        on_change=live.publish,
+    )
+    if kafka:
+        await topics.ensure_topics(settings)
+
+    def changed(alert: int) -> None:
+        live.publish(alert)
+        dispatcher.wake()
+
+    consumer = EventConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        topic=settings.topic(topics.ALERTS),
+        group_id=settings.alerts_group_id,
+        sessions=sessions,
+        console_url=settings.alerts_public_url,
+        maintenance=maintenance,
+        on_change=changed,
+        sync_topic=settings.topic(topics.ALERT_SYNC),
+        sync_grace_s=settings.alerts_sync_grace_s,
+        fetch_max_wait_ms=settings.alerts_fetch_max_wait_ms,
+    )
+    app.state.consumer = consumer
+
+    async def schedule() -> None:
+        while True:
+            if await asyncio.to_thread(_escalate, sessions, settings, maintenance, live):
+                dispatcher.wake()
+            await asyncio.to_thread(_refresh_gauges, sessions)
+            await asyncio.sleep(settings.alerts_tick_s)
+
+    tasks: list[asyncio.Task[None]] = []
+    stack.push_async_callback(cancel_and_wait, tasks, logger)  # first out: before what they use
+    tasks.append(asyncio.create_task(_supervise("scheduler", schedule)))
+    tasks.append(
+        asyncio.create_task(_supervise("dispatcher", lambda: dispatcher.run(settings.alerts_tick_s)))
+    )
+    if kafka:
+        tasks.append(asyncio.create_task(_supervise("events", consumer.run)))
+        lag = ConsumerLagMonitor(
+            settings.kafka_bootstrap,
+            [
+                GroupTopics(
+                    settings.alerts_group_id,
+                    (settings.topic(topics.ALERTS), settings.topic(topics.ALERT_SYNC)),
+                )
+            ],
+        )
+        tasks.append(asyncio.create_task(_supervise("consumer lag", lag.run)))
+    else:
+        consumer.ready.set()
+    if registry is not None and kafka:
+        follower = RegistryFollower(settings, registry)
+        tasks.append(asyncio.create_task(_supervise("registry", follower.run)))
+    # the API answers at once; events are consumed as soon as the group is joined
+    # (a new group starts from the earliest event, so none is missed meanwhile)
+    logger.info(
+        "alert service ready topic=%s group=%s", settings.topic(topics.ALERTS), settings.alerts_group_id
+    )
 
 
 def _escalate(

@@ -118,6 +118,14 @@ def bench(
     devices: Annotated[int, typer.Option(help="Distinct simulated devices.")] = 200,
     collectors: Annotated[int, typer.Option(help="Collector processes (MQTT shared subscription).")] = 1,
     workers: Annotated[int, typer.Option(help="Faust worker processes (sharing partitions).")] = 1,
+    split_analytics: Annotated[
+        bool,
+        typer.Option(
+            "--split-analytics",
+            help="With --analytics: run each worker as two processes, the raw stage in one and the "
+            "analytics in the other (their own core and GIL each).",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,
@@ -205,6 +213,7 @@ def bench(
             as_json=as_json,
             collectors=collectors,
             workers=workers,
+            split_analytics=split_analytics,
             analytics=analytics,
             durable=durable,
             baseline=baseline,

@@ -183,6 +183,15 @@ class AnalyticsAgents:
         app.agent(self.hourly, name="stations", concurrency=1)(self.station_agent)
         app.timer(interval=settings.analytics_nodata_check_s)(self.watch_silence)
         app.timer(interval=settings.analytics_sync_s)(self.announce)
+        app.task(self.ready)
+
+    async def ready(self) -> None:
+        """Log ``analytics ready`` once the tables are restored (an analytics-only worker's
+        ready line: it has no raw stage to say ``partitions assigned``)."""
+        recovery = getattr(self.app.tables, "recovery", None)  # as in _recovered
+        if recovery is not None:
+            await recovery.completed.wait()
+        logger.info("analytics ready tables=%s", ",".join(self.changelog))
 
     def put(self, table: Any, key: bytes, value: bytes) -> None:
         """What ``table[key] = value`` does (store, then a changelog record at the key's

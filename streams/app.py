@@ -133,7 +133,8 @@ def create_app(settings: StreamsSettings) -> faust.App:
         """stationflow_consumer_lag of the worker's consumer groups."""
         await ConsumerLagMonitor(settings.kafka_bootstrap, lag_watches(settings)).run()
 
-    app.early_task(normalise_and_store)
+    if settings.streams_raw_enabled:
+        app.early_task(normalise_and_store)
     app.early_task(follow_registry)
     app.task(report_lag)
     if settings.analytics_enabled:
@@ -144,7 +145,9 @@ def create_app(settings: StreamsSettings) -> faust.App:
 
 def lag_watches(settings: StreamsSettings) -> list[GroupTopics]:
     """The worker's groups: the raw consumer's, and Faust's (the app id) on the analytics topics."""
-    watches = [GroupTopics(f"{settings.streams_app_id}.raw", (settings.topic(topics.RAW),))]
+    watches = []
+    if settings.streams_raw_enabled:
+        watches.append(GroupTopics(f"{settings.streams_app_id}.raw", (settings.topic(topics.RAW),)))
     if settings.analytics_enabled:
         analytics = (settings.topic(topics.CLEAN), settings.topic(topics.HOURLY))
         watches.append(GroupTopics(settings.streams_app_id, analytics))

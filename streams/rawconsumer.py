@@ -18,7 +18,6 @@ up. A crash replays what was not committed, idempotently.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -156,8 +155,10 @@ class RawConsumer:
                     await self.registry.ready.wait()
                 await self._loop()
             finally:
-                with contextlib.suppress(Exception):
+                try:
                     await self._finish_pending()
+                except Exception:  # stopping anyway: the batch is not committed and comes again
+                    logger.exception("the last batch did not complete; it is redelivered")
                 await self.consumer.stop()
         finally:
             await self.producer.stop()

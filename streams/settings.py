@@ -59,6 +59,10 @@ class StreamsSettings(CommonSettings):
     # tags; unknown / retired devices dead-lettered). Set false only to run the worker
     # without a registry (the benchmark's synthetic devices, some tests of the spine).
     streams_registry: bool = True
+    # The raw stage (readings.raw → normalise → InfluxDB + readings.clean). A worker with it
+    # off and analytics on is an analytics-only process: on a machine with cores to spare the
+    # two stages then run in parallel, each in its own process (``--split-analytics``).
+    streams_raw_enabled: bool = True
     # Stream analytics (windows, AQI, water class, rain sums, rules → alerts.events).
     analytics_enabled: bool = True
     # Late readings inside this grace period still count in their hour; later ones are

@@ -65,9 +65,10 @@ MEASUREMENT = "sensor"  # bench metrics m0..mN are generic, so they land in `sen
 PROBE_DEVICE = "bench-probe"
 ANALYTICS_STAGE = "analytics (worker on - off)"
 # stage → process names (a name's part before "-": ingest-2 is a collector too)
+WORKER_PROCESSES = ("streams", "analytics")  # the stream worker's processes (``--split-analytics``)
 STATIONFLOW_STAGES: dict[str, tuple[str, ...]] = {
     "collector": ("ingest",),
-    "worker": ("streams",),
+    "worker": WORKER_PROCESSES,  # the raw stage and the analytics, in one process or two
     "tansu": ("tansu",),
     "mosquitto": ("mosquitto",),
     "influxdb": ("influxd",),
@@ -200,6 +201,7 @@ def run_bench(
     as_json: bool,
     collectors: int = 1,
     workers: int = 1,
+    split_analytics: bool = False,
     analytics: bool = False,
     durable: bool = False,
     baseline: bool = False,
@@ -207,7 +209,8 @@ def run_bench(
 ) -> int:
     """Run the benchmark; print JSON or a table; return the exit code (1 if a run failed or lost).
 
-    ``analytics``: run analytics off then on, and report both. ``durable``: run the stack as
+    ``analytics``: run analytics off then on, and report both. ``split_analytics``: with
+    analytics on, each worker is two processes (raw stage, analytics). ``durable``: run the stack as
     ``stationflow up`` does (Mosquitto persistence, the Kafka state archive mirroring
     changelogs and dead letters), to measure what durability costs. ``baseline``: first run
     the plain paho → InfluxDB bridge (:mod:`stationflow.bench.baseline`) under the same load
@@ -230,7 +233,13 @@ def run_bench(
             else:
                 on = kind == "analytics_on"
                 done[kind] = _run_once(
-                    console, load, analytics=on, collectors=collectors, workers=workers, durable=durable
+                    console,
+                    load,
+                    analytics=on,
+                    collectors=collectors,
+                    workers=workers,
+                    split=on and split_analytics,
+                    durable=durable,
                 )
         rounds.append(_round(done))
     if not baseline and runs == 1:
@@ -358,9 +367,11 @@ def _run_once(
     analytics: bool,
     collectors: int,
     workers: int,
+    split: bool = False,
     durable: bool = False,
 ) -> dict[str, Any]:
-    """One stationflow run: a fresh private stack, the load, the counts."""
+    """One stationflow run: a fresh private stack, the load, the counts (``split``: each worker
+    as a raw-stage process and an analytics process)."""
     with tempfile.TemporaryDirectory(prefix="stationflow-bench-") as tmp:
         pipeline = Pipeline(
             Path(tmp),
@@ -371,6 +382,7 @@ def _run_once(
                 "STATIONFLOW_STREAMS_REGISTRY": "false",
             },
             durable=durable,
+            split_analytics=split,
         )
         with pipeline:
             with console.status("starting the stack…") as status:
@@ -380,6 +392,8 @@ def _run_once(
                 status.update("starting the stream workers…")
                 for n in range(1, workers + 1):
                     pipeline.start("streams", instance=n)
+                    if split:
+                        pipeline.start("analytics", instance=n)
             pids = {c.name: c.proc.pid for c in pipeline.components if c.proc.pid}
             pids.update({k: p.pid for k, p in pipeline.services.items() if p.pid})
             sampler = Sampler(pids)
@@ -392,7 +406,7 @@ def _run_once(
                     urls = [
                         f"http://127.0.0.1:{port}/metrics"
                         for name, port in pipeline.metrics_ports.items()
-                        if name.startswith("streams")
+                        if name.split("-")[0] in WORKER_PROCESSES
                     ]
                     caught_up = _wait_analytics(ep.kafka, "readings.clean", urls)
                 elapsed = (caught_up or time.monotonic()) - result["started"]
@@ -401,6 +415,8 @@ def _run_once(
                 result["analytics_readings_per_s"] = round(result["stored"] / max(elapsed, 1e-9))
             _finish(result, sampler, STATIONFLOW_STAGES)
     result["processes"] = {"collectors": collectors, "workers": workers, "publishers": load.publishers}
+    if split:
+        result["processes"]["analytics"] = workers
     return result
 
 
@@ -478,7 +494,7 @@ def _finish(result: dict[str, Any], sampler: Sampler, stages: dict[str, tuple[st
     per_stage = stage_cpu(cpu, stages)
     result["cpu_s_exact"] = per_stage
     result["cpu_us_per_reading"] = {k: _us(v / max(result["stored"], 1)) for k, v in per_stage.items()}
-    workers = [v for k, v in sampler.peak.items() if k.split("-")[0] == "streams"]
+    workers = [v for k, v in sampler.peak.items() if k.split("-")[0] in WORKER_PROCESSES]
     result["worker_peak_rss_mb"] = round(max(workers), 1) if workers else None
     result["machine"] = {"cpus": psutil.cpu_count(), "python": sys.version.split()[0]}
 

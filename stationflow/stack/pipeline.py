@@ -59,6 +59,7 @@ INGEST_READY_S = 60.0
 STREAMS_READY_S = 120.0
 INGEST_READY_LINE = "mqtt connected"
 STREAMS_READY_LINE = "partitions assigned"
+ANALYTICS_READY_LINE = "analytics ready"  # an analytics-only worker, once its tables are restored
 REGISTRY_READY_LINE = "Application startup complete"
 REGISTRY_READY_S = 60.0
 ALERTS_READY_LINE = "alert service ready"
@@ -74,13 +75,14 @@ SERVICE_MODULES = {
     "ingest": "ingest",
     "tcp": "ingest.tcp",
     "streams": "streams",
+    "analytics": "streams",  # a worker with the raw stage off (``Pipeline(split_analytics=True)``)
     "devices": "devices",
     "alerts": "alerts",
     "opendata": "opendata",
 }
 # Stop order: both collectors first (nothing new enters Kafka), then the worker drains; the
 # alert service delivers what it has; the registry last.
-STOP_ORDER = ("ingest", "tcp", "streams", "alerts", "opendata", "devices")
+STOP_ORDER = ("ingest", "tcp", "streams", "analytics", "alerts", "opendata", "devices")
 COLLECTORS = ("ingest", "tcp")
 # A draining stop polls the consumer groups' lag; two zero readings a poll apart mean done
 # (Faust commits every second; a worker that just consumed may still be producing downstream).
@@ -146,6 +148,7 @@ def _ready_spec(kind: str) -> tuple[tuple[str, ...], float]:
         "ingest": ((INGEST_READY_LINE,), INGEST_READY_S),
         "tcp": (TCP_READY_LINES, TCP_READY_S),
         "streams": ((STREAMS_READY_LINE,), STREAMS_READY_S),
+        "analytics": ((ANALYTICS_READY_LINE,), STREAMS_READY_S),
         "devices": ((REGISTRY_READY_LINE,), REGISTRY_READY_S),
         "alerts": ((ALERTS_READY_LINE,), ALERTS_READY_S),
         "opendata": ((OPENDATA_READY_LINE,), OPENDATA_READY_S),
@@ -208,6 +211,9 @@ class Pipeline:
     # and restored at start, a draining stop (see stationflow.stack.archive)
     durable: bool = False
     mirror: Mirror | None = None
+    # The stream worker as two processes: ``streams`` runs the raw stage only and ``analytics``
+    # the analytics only (the same Faust app and tables), so each stage has a core and a GIL.
+    split_analytics: bool = False
 
     def start_infra(self, on_step: Callable[[str], None] = lambda _: None) -> Endpoints:
         """Start Tansu, Mosquitto and InfluxDB (at the same time); create the database."""
@@ -325,11 +331,13 @@ class Pipeline:
             raise StackError("start_infra() first")
         name = service_name(kind, instance)
         extra = dict(self.extra_env)
-        if kind in ("ingest", "streams"):  # the registry and the alert service serve /metrics on their API
+        # (the registry and the alert service serve /metrics on their API)
+        if kind in ("ingest", "streams", "analytics"):
             if name not in self.metrics_ports:
                 configured = self.ports.get(f"{kind}_metrics") if instance == 1 else None
                 self.metrics_ports[name] = configured or free_port()
-            extra.setdefault(f"STATIONFLOW_{kind.upper()}_METRICS_PORT", str(self.metrics_ports[name]))
+            setting = "STREAMS" if kind == "analytics" else kind.upper()
+            extra.setdefault(f"STATIONFLOW_{setting}_METRICS_PORT", str(self.metrics_ports[name]))
         if kind == "tcp":
             extra["STATIONFLOW_HJ212_PORT"] = str(self.hj212_port)
             extra["STATIONFLOW_SL651_PORT"] = str(self.sl651_port)
@@ -355,6 +363,12 @@ class Pipeline:
             extra["STATIONFLOW_OPENDATA_PORT"] = str(self.opendata_port)
         if kind == "streams":
             extra["STATIONFLOW_STREAMS_INSTANCE"] = str(instance)
+            if self.split_analytics:
+                extra["STATIONFLOW_ANALYTICS_ENABLED"] = "false"
+        elif kind == "analytics":
+            extra["STATIONFLOW_STREAMS_INSTANCE"] = f"analytics-{instance}"
+            extra["STATIONFLOW_STREAMS_RAW_ENABLED"] = "false"
+            extra["STATIONFLOW_ANALYTICS_ENABLED"] = "true"
         elif kind == "ingest" and instance > 1:
             # Collectors share the subscription group but each needs its own MQTT session.
             base = extra.get("STATIONFLOW_INGEST_CLIENT_ID", "stationflow-ingest")

@@ -51,6 +51,19 @@ def pipeline(tansu: Component, influxd: Component, tmp_path: Path) -> Iterator[P
         yield p
 
 
+@pytest.fixture
+def split_pipeline(tansu: Component, influxd: Component, tmp_path: Path) -> Iterator[Pipeline]:
+    """The worker as two processes: ``streams`` (raw stage only) and ``analytics``."""
+    p, _ = make_pipeline(tansu, influxd, tmp_path, NODATA_ENV)
+    p.split_analytics = True
+    with p:
+        p.start("devices")
+        p.start("ingest")
+        p.start("streams")
+        p.start("analytics")
+        yield p
+
+
 def _api(p: Pipeline) -> httpx.Client:
     return httpx.Client(base_url=p.registry_url, headers={"X-API-Key": p.registry_admin_key}, timeout=10)
 
@@ -69,6 +82,21 @@ def _publish(pub: Publisher, device: str, readings: list[dict[str, object]]) -> 
 
 
 def test_flood_hydrograph_through_the_pipeline_gives_the_expected_events(pipeline: Pipeline) -> None:
+    _flood_hydrograph(pipeline)
+
+
+def test_with_the_analytics_in_a_process_of_their_own_the_events_are_the_same(
+    split_pipeline: Pipeline,
+) -> None:
+    _flood_hydrograph(split_pipeline)
+    logs = split_pipeline.state_dir / "logs"
+    raw, analytics = (logs / "streams.log").read_text(), (logs / "analytics.log").read_text()
+    assert "partitions assigned" in raw and "analytics ready" not in raw and "alert raised" not in raw
+    assert "analytics ready" in analytics and "alert raised" in analytics
+    assert "partitions assigned" not in analytics  # no raw stage there
+
+
+def _flood_hydrograph(pipeline: Pipeline) -> None:
     ep = pipeline.endpoints
     assert ep is not None
     api = _api(pipeline)
