@@ -122,8 +122,8 @@ def bench(
         bool,
         typer.Option(
             "--split-analytics",
-            help="With --analytics: run each worker as two processes, the raw stage in one and the "
-            "analytics in the other (their own core and GIL each).",
+            help="With --analytics or --alerts: run each worker as two processes, the raw stage in one "
+            "and the analytics in the other (their own core and GIL each).",
         ),
     ] = False,
     as_json: Annotated[
@@ -200,6 +200,7 @@ def bench(
                 devices=devices,
                 probes=probes,
                 as_json=as_json,
+                split_analytics=split_analytics,
             )
         )
     from stationflow.bench.runner import run_bench

@@ -327,9 +327,12 @@ def _cpu_s(proc: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, as_json: bool) -> int:
+def run_alert_bench(
+    *, rate: int, per_message: int, devices: int, probes: int, as_json: bool, split_analytics: bool = False
+) -> int:
     """Run it; print JSON or a table; exit code 1 (with the reasons) if a probe's alert never
-    arrived, came twice or unsigned, or the background load fell short."""
+    arrived, came twice or unsigned, or the background load fell short. ``split_analytics``:
+    the worker as a raw-stage process and an analytics process."""
 
     console = Console(stderr=True, quiet=as_json)
     with tempfile.TemporaryDirectory(prefix="stationflow-alertbench-") as tmp:
@@ -342,11 +345,15 @@ def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, a
                 "STATIONFLOW_ALERTS_WEBHOOK_SECRET": SECRET,
                 "STATIONFLOW_ALERTS_TICK_S": "0.5",
             },
+            split_analytics=split_analytics,
         )
         with pipeline, WebhookReceiver(free_port()) as hook:
             with console.status("starting the stack…") as status:
                 ep = pipeline.start_infra(on_step=lambda s: status.update(f"starting {s}…"))
-                for kind in ("devices", "alerts", "ingest", "streams"):
+                kinds = ("devices", "alerts", "ingest", "streams") + (
+                    ("analytics",) if split_analytics else ()
+                )
+                for kind in kinds:
                     status.update(f"starting {kind}…")
                     pipeline.start(kind)
                 status.update("registering devices and routing…")
@@ -463,6 +470,7 @@ def run_alert_bench(*, rate: int, per_message: int, devices: int, probes: int, a
                     "seconds": round(load_seconds, 1),
                     "devices": devices,
                 },
+                "split_analytics": split_analytics,
                 "cpu_s": cpu_s,
                 "rss_mb": {k: round(v, 1) for k, v in rss.items()},
                 "machine": {"cpus": psutil.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]},
