@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 EXIT_SPOOL_FAILURE = 70
 MAX_KAFKA_BATCH_BYTES = 512 * 1024
 REGISTRY_CATCH_UP_S = 2.0  # longest wait for the registry view before calling a device unknown
-INFLIGHT = 4  # batches taken and not yet stored and committed (memory: 4 x streams_batch_max records)
+INFLIGHT = 2  # batches taken and not yet stored and committed (memory: 2 x streams_batch_max records)
 Offsets = dict[TopicPartition, int]
 
 
@@ -189,8 +189,9 @@ class RawConsumer:
             # Up to INFLIGHT batches in flight: those before this one are still completing while
             # its records go out (the analytics and the alerts get them without waiting for their
             # InfluxDB writes and commits), and they go out in batch order because this loop
-            # hands them to the producer itself. With two, a batch's records waited 15-80 ms for
-            # the write of the batch before the last (alert bench, 10,000 readings/s).
+            # hands them to the producer itself. With two, a batch's records wait 15-80 ms for
+            # the write of the batch before the last (alert bench, 10,000 readings/s); four
+            # gave alert p99 694-714 ms against 486-540 with two (alternating runs).
             while len(self._inflight) >= INFLIGHT:
                 await self._inflight.popleft()
             emitted = [await self.processor.emit(part) for part in prepared]
