@@ -43,7 +43,10 @@ logger = logging.getLogger(__name__)
 EXIT_SPOOL_FAILURE = 70
 MAX_KAFKA_BATCH_BYTES = 512 * 1024
 REGISTRY_CATCH_UP_S = 2.0  # longest wait for the registry view before calling a device unknown
-INFLIGHT = 2  # batches taken and not yet stored and committed (memory: 2 x streams_batch_max records)
+# Batches taken and not yet stored and committed, the one being prepared included (memory:
+# 3 x streams_batch_max records, as two in flight plus one in preparation were before the wait
+# moved ahead of the fetch)
+INFLIGHT = 3
 Offsets = dict[TopicPartition, int]
 
 
@@ -169,6 +172,15 @@ class RawConsumer:
         s = self.settings
         timeout_ms = int(s.streams_batch_within_s * 1000)
         while True:
+            # Up to INFLIGHT batches in flight: those before the next one are still completing
+            # (InfluxDB writes, Kafka acks, commits, each after the one before) while it is
+            # fetched, prepared and emitted. The wait for the oldest comes before the fetch, not
+            # between a batch's preparation and its emission: a batch's records go to the
+            # analytics and the alerts as soon as they are ready (the alert bench's raw -> clean
+            # hop waited 15-80 ms for an older batch's InfluxDB write there), and what arrives
+            # during the wait is in the next fetch.
+            while len(self._inflight) >= INFLIGHT:
+                await self._inflight.popleft()
             fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=s.streams_batch_max)
             if not fetched:
                 continue
@@ -186,15 +198,13 @@ class RawConsumer:
                 # the deferred documents were counted (records, documents) by the first pass
                 retried = self.processor.prepare(prepared[0].unknown)
                 prepared.append(dataclasses.replace(retried, records=0, documents=0))
-            # Up to INFLIGHT batches in flight: those before this one are still completing while
-            # its records go out (the analytics and the alerts get them without waiting for their
-            # InfluxDB writes and commits), and they go out in batch order because this loop
-            # hands them to the producer itself. With two, a batch's records wait 15-80 ms for
-            # the write of the batch before the last (alert bench, 10,000 readings/s); four
-            # gave alert p99 694-714 ms against 486-540 with two (alternating runs).
-            while len(self._inflight) >= INFLIGHT:
-                await self._inflight.popleft()
+            # the records go out in batch order because this loop hands them to the producer
+            # itself (with the wait after the preparation, four in flight gave alert p99 694-714
+            # ms against 486-540 with two)
             emitted = [await self.processor.emit(part) for part in prepared]
+            # let the producer's sender take the records now: the next fetch may return at once
+            # (prefetched), and its preparation would hold them back
+            await asyncio.sleep(0)
             before = self._inflight[-1] if self._inflight else None
             self._inflight.append(
                 asyncio.create_task(self._store_and_commit(prepared, emitted, offsets, before))
