@@ -30,14 +30,16 @@ class StreamsSettings(CommonSettings):
     streams_heartbeat_s: float = 2.0
     streams_commit_interval_s: float = 1.0
     # The raw consumer's fetch long-poll (aiokafka fetch_max_wait_ms). Tansu answers a fetch
-    # that found nothing only when it expires, so a record reaching an idle raw consumer waits
-    # up to half of it; under a steady load it also sets the batch size (each fetch brings what
-    # arrived during the previous one), and small batches cost CPU: per 300k readings at
-    # 10,000 readings/s from 200 devices (stationflow bench --alerts), the worker spent 13 s
-    # with 50 ms, 10-11 s with 200-250 ms and 7-9 s with 500 ms (more InfluxDB writes, and
-    # more readings.clean records, each paying Faust's per-record cost in the analytics).
-    # Measured alert latency p99 with 500 ms and a quiet machine: 406 ms.
-    streams_fetch_max_wait_ms: int = Field(default=500, ge=1, le=5000)
+    # that found nothing new only when it expires, even when records arrive meanwhile
+    # (measured with one producer and one consumer: delivery p50 / p99 of 26 / 56 ms with
+    # 100 ms, 134 / 256 ms with 500), so it sets the raw -> clean hop of every alert; a
+    # backlog is answered at once whatever it is. Shorter means smaller batches under a
+    # steady load, and small batches cost CPU: per 300k readings at 10,000 readings/s from
+    # 200 devices (stationflow bench --alerts), the worker spent 13 s with 50 ms, 10-11 s with
+    # 200-250 ms and 7-9 s with 500 ms in an earlier design; 2026-12-02, alternating alert
+    # benches: 100 ms gave p99 406-502 ms (4 runs) against 502-591 (3 runs) with 500, for
+    # 3-6 % more worker CPU.
+    streams_fetch_max_wait_ms: int = Field(default=100, ge=1, le=5000)
     # How often Python hands the GIL from one thread to another (sys.setswitchinterval). The
     # raw stage runs in a thread of its own next to the analytics; with Python's default of
     # 5 ms it waited up to 5 ms for the GIL after every network wake-up while the analytics
