@@ -119,7 +119,7 @@ class Dispatcher:
             else:
                 row.last_error = str(error)[:2000]
                 metrics.NOTIFICATIONS.labels(row.channel, "failed_attempt").inc()
-                give_up = not error.retry or (self.max_attempts and row.attempts >= self.max_attempts)
+                give_up = not error.retriable or (self.max_attempts and row.attempts >= self.max_attempts)
                 if give_up:
                     row.status = "failed"
                     session.add(
@@ -158,7 +158,7 @@ class Dispatcher:
             channel = self.channels.get(note.channel)
             error: ChannelError | None = None
             if channel is None:
-                error = ChannelError(f"no channel named {note.channel!r} is configured", retry=False)
+                error = ChannelError(f"no channel named {note.channel!r} is configured", retriable=False)
             else:
                 try:
                     await asyncio.wait_for(channel.send(note), timeout=self.send_timeout_s)

@@ -1,8 +1,10 @@
 """Which InfluxDB measurement (domain) a device message belongs to.
 
-Until the device registry tells the worker each device's type (issue 3), the domain is
-inferred from the metric names in a message: the first domain-specific metric decides;
-messages with only generic metrics (temperature, humidity, …) land in ``sensor``.
+A registered device's domain comes from its registry record (``DeviceRecord.domain``, which
+the worker's view follows). For a device the view does not know, and where a caller names no
+measurement, the domain is inferred from the metric names in a message: the first
+domain-specific metric decides; messages with only generic metrics (temperature, humidity,
+…) land in ``sensor``.
 """
 
 from __future__ import annotations

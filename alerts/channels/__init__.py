@@ -32,11 +32,11 @@ class Notification:
 
 
 class ChannelError(Exception):
-    """Delivery failed; ``retry`` False means it never will succeed (e.g. a 4xx answer)."""
+    """Delivery failed; ``retriable`` False means it never will succeed (e.g. a 4xx answer)."""
 
-    def __init__(self, message: str, *, retry: bool = True) -> None:
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
         super().__init__(message)
-        self.retry = retry
+        self.retriable = retriable
 
 
 class Channel(Protocol):

@@ -57,9 +57,10 @@ class EmailChannel:
                 timeout=self.timeout_s,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            raise ChannelError(f"SMTP server refused recipient {note.target}: {exc}", retry=False) from exc
+            refused = f"SMTP server refused recipient {note.target}: {exc}"
+            raise ChannelError(refused, retriable=False) from exc
         except aiosmtplib.SMTPResponseException as exc:
-            raise ChannelError(f"SMTP {exc.code}: {exc.message}", retry=exc.code < 500) from exc
+            raise ChannelError(f"SMTP {exc.code}: {exc.message}", retriable=exc.code < 500) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise ChannelError(f"SMTP {self.host}:{self.port} unavailable: {exc}") from exc
 

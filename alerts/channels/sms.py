@@ -50,7 +50,7 @@ class SmsChannel:
         try:
             body = render_request(self.template, to=note.target, text=text)
         except ValueError as exc:
-            raise ChannelError(f"SMS template does not give valid JSON: {exc}", retry=False) from exc
+            raise ChannelError(f"SMS template does not give valid JSON: {exc}", retriable=False) from exc
         try:
             response = await self.client.post(self.url, content=body, headers=self.headers)
         except httpx.HTTPError as exc:
@@ -58,7 +58,7 @@ class SmsChannel:
         if not response.is_success:
             code = response.status_code
             retry = code >= 500 or code in (408, 429)
-            raise ChannelError(f"SMS gateway answered {code}: {response.text[:200]}", retry=retry)
+            raise ChannelError(f"SMS gateway answered {code}: {response.text[:200]}", retriable=retry)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""

@@ -71,14 +71,14 @@ class WebhookChannel:
         try:
             response = await self.client.post(note.target, content=body, headers=headers)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            raise ChannelError(f"invalid webhook URL {note.target!r}: {exc}", retry=False) from exc
+            raise ChannelError(f"invalid webhook URL {note.target!r}: {exc}", retriable=False) from exc
         except httpx.HTTPError as exc:
             raise ChannelError(f"webhook {note.target} unreachable: {type(exc).__name__}: {exc}") from exc
         if response.is_success:
             return
         code = response.status_code
         retry = code >= 500 or code in RETRYABLE
-        raise ChannelError(f"webhook {note.target} answered {code}: {response.text[:200]}", retry=retry)
+        raise ChannelError(f"webhook {note.target} answered {code}: {response.text[:200]}", retriable=retry)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""

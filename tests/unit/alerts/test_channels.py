@@ -81,14 +81,14 @@ async def test_webhook_errors_say_whether_to_retry(receiver: WebhookReceiver) ->
             receiver.status = code
             with pytest.raises(ChannelError) as err:
                 await channel.send(_note(target=receiver.url))
-            assert err.value.retry is retry and str(code) in str(err.value)
+            assert err.value.retriable is retry and str(code) in str(err.value)
         receiver.stop()
         with pytest.raises(ChannelError) as err:
             await channel.send(_note(target=receiver.url))
-        assert err.value.retry and "unreachable" in str(err.value)
+        assert err.value.retriable and "unreachable" in str(err.value)
         with pytest.raises(ChannelError) as err:
             await channel.send(_note(target="not a url"))
-        assert not err.value.retry
+        assert not err.value.retriable
     finally:
         await channel.aclose()
 
@@ -108,7 +108,7 @@ async def test_sms_goes_to_the_gateway_with_the_configured_template(receiver: We
         bad = SmsChannel(f"{receiver.url}/sms", '{"mobile": {to}}')
         with pytest.raises(ChannelError) as err:
             await bad.send(_note(channel="sms", target="+86138"))
-        assert not err.value.retry
+        assert not err.value.retriable
         await bad.aclose()
     finally:
         await channel.aclose()
@@ -145,7 +145,7 @@ async def test_email_is_delivered_to_a_real_smtp_server() -> None:
     down = EmailChannel(host="127.0.0.1", port=free_port(), sender="a@b", timeout_s=2)
     with pytest.raises(ChannelError) as err:
         await down.send(_note(channel="email", target="x@y"))
-    assert err.value.retry
+    assert err.value.retriable
 
 
 async def test_mqtt_channel_publishes_to_the_station_topic(mosquitto: Component) -> None:
