@@ -6,6 +6,7 @@ fails instead of skipping: CI installs everything with ``scripts/setup.sh``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +30,16 @@ class NameFactory(Protocol):
     """Type of the ``unique_name`` fixture."""
 
     def __call__(self, prefix: str = "n") -> str: ...
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_outside_settings() -> Iterator[None]:
+    """Tests see the settings' defaults and what they set themselves, never a developer's
+    ``STATIONFLOW_*`` variables (which every service started as a subprocess would inherit)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in [n for n in os.environ if n.startswith("STATIONFLOW_")]:
+            mp.delenv(name)
+        yield
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
