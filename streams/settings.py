@@ -41,10 +41,11 @@ class StreamsSettings(CommonSettings):
     # 3-6 % more worker CPU.
     streams_fetch_max_wait_ms: int = Field(default=100, ge=1, le=5000)
     # How often Python hands the GIL from one thread to another (sys.setswitchinterval). The
-    # raw stage runs in a thread of its own next to the analytics; with Python's default of
-    # 5 ms it waited up to 5 ms for the GIL after every network wake-up while the analytics
-    # computed. Measured (stationflow bench --analytics, 200 devices, 300k readings,
-    # alternating): analytics on 29,260 readings/s with 5 ms, 38,783 and 40,410 with 1 ms.
+    # worker's event loop runs the raw stage and the analytics; Faust's consumer, which fetches
+    # the analytics' records, is a thread of its own; with Python's default of 5 ms one waited
+    # up to 5 ms for the GIL after every network wake-up while the other ran. Measured
+    # (stationflow bench --analytics, 200 devices, 300k readings, alternating): analytics on
+    # 29,260 readings/s with 5 ms, 38,783 and 40,410 with 1 ms.
     streams_switch_interval_ms: float = Field(default=1.0, gt=0, le=100)
     streams_metrics_port: int = 9462  # 0 disables the Prometheus endpoint
     # Loopback by default; 0.0.0.0 in a container, so Prometheus can scrape it (compose).

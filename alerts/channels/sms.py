@@ -57,8 +57,8 @@ class SmsChannel:
             raise ChannelError(f"SMS gateway {self.url} unreachable: {type(exc).__name__}: {exc}") from exc
         if not response.is_success:
             code = response.status_code
-            retry = code >= 500 or code in (408, 429)
-            raise ChannelError(f"SMS gateway answered {code}: {response.text[:200]}", retriable=retry)
+            retriable = code >= 500 or code in (408, 429)
+            raise ChannelError(f"SMS gateway answered {code}: {response.text[:200]}", retriable=retriable)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""

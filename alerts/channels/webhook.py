@@ -77,8 +77,9 @@ class WebhookChannel:
         if response.is_success:
             return
         code = response.status_code
-        retry = code >= 500 or code in RETRYABLE
-        raise ChannelError(f"webhook {note.target} answered {code}: {response.text[:200]}", retriable=retry)
+        retriable = code >= 500 or code in RETRYABLE
+        answered = f"webhook {note.target} answered {code}: {response.text[:200]}"
+        raise ChannelError(answered, retriable=retriable)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
