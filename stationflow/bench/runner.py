@@ -522,10 +522,16 @@ def _wait_analytics(bootstrap: str, topic: str, metrics_urls: list[str]) -> floa
             await consumer.stop()
 
     deadline = time.monotonic() + STALL_S
+    target = asyncio.run(produced())
     while time.monotonic() < deadline:
         done = sum(scrape_counter(url, "stationflow_analytics_records_total") for url in metrics_urls)
-        if done >= asyncio.run(produced()):
-            return time.monotonic()
+        scraped = time.monotonic()
+        # the end offsets are read again only once the analytics reached the last ones read
+        # (a consumer per poll cost this process and Tansu CPU while the analytics caught up)
+        if done >= target:
+            target = asyncio.run(produced())
+            if done >= target:
+                return scraped
         time.sleep(0.25)
     return None
 

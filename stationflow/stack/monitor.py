@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 
-import httpx
-
-from stationflow.stack.components import influx_query
+from stationflow.stack.components import http_call, influx_query
 
 __all__ = ["count_points", "scrape_counter"]
 
@@ -27,7 +25,7 @@ def count_points(influx_url: str, db: str, where: str = "time > now() - 1h") -> 
 
 def scrape_counter(metrics_url: str, name: str, timeout: float = 2.0) -> float:
     """Sum of all samples of a Prometheus metric (all label sets) from a /metrics page."""
-    text = httpx.get(metrics_url, timeout=timeout).text
+    text = http_call("GET", metrics_url, timeout=timeout).text
     total = 0.0
     for line in text.splitlines():
         match = _SAMPLE.match(line)
