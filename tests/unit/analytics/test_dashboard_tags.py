@@ -49,7 +49,14 @@ def test_device_measurements_carry_station_region_and_basin_and_the_level_lines(
     assert {"level_mean_1h", "level_min_1h", "level_max_1h", "level_rise_per_h"} <= {
         field.split("=")[0] for field in windows.split(" ")[1].split(",")
     }
+    # every level signal but the margins is a window field, at its exact value
+    window_fields = dict(field.split("=") for field in windows.split(" ")[1].split(","))
+    level = {k.removeprefix("level."): v for k, v in out.signals.items() if k.startswith("level.")}
+    assert window_fields == {f"level_{k}": repr(v) for k, v in level.items() if not k.startswith("margin")}
     (trend,) = _lines_of("level_trend", out.lines)
+    trend_fields = dict(field.split("=") for field in trend.split(" ")[1].split(","))
+    assert {k: repr(v) for k, v in level.items()}.items() <= trend_fields.items()
+    assert {"margin_warning", "margin_guaranteed"} <= trend_fields.keys()
     assert f"warning_level={float(WARNING_LEVEL)!r}" in trend
     assert f"guaranteed_level={float(GUARANTEED_LEVEL)!r}" in trend
 
