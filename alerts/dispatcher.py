@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts import metrics
@@ -97,10 +97,6 @@ class Dispatcher:
                     )
                 )
             session.commit()
-            metrics.OUTBOX_DEPTH.set(
-                session.scalar(select(func.count()).select_from(Outbox).where(Outbox.status == "pending"))
-                or 0
-            )
         return claimed
 
     def _done(self, row_id: int, error: ChannelError | None) -> None:

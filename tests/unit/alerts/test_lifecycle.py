@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerts import metrics
 from alerts.lifecycle import LifecycleError, acknowledge, apply_event, apply_sync, due_escalations, resolve
+from alerts.main import _refresh_gauges
 from alerts.models import Alert, History, Outbox, Silence
 from stationflow.contracts import AlertEvent, AlertState, AlertSync, Severity
 from tests.unit.alerts.conftest import CONSOLE, T0, add_routing, event
@@ -436,3 +438,17 @@ def test_a_sync_resolves_open_alerts_the_analytics_no_longer_hold_and_keeps_the_
         assert ("resolved", "duty-1") in _outbox(s)
         # the same snapshot again changes nothing
         assert apply_sync(s, sync, now=T0 + timedelta(minutes=2), console_url=CONSOLE, grace=grace) == []
+
+
+def test_the_tick_counts_the_outbox_for_its_gauge(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s)
+        apply_event(s, event(), now=T0, console_url=CONSOLE)
+        s.commit()
+    _refresh_gauges(sessions)
+    assert metrics.OUTBOX_DEPTH._value.get() == 1  # one webhook row waiting
+    with sessions() as s:
+        s.scalars(select(Outbox)).one().status = "sent"
+        s.commit()
+    _refresh_gauges(sessions)
+    assert metrics.OUTBOX_DEPTH._value.get() == 0
