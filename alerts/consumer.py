@@ -19,7 +19,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerts import metrics
-from alerts.lifecycle import apply_event, apply_sync
+from alerts.lifecycle import HAND_OFF, HandOff, apply_event, apply_sync
+from alerts.models import Outbox
 from stationflow.contracts import AlertEvent, AlertSync
 from stationflow.kafka import FETCH_MAX_WAIT_MS, start_with_retry
 
@@ -62,6 +63,7 @@ class EventConsumer:
         sync_topic: str | None = None,
         sync_grace_s: float = 30.0,
         fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
+        hand_off: tuple[float, Callable[[list[Outbox]], None]] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -73,6 +75,10 @@ class EventConsumer:
         self.sync_topic = sync_topic
         self.sync_grace = timedelta(seconds=sync_grace_s)
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        # (claim seconds, send): the notifications a batch queues are claimed in its own
+        # transaction and handed to ``send`` after the commit (``lifecycle.HandOff``)
+        self.hand_off = hand_off
+        self._handed: list[Outbox] = []  # filled by apply (a thread), sent by run (the loop)
         self.ready = asyncio.Event()
 
     def apply(self, events: list[Item]) -> list[int]:
@@ -105,6 +111,9 @@ class EventConsumer:
         reconciled = 0
         now = datetime.now(UTC)
         with self.sessions() as session:
+            hand_off = None
+            if self.hand_off is not None:
+                hand_off = session.info[HAND_OFF] = HandOff(now + timedelta(seconds=self.hand_off[0]))
             for event in events:
                 if isinstance(event, AlertSync):
                     resolved = apply_sync(
@@ -127,6 +136,8 @@ class EventConsumer:
                     session.flush()
                     changed.append(applied.alert.id)
             session.commit()
+        if hand_off is not None:
+            self._handed += hand_off.rows
         for result in results:  # counted once the transaction holds
             metrics.EVENTS.labels(result).inc()
         metrics.RECONCILED.inc(reconciled)
@@ -171,6 +182,9 @@ class EventConsumer:
                             )
                 if events:
                     changed = await asyncio.to_thread(self.apply, events)
+                    if self._handed and self.hand_off is not None:
+                        handed, self._handed = self._handed, []
+                        self.hand_off[1](handed)
                     for alert in changed:
                         self.on_change(alert)
                 if batches:

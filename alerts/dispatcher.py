@@ -61,6 +61,26 @@ class Dispatcher:
         self.on_change = on_change
         self.throttle = LogThrottle()
         self._wake = asyncio.Event()
+        self._handed: set[asyncio.Task[None]] = set()  # sends of handed-off rows (kept referenced)
+
+    @property
+    def claim_s(self) -> float:
+        """How long a claimed row is left alone: longer than any send can take."""
+        return self.send_timeout_s * 2 + 1
+
+    def dispatch(self, rows: list[Outbox]) -> None:
+        """Send rows queued and claimed by a committed transaction (a ``lifecycle.HandOff``)
+        now, without a round (call on the loop's thread)."""
+        for row in rows:
+            task = asyncio.create_task(self._send(*_claimed(row)))
+            self._handed.add(task)
+            task.add_done_callback(self._handed_done)
+
+    def _handed_done(self, task: asyncio.Task[None]) -> None:
+        self._handed.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # (recording the outcome failed: the row stays claimed and is sent again when due)
+            logger.error("handed-off notification not recorded reason=%r", exc)
 
     def wake(self) -> None:
         """New rows were queued: look now instead of at the next tick (call on the loop's thread)."""
@@ -77,25 +97,9 @@ class Dispatcher:
                     .limit(BATCH)
                 )
             )
-            claimed = []
             for row in rows:
-                row.next_attempt_at = now + timedelta(seconds=self.send_timeout_s * 2 + 1)
-                claimed.append(
-                    (
-                        row.id,
-                        Notification(
-                            id=row.notification_id,
-                            channel=row.channel,
-                            target=row.target,
-                            kind=row.kind,
-                            title=row.title,
-                            title_zh=row.title_zh,
-                            body=row.body,
-                            payload=dict(row.payload),
-                        ),
-                        row.alert,
-                    )
-                )
+                row.next_attempt_at = now + timedelta(seconds=self.claim_s)
+            claimed = [_claimed(row) for row in rows]
             session.commit()
         return claimed
 
@@ -188,3 +192,18 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=tick_s)
                 self._wake.clear()
+
+
+def _claimed(row: Outbox) -> tuple[int, Notification, int]:
+    """``(row id, notification, alert id)`` of a claimed outbox row."""
+    note = Notification(
+        id=row.notification_id,
+        channel=row.channel,
+        target=row.target,
+        kind=row.kind,
+        title=row.title,
+        title_zh=row.title_zh,
+        body=row.body,
+        payload=dict(row.payload),
+    )
+    return row.id, note, row.alert

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,9 @@ from alerts.routing import AlertView, PolicyView, SilenceView, active_silence, m
 from stationflow.contracts import AlertEvent, AlertState, AlertSync
 
 __all__ = [
+    "HAND_OFF",
     "Applied",
+    "HandOff",
     "LifecycleError",
     "acknowledge",
     "apply_event",
@@ -41,6 +43,21 @@ logger = logging.getLogger(__name__)
 
 class LifecycleError(Exception):
     """A request that does not fit the alert's state (e.g. acknowledging a resolved alert)."""
+
+
+HAND_OFF = "stationflow.alerts.hand_off"
+"""``Session.info`` key of a :class:`HandOff`: the session's caller sends its notifications."""
+
+
+@dataclass(slots=True)
+class HandOff:
+    """Outbox rows a session queued already claimed until ``claim_until``, for its caller to
+    send right after the commit (the event consumer): no dispatcher round, no claim
+    transaction between an alert stored and its notifications sent. A row whose send never
+    happened (the service stopped) is due at ``claim_until`` and goes out as any other."""
+
+    claim_until: datetime
+    rows: list[Outbox] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,22 +164,25 @@ def _enqueue(
         if session.scalar(select(Outbox.id).where(Outbox.dedupe_key == key)) is not None:
             continue
         notification_id = uuid.uuid5(uuid.NAMESPACE_URL, f"stationflow:{key}").hex
-        session.add(
-            Outbox(
-                notification_id=notification_id,
-                dedupe_key=key,
-                alert=alert.id,
-                kind=kind,
-                channel=channel,
-                target=target,
-                group_name=group,
-                title=title,
-                title_zh=title_zh,
-                body=body,
-                payload={**payload, "notification_id": notification_id, "group": group},
-                event_observed_at=alert.observed_at,
-            )
+        row = Outbox(
+            notification_id=notification_id,
+            dedupe_key=key,
+            alert=alert.id,
+            kind=kind,
+            channel=channel,
+            target=target,
+            group_name=group,
+            title=title,
+            title_zh=title_zh,
+            body=body,
+            payload={**payload, "notification_id": notification_id, "group": group},
+            event_observed_at=alert.observed_at,
         )
+        hand_off = session.info.get(HAND_OFF)
+        if isinstance(hand_off, HandOff):
+            row.next_attempt_at = hand_off.claim_until
+            hand_off.rows.append(row)
+        session.add(row)
         added += 1
     if added:
         _history(session, alert, "notified", "system", {"kind": kind, "group": group, "recipients": added})

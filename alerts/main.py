@@ -256,6 +256,9 @@ async def _start(
         sync_topic=settings.topic(topics.ALERT_SYNC),
         sync_grace_s=settings.alerts_sync_grace_s,
         fetch_max_wait_ms=settings.alerts_fetch_max_wait_ms,
+        # a new alert's notifications go out right after its transaction, not after a
+        # dispatcher round and a claim transaction of their own
+        hand_off=(dispatcher.claim_s, dispatcher.dispatch),
     )
     app.state.consumer = consumer
 

@@ -3,16 +3,20 @@ the others are applied (on PostgreSQL a 300-character id is refused; SQLite stor
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerts.channels import Notification
 from alerts.consumer import EventConsumer
-from alerts.models import Alert
-from tests.unit.alerts.conftest import CONSOLE, event
+from alerts.dispatcher import Dispatcher
+from alerts.models import Alert, Outbox
+from tests.unit.alerts.conftest import CONSOLE, add_routing, event
 
 
 def _consumer(sessions: sessionmaker[Session]) -> EventConsumer:
@@ -51,3 +55,78 @@ def test_a_poisoned_event_does_not_stop_the_batch(
         assert len(changed) == 3
     # applying the same batch again (a re-delivery) changes nothing
     assert _consumer(sessions).apply(batch[:1]) == []
+
+
+class _Recorder:
+    """A channel that records what it was asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[Notification] = []
+
+    async def send(self, note: Notification) -> None:
+        self.sent.append(note)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_handed_off_notifications_are_claimed_in_the_events_transaction_and_sent_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as s:
+        add_routing(s)
+    channel = _Recorder()
+    dispatcher = Dispatcher(
+        sessions,
+        {"webhook": channel},  # type: ignore[dict-item]
+        retry_base_s=1,
+        retry_max_s=10,
+        max_attempts=3,
+        send_timeout_s=5,
+        concurrency=4,
+    )
+
+    async def scenario() -> tuple[list[Outbox], int, int]:
+        handed: list[Outbox] = []
+        consumer = _consumer(sessions)
+        consumer.hand_off = (dispatcher.claim_s, handed.extend)
+        before = datetime.now(UTC)
+        consumer.apply([event(alert_id="a:1", device="d1")])
+        rows, consumer._handed = consumer._handed, []
+        assert [r.kind for r in rows] == ["raised"] and rows[0].id is not None
+        # claimed by the event's own transaction: a dispatcher round leaves it alone
+        with sessions() as s:
+            stored = s.get(Outbox, rows[0].id)
+            assert stored is not None and stored.status == "pending"
+            due = stored.next_attempt_at.replace(tzinfo=stored.next_attempt_at.tzinfo or UTC)
+            assert due >= before + timedelta(seconds=dispatcher.claim_s - 1)
+        in_round = await dispatcher.run_once()
+        dispatcher.dispatch(rows)
+        while dispatcher._handed:
+            await asyncio.sleep(0.01)
+        return handed, in_round, len(channel.sent)
+
+    _, in_round, sent = asyncio.run(scenario())
+    assert in_round == 0 and sent == 1
+    with sessions() as s:
+        assert [(o.status, o.attempts) for o in s.scalars(select(Outbox))] == [("sent", 1)]
+    assert channel.sent[0].kind == "raised"
+
+
+def test_without_hand_off_the_dispatcher_round_sends_them(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s)
+    channel = _Recorder()
+    dispatcher = Dispatcher(
+        sessions,
+        {"webhook": channel},  # type: ignore[dict-item]
+        retry_base_s=1,
+        retry_max_s=10,
+        max_attempts=3,
+        send_timeout_s=5,
+        concurrency=4,
+    )
+    consumer = _consumer(sessions)
+    consumer.apply([event(alert_id="a:1", device="d1")])
+    assert consumer._handed == []
+    assert asyncio.run(dispatcher.run_once()) == 1 and len(channel.sent) == 1
