@@ -181,17 +181,25 @@ class Dispatcher:
         return len(claimed)
 
     async def run(self, tick_s: float) -> None:
-        """Until cancelled."""
-        while True:
-            try:
-                attempted = await self.run_once()
-            except Exception:  # the database may be briefly unavailable; keep going
-                logger.exception("outbox dispatch round failed")
-                attempted = 0
-            if attempted < BATCH:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=tick_s)
-                self._wake.clear()
+        """Until cancelled; then the handed-off sends still running are cancelled too (their
+        rows stay claimed and go out when due), so none outlives the service's shutdown."""
+        try:
+            while True:
+                try:
+                    attempted = await self.run_once()
+                except Exception:  # the database may be briefly unavailable; keep going
+                    logger.exception("outbox dispatch round failed")
+                    attempted = 0
+                if attempted < BATCH:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=tick_s)
+                    self._wake.clear()
+        except asyncio.CancelledError:
+            handed = list(self._handed)
+            for task in handed:
+                task.cancel()
+            await asyncio.gather(*handed, return_exceptions=True)
+            raise
 
 
 def _claimed(row: Outbox) -> tuple[int, Notification, int]:

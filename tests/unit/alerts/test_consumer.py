@@ -70,13 +70,8 @@ class _Recorder:
         return None
 
 
-def test_handed_off_notifications_are_claimed_in_the_events_transaction_and_sent_once(
-    sessions: sessionmaker[Session],
-) -> None:
-    with sessions() as s:
-        add_routing(s)
-    channel = _Recorder()
-    dispatcher = Dispatcher(
+def _dispatcher(sessions: sessionmaker[Session], channel: _Recorder) -> Dispatcher:
+    return Dispatcher(
         sessions,
         {"webhook": channel},  # type: ignore[dict-item]
         retry_base_s=1,
@@ -85,6 +80,15 @@ def test_handed_off_notifications_are_claimed_in_the_events_transaction_and_sent
         send_timeout_s=5,
         concurrency=4,
     )
+
+
+def test_handed_off_notifications_are_claimed_in_the_events_transaction_and_sent_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as s:
+        add_routing(s)
+    channel = _Recorder()
+    dispatcher = _dispatcher(sessions, channel)
 
     async def scenario() -> tuple[list[Outbox], int, int]:
         handed: list[Outbox] = []
@@ -117,16 +121,38 @@ def test_without_hand_off_the_dispatcher_round_sends_them(sessions: sessionmaker
     with sessions() as s:
         add_routing(s)
     channel = _Recorder()
-    dispatcher = Dispatcher(
-        sessions,
-        {"webhook": channel},  # type: ignore[dict-item]
-        retry_base_s=1,
-        retry_max_s=10,
-        max_attempts=3,
-        send_timeout_s=5,
-        concurrency=4,
-    )
+    dispatcher = _dispatcher(sessions, channel)
     consumer = _consumer(sessions)
     consumer.apply([event(alert_id="a:1", device="d1")])
     assert consumer._handed == []
     assert asyncio.run(dispatcher.run_once()) == 1 and len(channel.sent) == 1
+
+
+class _Stuck(_Recorder):
+    """A channel whose sends never finish."""
+
+    async def send(self, note: Notification) -> None:
+        await asyncio.Event().wait()
+
+
+def test_stopping_the_dispatcher_cancels_the_handed_off_sends(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        add_routing(s)
+    dispatcher = _dispatcher(sessions, _Stuck())
+    consumer = _consumer(sessions)
+    consumer.hand_off = (dispatcher.claim_s, dispatcher.dispatch)
+    consumer.apply([event(alert_id="a:1", device="d1")])
+
+    async def scenario() -> bool:
+        run = asyncio.create_task(dispatcher.run(tick_s=60))
+        dispatcher.dispatch(consumer._handed)
+        await asyncio.sleep(0.1)
+        (send,) = dispatcher._handed
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        return send.cancelled()
+
+    assert asyncio.run(scenario())
+    with sessions() as s:  # not sent: still pending, claimed, and due again later
+        assert [o.status for o in s.scalars(select(Outbox))] == ["pending"]
