@@ -205,3 +205,40 @@ def test_an_incomplete_run_ends_at_its_last_write_and_reports_what_was_stored(
     c.step(200.0, published_all=True)
     influx.stored = 35
     assert c.final() == 35 and not c.complete and c.finished_at == 200.0
+
+
+def test_no_count_before_as_many_points_as_messages_were_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact count costs InfluxDB up to seconds of a core at 10,000 devices: it waits for the
+    cheap statistics (and the workers' own count, when given) to say everything may be there."""
+    influx = FakeInflux()
+    influx.points = [0, 5, 5, 5, 10, 10]
+    told = {"written": 0.0}
+    monkeypatch.setattr(runner, "_points_written", influx.points_written)
+    monkeypatch.setattr(runner, "_stored", influx.count)
+    c = runner._Counter("http://influx", "db", 50, min_points=10, written=lambda: told["written"])
+    c.step(100.0, published_all=True)  # 5 of 10 points: no count, quiet or not
+    c.step(100.5, published_all=True)
+    c.step(101.0, published_all=True)
+    assert influx.counts == 0
+    c.step(102.0, published_all=True)  # 10 points, but the workers wrote 4 of their own: no count
+    told["written"] = 4.0
+    c.step(102.5, published_all=True)
+    assert influx.counts == 0
+    told["written"] = 10.0
+    influx.stored = 50
+    c.step(102.8, published_all=True)  # the workers wrote 10: quiet, count, all there
+    assert influx.counts == 1 and c.complete and c.finished_at == 102.0
+
+
+def test_a_gate_that_never_opens_still_counts_once_the_writes_settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    influx = FakeInflux()
+    influx.points = [0, 3]
+    monkeypatch.setattr(runner, "_points_written", influx.points_written)
+    monkeypatch.setattr(runner, "_stored", influx.count)
+    c = runner._Counter("http://influx", "db", 50, min_points=10)
+    c.step(100.0, published_all=True)
+    c.step(100.0 + runner.SETTLED_S - 0.1, published_all=True)
+    assert influx.counts == 0
+    influx.stored = 18
+    c.step(100.0 + runner.SETTLED_S, published_all=True)
+    assert influx.counts == 1 and not c.complete and c.stored == 18
