@@ -15,7 +15,7 @@ from typing import Any
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TransportT
+from faust.types import TP, TransportT
 
 from stationflow import topics
 from stationflow.consumerlag import ConsumerLagMonitor, GroupTopics
@@ -78,6 +78,45 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class _Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        """Faust's seek back to the committed offsets, and the agents' partitions that have none
+        read again from their beginning (see :func:`rewind_uncommitted`)."""
+        await super().perform_seek()
+        await rewind_uncommitted(self)
+
+
+async def rewind_uncommitted(consumer: Any) -> list[TP]:
+    """Seek the agents' assigned partitions with no committed offset to their beginning.
+
+    Faust drops the records it fetched while its flow was suspended (a rebalance, a table
+    recovery) and then seeks every partition back to its committed offset. A partition with no
+    commit yet (or offset 0) is not moved, and stays after the dropped records: they were never
+    analysed. Seen after a worker was SIGKILLed before its first commit and restarted: the
+    analytics stayed idle, ``readings.clean`` at position = end of log, nothing delivered, no
+    error (a fresh-clone CI run, and runs of the restart test under load). With no commit,
+    ``consumer_auto_offset_reset="earliest"`` says the group starts at the beginning: now it
+    does, whatever was fetched before. Analysing a record twice is harmless (the windows keep
+    one value per slot, closed hours ignore late ones). Changelog partitions are left to Faust's
+    table recovery. A seek that fails (the assignment changed meanwhile) is logged: the next
+    rebalance seeks again.
+    """
+    changelogs = consumer.app.tables.changelog_topics
+    read = consumer._read_offset  # what perform_seek set from the committed offsets (None: none)
+    tps = sorted(tp for tp in consumer.assignment() if tp.topic not in changelogs and not read.get(tp))
+    if not tps:
+        return []
+    by_topic: dict[str, list[str]] = {}
+    for tp in tps:
+        by_topic.setdefault(tp.topic, []).append(str(tp.partition))
+    names = " ".join(f"{topic}:{','.join(parts)}" for topic, parts in by_topic.items())
+    try:
+        await consumer._thread.seek_to_beginning(*(faust_aiokafka.ensure_aiokafka_TP(tp) for tp in tps))
+    except Exception as exc:  # noqa: BLE001 - a rebalance in between; the next one seeks again
+        logger.warning("seek to the beginning failed partitions=%s reason=%r", names, exc)
+        return []
+    logger.info("partitions with no committed offset read from their beginning partitions=%s", names)
+    return tps
 
 
 class _Transport(faust_aiokafka.Transport):
