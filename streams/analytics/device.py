@@ -571,6 +571,11 @@ def _close_hours(
         keep_raw_from = (
             state.closed - 24 * HOUR if name in SUM_METRICS else min(state.closed, state.wm - HOUR)
         )
+        if m.oldest is None and m.raw:
+            # (after a decode) the smallest key, less a second, is a lower bound: a slot's start
+            # or an accumulation's whole second is within a second of its reading or before it
+            # (min over ints, in C, instead of a pass over the entries)
+            m.oldest = float(min(m.raw)) - 1.0
         if m.oldest is None or m.oldest < keep_raw_from:
             stale = [k for k, v in m.raw.items() if v[0] < keep_raw_from]
             for k in stale:  # usually none or one (the slot an hour back): no rebuild of the map
@@ -659,6 +664,26 @@ def _stats(values: list[float]) -> tuple[float, float, float]:
     return float(_SUM(arr)) / n, float(_MIN(arr)), float(_MAX(arr))
 
 
+_SIGNAL_KEYS: dict[str, tuple[str, str, str, str, str]] = {}
+
+
+def _signal_keys(metric: str) -> tuple[str, str, str, str, str]:
+    """``<metric>.mean_1h``, ``.min_1h``, ``.max_1h``, ``.mean_8h``, ``.mean_24h`` (remembered:
+    formatting five keys per metric and event time was a tenth of ``_signals``)."""
+    keys = _SIGNAL_KEYS.get(metric)
+    if keys is None:
+        if len(_SIGNAL_KEYS) >= _TAGS_CACHE_MAX:
+            _SIGNAL_KEYS.clear()
+        keys = _SIGNAL_KEYS[metric] = (
+            f"{metric}.mean_1h",
+            f"{metric}.min_1h",
+            f"{metric}.max_1h",
+            f"{metric}.mean_8h",
+            f"{metric}.mean_24h",
+        )
+    return keys
+
+
 def _signals(
     state: DeviceState,
     domain: str,
@@ -669,11 +694,14 @@ def _signals(
     """Rolling values at event time ``wm``: 1 h stats, 8 h / 24 h means, sums, rise, margins.
 
     ``only`` limits the work to the metrics whose signals a rule needs (None: everything).
+    Every value is finite (a non-finite one is left out).
     """
     out: dict[str, float] = {}
+    flat = 0
+    isfinite = math.isfinite
     for name, m in state.metrics.items():
-        if m.flat:
-            out["dq.flat_intervals"] = max(out.get("dq.flat_intervals", 0.0), float(m.flat))
+        if m.flat > flat:
+            flat = m.flat
         if only is not None and name not in only:
             continue
         if name in SUM_METRICS:
@@ -684,25 +712,35 @@ def _signals(
                 signal = rain.rainstorm_signal(sums)
                 out["rain.storm_signal"] = float(signal.severity if signal else 0)
             continue
+        mean_key, min_key, max_key, key_8h, key_24h = _signal_keys(name)
         since = wm - HOUR
         values = [v[1] for v in m.raw.values() if since < v[0] <= wm]
         if values:
             mean_1h, low, high = _stats(values)
-            out[f"{name}.mean_1h"] = mean_1h
-            out[f"{name}.min_1h"] = low
-            out[f"{name}.max_1h"] = high
+            out[mean_key] = mean_1h
+            out[min_key] = low
+            out[max_key] = high
             if name == "level":
                 recent = [(v[0], v[1]) for v in m.raw.values() if since < v[0] <= wm]
                 rise = flood.level_rise_per_hour(recent, now_s=wm)
                 if rise is not None:
                     out["level.rise_per_h"] = rise
-        end = float(state.closed)
-        for hours, need in ((8, 6), (24, 20)):
-            mean = _window_mean(m, end, hours, need)
+        if len(m.hours) >= 6:  # fewer closed hours than either window needs: neither mean
+            end = float(state.closed)
+            mean = _window_mean(m, end, 8, 6)
             if mean is not None:
-                out[f"{name}.mean_{hours}h"] = mean
-    out.setdefault("dq.flat_intervals", 0.0)
-    out = {k: v for k, v in out.items() if math.isfinite(v)}
+                out[key_8h] = mean
+            mean = _window_mean(m, end, 24, 20)
+            if mean is not None:
+                out[key_24h] = mean
+    if flat:
+        out["dq.flat_intervals"] = float(flat)
+    else:
+        out.setdefault("dq.flat_intervals", 0.0)
+    for value in out.values():
+        if not isfinite(value):  # rare (an overflowing mean): rebuilt without the non-finite ones
+            out = {k: v for k, v in out.items() if isfinite(v)}
+            break
     level = state.metrics.get("level")
     if level is not None and level.last is not None:
         for attr in ("warning_level", "guaranteed_level"):
@@ -807,30 +845,52 @@ def mkt_c(ship: list[float]) -> float | None:
     return coldchain.mkt_from_sums(ship[_MKT_SUM], ship[_WEIGHT], ship[_LAST_T])
 
 
+_TO_WINDOW, _TO_TREND, _TO_SUM, _TO_NONE = "window", "trend", "sum", "none"
+_PLACES: dict[str, tuple[str, str, str]] = {}
+
+
+def _place_of(key: str) -> tuple[str, str, str]:
+    """Where a signal goes in the derived lines, remembered per key: ``(_TO_WINDOW, field)``,
+    ``(_TO_TREND, stat, window field or "")``, ``(_TO_SUM, stat)`` or ``(_TO_NONE, ...)``."""
+    metric, _, stat = key.rpartition(".")  # a metric name may hold dots, a stat never
+    place: tuple[str, str, str]
+    if metric == "level":
+        place = (_TO_TREND, stat, "" if stat.startswith("margin") else f"{metric}_{stat}")
+    elif metric in SUM_METRICS:
+        place = (_TO_SUM, stat, "") if metric == "rain" and stat.startswith("sum_") else (_TO_NONE, "", "")
+    elif metric in ("dq", "coldchain"):
+        place = (_TO_NONE, "", "")
+    else:
+        place = (_TO_WINDOW, f"{metric}_{stat}", "")  # metric names are field-key safe (METRIC_PATTERN)
+    if len(_PLACES) >= _TAGS_CACHE_MAX:
+        _PLACES.clear()
+    _PLACES[key] = place
+    return place
+
+
 def _derived_lines(
     state: DeviceState, subject: Subject, signals: Mapping[str, float], attrs: Mapping[str, float | str]
 ) -> list[str]:
     ns = _ns(state.wm)
     tags = _tags(subject)
     lines: list[str] = []
-    windows: dict[str, float | int | str] = {}  # <metric>_<stat>: one point per device
+    windows: list[str] = []  # <metric>_<stat>=<value>: one point per device
     sums: dict[str, float] = {}  # rain.sum_*
     trend: dict[str, float | int | str] = {}  # level.*
+    places = _PLACES
     for key, value in signals.items():  # one pass, each kind in the signals' order
-        metric, _, stat = key.rpartition(".")  # a metric name may hold dots, a stat never
-        if metric == "level":
-            trend[stat] = value
-            if stat.startswith("margin"):
-                continue
-        elif metric in SUM_METRICS:
-            if metric == "rain" and stat.startswith("sum_"):
-                sums[stat] = value
-            continue
-        elif metric in ("dq", "coldchain"):
-            continue
-        windows[f"{metric}_{stat}"] = value  # metric names are field-key safe (METRIC_PATTERN)
+        place = places.get(key) or _place_of(key)
+        if place[0] is _TO_WINDOW:
+            if math.isfinite(value):  # signals are floats; a non-finite one is left out
+                windows.append(f"{place[1]}={float(value)!r}")
+        elif place[0] is _TO_TREND:
+            trend[place[1]] = value
+            if place[2] and math.isfinite(value):  # level.<stat> is a window field too (not margins)
+                windows.append(f"{place[2]}={float(value)!r}")
+        elif place[0] is _TO_SUM:
+            sums[place[1]] = value
     if windows:
-        lines.append(f"windows,{tags} {_fields(windows)} {ns}")
+        lines.append(f"windows,{tags} {','.join(windows)} {ns}")
     if sums:
         fields: dict[str, float | int | str] = dict(sums)
         fields["storm_signal"] = int(signals.get("rain.storm_signal", 0))
