@@ -230,7 +230,9 @@ def test_no_count_before_as_many_points_as_messages_were_written(monkeypatch: py
     assert influx.counts == 1 and c.complete and c.finished_at == 102.0
 
 
-def test_a_gate_that_never_opens_still_counts_once_the_writes_settled(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_gate_that_never_opens_still_counts_once_the_writes_settled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     influx = FakeInflux()
     influx.points = [0, 3]
     monkeypatch.setattr(runner, "_points_written", influx.points_written)
