@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -117,7 +118,10 @@ def service(
 
 
 def _ids_listed(service: Service, prefix: str) -> set[str]:
-    data = httpx.get(f"{service.url}/api/v1/stations", timeout=5).json()["data"]
+    # a query of its own each time: with a cache TTL, an answer from before the station arrived
+    # would be served again until it expires (the cached test's 30 s, its whole wait, in CI)
+    bust = {"poll": str(time.monotonic_ns())}
+    data = httpx.get(f"{service.url}/api/v1/stations", params=bust, timeout=5).json()["data"]
     return {d["station_id"] for d in data if d["station_id"].startswith(prefix)}
 
 
