@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -159,10 +160,12 @@ class FakeInflux:
         return self.stored
 
 
-def counter(monkeypatch: pytest.MonkeyPatch, influx: FakeInflux, expected: int) -> runner._Counter:
+def counter(
+    monkeypatch: pytest.MonkeyPatch, influx: FakeInflux, expected: int, **gate: Any
+) -> runner._Counter:
     monkeypatch.setattr(runner, "_points_written", influx.points_written)
     monkeypatch.setattr(runner, "_stored", influx.count)
-    return runner._Counter("http://influx", "db", expected)
+    return runner._Counter("http://influx", "db", expected, **gate)
 
 
 def test_the_run_ends_at_the_last_write_before_the_count_that_found_everything(
@@ -213,9 +216,7 @@ def test_no_count_before_as_many_points_as_messages_were_written(monkeypatch: py
     influx = FakeInflux()
     influx.points = [0, 5, 5, 5, 10, 10]
     told = {"written": 0.0}
-    monkeypatch.setattr(runner, "_points_written", influx.points_written)
-    monkeypatch.setattr(runner, "_stored", influx.count)
-    c = runner._Counter("http://influx", "db", 50, min_points=10, written=lambda: told["written"])
+    c = counter(monkeypatch, influx, 50, min_points=10, written=lambda: told["written"])
     c.step(100.0, published_all=True)  # 5 of 10 points: no count, quiet or not
     c.step(100.5, published_all=True)
     c.step(101.0, published_all=True)
@@ -235,9 +236,7 @@ def test_a_gate_that_never_opens_still_counts_once_the_writes_settled(
 ) -> None:
     influx = FakeInflux()
     influx.points = [0, 3]
-    monkeypatch.setattr(runner, "_points_written", influx.points_written)
-    monkeypatch.setattr(runner, "_stored", influx.count)
-    c = runner._Counter("http://influx", "db", 50, min_points=10)
+    c = counter(monkeypatch, influx, 50, min_points=10)
     c.step(100.0, published_all=True)
     c.step(100.0 + runner.SETTLED_S - 0.1, published_all=True)
     assert influx.counts == 0
