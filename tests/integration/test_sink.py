@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from stationflow.rejectedpoints import read_rejected, rejected_files
 from stationflow.settings import CommonSettings, InfluxDialect
 from stationflow.stack import Component, free_port, influx_query, influx_write, victoria_force_flush
+from stationflow.stack.components import patch_toml
 from streams.sink import (
     BufferedSink,
     DiskSpool,
@@ -106,7 +107,33 @@ async def test_v1_writer_starts_while_influx_is_down() -> None:
         with pytest.raises(SinkUnavailable) as info:
             await writer.write(lines("down", 1))
     assert info.value.retriable
-    assert "ConnectError" in info.value.message
+    assert "Cannot connect" in info.value.message  # the transport error, named
+
+
+async def test_v1_writer_sends_credentials_and_a_wrong_password_is_refused(
+    influxd_factory: Callable[[], Component], unique_name: NameFactory
+) -> None:
+    """With ``[http] auth-enabled``, the writer's basic credentials are accepted (the database is
+    created and written), and a wrong password is a 401 that retrying will not fix."""
+    server, db, run = influxd_factory(), unique_name("db"), unique_name("run")
+    created = httpx.post(  # the first user may be created without credentials
+        f"{server.url}/query", data={"q": "CREATE USER sf WITH PASSWORD 's3cret:é' WITH ALL PRIVILEGES"}
+    )
+    assert created.status_code == 200 and "error" not in created.text
+    server.stop()
+    assert server.config_path is not None
+    config = server.config_path.read_text()
+    server.config_path.write_text(patch_toml(config, {"http": {"auth-enabled": True}}))
+    server.start()
+    async with V1Writer(server.url, db, username="sf", password="s3cret:é") as writer:  # noqa: S106
+        await writer.write(lines(run, 5))
+    query = f"SELECT count(pm25) FROM air WHERE run = '{run}'"  # noqa: S608 - run is ours
+    counted = httpx.get(f"{server.url}/query", params={"db": db, "q": query}, auth=("sf", "s3cret:é"))
+    assert counted.json()["results"][0]["series"][0]["values"][0][1] == 5
+    with pytest.raises(SinkRejected) as info:  # at start: a misconfigured worker says so at once
+        async with V1Writer(server.url, db, username="sf", password="wrong"):  # noqa: S106
+            pass
+    assert info.value.status == 401 and not info.value.retriable
 
 
 async def test_v2_writer_writes_to_victoria_metrics(victoria: Component, unique_name: NameFactory) -> None:
