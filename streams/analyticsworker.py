@@ -23,7 +23,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import faust
 import msgspec
@@ -56,7 +56,15 @@ from streams.changelog import ChangelogWriter
 from streams.lineprotocol import FieldValue, encode, line
 from streams.settings import StreamsSettings
 
-__all__ = ["DEVICE_TABLE", "STATION_TABLE", "AnalyticsAgents", "changelog_topics", "install_analytics"]
+__all__ = [
+    "DEVICE_TABLE",
+    "STATION_TABLE",
+    "AnalyticsAgents",
+    "Position",
+    "already_applied",
+    "changelog_topics",
+    "install_analytics",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -277,8 +285,8 @@ class AnalyticsAgents:
                 now = time.time()
                 lines: list[str] = []
                 futures: list[Awaitable[Any]] = []
-                for device_id, batches in _by_device(batch.values, self.throttle).items():
-                    await self._analyse_device(device_id, batches, now, lines, futures)
+                for device_id, docs in _by_device(batch.values, self.throttle, batch.positions).items():
+                    await self._analyse_device(device_id, docs, now, lines, futures)
                 futures += await self.writer.flush()  # the table changes leave now, not after the points
                 # the writes are acknowledged while the next batch is computed; this batch's
                 # records are acknowledged once they are (take_until_quiet)
@@ -290,18 +298,26 @@ class AnalyticsAgents:
     async def _analyse_device(
         self,
         device_id: str,
-        batches: list[WireBatch],
+        docs: Docs,
         now: float,
         lines: list[str],
         futures: list[Awaitable[Any]],
     ) -> None:
         key = device_id.encode()
         record = self.registry.get(device_id) if self.registry is not None else None
-        readings: list[WireReading] = [r for b in batches for r in b.readings]
-        domain = record.domain if record else domain_of(r.metric for r in readings)
         config = self.config
         try:
             state = _load_device(self.devices.data.get(key))  # as put writes it (no Faust get hooks)
+            fresh = [(doc, at) for doc, at in docs if not already_applied(state.applied, at)]
+            if len(fresh) < len(docs):
+                self._replayed(device_id, len(docs) - len(fresh), state.applied)
+                if not fresh:
+                    return  # all in the state already: nothing to apply, nothing to write
+            readings: list[WireReading] = [r for doc, _ in fresh for r in doc.readings]
+            domain = record.domain if record else domain_of(r.metric for r in readings)
+            last = fresh[-1][1]
+            if last.offset >= 0:
+                state.applied = list(last)
             out = update_device(
                 state, device_id, readings, record=record, domain=domain, now=now, config=config
             )
@@ -310,7 +326,7 @@ class AnalyticsAgents:
             logger.exception(
                 "analytics failed, batch skipped device_id=%s readings=%d reason=%r",
                 device_id,
-                len(readings),
+                sum(len(doc.readings) for doc, _ in docs),
                 exc,
             )
             return
@@ -336,6 +352,17 @@ class AnalyticsAgents:
                 await self.hourly.send(
                     key=hkey, value=hv.model_dump_json().encode(), partition=self.partition_of(hkey)
                 )
+            )
+
+    def _replayed(self, device_id: str, documents: int, applied: Sequence[int] | None) -> None:
+        """Count (and log, throttled) documents skipped because the state already holds them."""
+        metrics.ANALYTICS_REPLAYED.inc(documents)
+        if self.throttle.allow(f"replayed:{device_id}", time.monotonic()) is not None:
+            logger.info(
+                "replayed readings already in the state skipped device_id=%s documents=%d applied=%s",
+                device_id,
+                documents,
+                applied,
             )
 
     async def station_agent(self, stream: faust.StreamT[bytes]) -> None:
@@ -448,14 +475,41 @@ class AnalyticsAgents:
         metrics.ALERT_SYNCS.inc(len(futures))
 
 
+class Position(NamedTuple):
+    """Where a record was read: partition, offset and Kafka timestamp (ms)."""
+
+    partition: int
+    offset: int
+    ts_ms: int
+
+
+def already_applied(applied: Sequence[int] | None, at: Position) -> bool:
+    """Whether the record at ``at`` is in a state whose last applied record was ``applied``.
+
+    After a restart, the records after the last committed offset come again, and a device's
+    state restored from the changelog may already hold some of them (its changelog record is
+    written before the batch's offsets are committed). Such a record is at or before the last
+    one applied on the same partition, and not newer: the Kafka timestamp is a record's own,
+    so a record written after a topic was emptied and refilled (offsets from 0 again, newer
+    timestamps) is applied, never skipped.
+    """
+    return (
+        applied is not None
+        and at.partition == applied[0]
+        and at.offset <= applied[1]
+        and at.ts_ms <= applied[2]
+    )
+
+
 class Batch:
-    """A batch from :func:`take_until_quiet`: its values, and what must finish before its
-    records are acknowledged."""
+    """A batch from :func:`take_until_quiet`: its values, where each was read, and what must
+    finish before its records are acknowledged."""
 
-    __slots__ = ("finishing", "values")
+    __slots__ = ("finishing", "positions", "values")
 
-    def __init__(self, values: list[bytes]) -> None:
+    def __init__(self, values: list[bytes], positions: list[Position] | None = None) -> None:
         self.values = values
+        self.positions = positions if positions is not None else [Position(-1, -1, -1)] * len(values)
         self.finishing: asyncio.Future[None] | None = None
 
     def finish_later(self, task: asyncio.Future[None]) -> None:
@@ -529,7 +583,8 @@ async def _take_until_quiet(
             finally:
                 consuming = None
         buffer.append(value)
-        events.append(stream.current_event)
+        event = stream.current_event
+        events.append(event)
         held_bytes += len(value)
         if len(buffer) == 1:
             arrived.set()
@@ -555,7 +610,7 @@ async def _take_until_quiet(
                 if len(buffer) == held or time.monotonic() - first_seen >= within:
                     break  # quiet for quiet_s (or waited long enough): hand it over
             consuming = asyncio.get_running_loop().create_future()
-            batch = Batch(list(buffer))
+            batch = Batch(list(buffer), [_position(e) for e in events])
             done = False
             try:
                 yield batch
@@ -580,14 +635,30 @@ async def _take_until_quiet(
                 task.cancel()
 
 
-def _by_device(values: Sequence[bytes], throttle: LogThrottle) -> dict[str, list[WireBatch]]:
-    """The documents of a batch of ``readings.clean`` records, per device in arrival order.
+def _position(event: Any) -> Position:
+    """Where ``event``'s record was read (unknown: -1, which no state's applied record matches)."""
+    message = getattr(event, "message", None)
+    if message is None:
+        return Position(-1, -1, -1)
+    return Position(message.partition, message.offset, round(message.timestamp * 1000))
+
+
+Docs = list[tuple[WireBatch, Position]]
+
+
+def _by_device(
+    values: Sequence[bytes], throttle: LogThrottle, positions: Sequence[Position] | None = None
+) -> dict[str, Docs]:
+    """The documents of a batch of ``readings.clean`` records, per device in arrival order,
+    each with the position of its record.
 
     msgspec (``stationflow.wire``), not pydantic, on this hot path: same checks. A record may
     be a bundle (several documents); a malformed document is counted and skipped on its own.
     """
-    by_device: dict[str, list[WireBatch]] = {}
-    for raw in values:
+    by_device: dict[str, Docs] = {}
+    unknown = Position(-1, -1, -1)
+    for i, raw in enumerate(values):
+        at = positions[i] if positions is not None else unknown
         for doc in split_bundle(raw):
             try:
                 batch = decode_batch(doc)
@@ -596,7 +667,7 @@ def _by_device(values: Sequence[bytes], throttle: LogThrottle) -> dict[str, list
                 if throttle.allow("invalid", time.monotonic()) is not None:
                     logger.error("invalid record on readings.clean skipped reason=%s", exc)
                 continue
-            by_device.setdefault(batch.device_id, []).append(batch)
+            by_device.setdefault(batch.device_id, []).append((batch, at))
     return by_device
 
 

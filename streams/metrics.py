@@ -36,6 +36,10 @@ ALERT_SYNCS = Counter(
     "stationflow_analytics_alert_syncs_total",
     "AlertSync records sent (the alerts held raised, per partition)",
 )
+ANALYTICS_REPLAYED = Counter(
+    "stationflow_analytics_replayed_total",
+    "readings.clean documents skipped because the device's state already held them (replays after a restart)",
+)
 ANALYTICS_BATCH_SECONDS = Histogram(
     "stationflow_analytics_batch_seconds",
     "Time to analyse one batch of clean records (state, rules, InfluxDB, Kafka, changelog)",

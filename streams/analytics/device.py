@@ -139,6 +139,10 @@ class DeviceState:
     metrics: dict[str, MetricState] = field(default_factory=dict)
     rules: dict[str, list[Any]] = field(default_factory=dict)
     shipments: dict[str, list[float]] = field(default_factory=dict)
+    # ``[partition, offset, timestamp ms]`` of the last ``readings.clean`` record applied to this
+    # state (None: not known): a record at or before it is a replay after a restart, which the
+    # worker skips instead of applying it twice (see ``analyticsworker.already_applied``)
+    applied: list[int] | None = None
     # the table codec's compressed closed hours of every metric as last read or written, with
     # the ``(closed, metric count)`` they are of: hours change only when ``closed`` moves, so
     # an unchanged signature means the same hours (see ``statecodec``); not part of the value
@@ -166,6 +170,7 @@ class DeviceState:
             },
             "rules": self.rules,
             "ship": self.shipments,
+            "applied": self.applied,
         }
 
     @classmethod
@@ -193,6 +198,7 @@ class DeviceState:
             },
             rules=doc.get("rules", {}),
             shipments=doc.get("ship", {}),
+            applied=doc.get("applied"),
         )
 
 

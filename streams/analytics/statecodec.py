@@ -8,20 +8,20 @@ as they are, ``{key: [values]}`` with integer keys, in C (measured: decode ~3x, 
 faster than the JSON, 15 % smaller). Floats are float64 on the wire: back bit for bit.
 
 Format: ``b"\\x01"`` + msgpack ``[wm, seen, closed, late, excluded, spikes, oor, emitted,
-metrics, rules, shipments(, hours)]``, metrics ``{metric: [raw, hours, last, flat, means]}``
-(``means``: the remembered window means, ``MetricState.means``; a value written before them has
-four fields and decodes without). From ``COMPRESS_FROM`` bytes on, the metrics go as
-zlib-compressed msgpack (bytes instead of a map): a device with 48 h of hours is ~21 kB of
-windows, ~7 kB compressed, and the table holds every device's value in memory (10,000 such
-devices: ~70 MB instead of ~210 MB). From ``HOURS_APART_FROM`` closed hours on, the closed hours
-of all metrics go as a twelfth field of their own, zlib-compressed msgpack ``{metric: hours}``
-(the metrics' own ``hours`` are then nil): they change once an hour, and the compressed bytes
-read or written last are reused until then (``DeviceState.packed_hours``), so a batch
-compresses only the open hour's windows (measured, 48 h of six metrics: encode ~280 -> ~140 µs
-per batch). The header fields stay outside, so :func:`peek_device` never decompresses. A value
-that starts with ``{`` is the JSON an earlier worker wrote (a changelog restored after an
-upgrade) and decodes as before.
-"""
+metrics, rules, shipments, hours, applied]`` (values written before ``applied`` was kept end at
+``shipments`` or ``hours`` and decode with it unknown), metrics ``{metric: [raw, hours, last,
+flat, means]}`` (``means``: the remembered window means, ``MetricState.means``; a value written
+before them has four fields and decodes without). From ``COMPRESS_FROM`` bytes on, the metrics
+go as zlib-compressed msgpack (bytes instead of a map): a device with 48 h of hours is ~21 kB
+of windows, ~7 kB compressed, and the table holds every device's value in memory (10,000 such
+devices: ~70 MB instead of ~210 MB). From ``HOURS_APART_FROM`` closed hours on, the closed
+hours of all metrics go as the twelfth field, on their own, zlib-compressed msgpack ``{metric:
+hours}`` (the metrics' own ``hours`` are then nil): they change once an hour, and the
+compressed bytes read or written last are reused until then (``DeviceState.packed_hours``), so
+a batch compresses only the open hour's windows (measured, 48 h of six metrics: encode ~280 ->
+~140 µs per batch). The header fields stay outside, so :func:`peek_device` never decompresses.
+A value that starts with ``{`` is the JSON an earlier worker wrote (a changelog restored after
+an upgrade) and decodes as before."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ _ZLIB_LEVEL = 1  # 3.7x on windows of one-decimal readings; higher levels cost 2
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder()
 _R = msgspec.Raw  # a field left undecoded
-_PEEK = msgspec.msgpack.Decoder(list[_R])  # 11 fields, or 12 with the hours apart
+_PEEK = msgspec.msgpack.Decoder(list[_R])  # 11 to 13 fields (see the format)
 _SEEN = msgspec.msgpack.Decoder(float)
 _RULES = msgspec.msgpack.Decoder(dict[str, list[Any]])
 
@@ -70,7 +70,7 @@ def encode_device(state: DeviceState) -> bytes:
         state.rules,
         state.shipments,
     )
-    return VERSION + _ENCODER.encode((*fields, hours) if hours else fields)
+    return VERSION + _ENCODER.encode((*fields, hours, state.applied))
 
 
 def _packed_hours(state: DeviceState) -> bytes | None:
@@ -98,13 +98,15 @@ def decode_device(value: bytes | None) -> DeviceState:
         return DeviceState()
     if value[:1] != VERSION:
         return DeviceState.load(orjson.loads(value))
-    wm, seen, closed, late, excluded, spikes, oor, emitted, metrics, rules, ships, *apart = _DECODER.decode(
+    wm, seen, closed, late, excluded, spikes, oor, emitted, metrics, rules, ships, *rest = _DECODER.decode(
         memoryview(value)[1:]
     )
+    apart = rest[0] if rest else None  # the closed hours, when they go on their own
+    applied = rest[1] if len(rest) > 1 else None
     if isinstance(metrics, bytes):
         metrics = _DECODER.decode(zlib.decompress(metrics))
     if apart:  # the closed hours of every metric, compressed on their own
-        hours = _DECODER.decode(zlib.decompress(apart[0]))
+        hours = _DECODER.decode(zlib.decompress(apart))
         for name, fields in metrics.items():
             fields[1] = hours.get(name, {})
     state = DeviceState(
@@ -119,9 +121,10 @@ def decode_device(value: bytes | None) -> DeviceState:
         metrics={name: _metric(*fields) for name, fields in metrics.items()},
         rules=rules,
         shipments=ships,
+        applied=applied,
     )
     if apart:
-        state.packed_hours = (closed, len(state.metrics), apart[0])
+        state.packed_hours = (closed, len(state.metrics), apart)
     return state
 
 

@@ -98,7 +98,7 @@ def test_a_bad_document_in_a_bundle_is_skipped_alone() -> None:
     ]
     by_device = _by_device(records, LogThrottle())
     assert list(by_device) == ["a-1", "a-3"]
-    assert [b.readings[0].value for b in by_device["a-1"]] == [1.0, 2.0]  # arrival order
+    assert [b.readings[0].value for b, _ in by_device["a-1"]] == [1.0, 2.0]  # arrival order
     assert metrics.ANALYTICS_INVALID._value.get() == before + 2
 
 
@@ -221,6 +221,7 @@ def device_states(draw: st.DrawFn) -> DeviceState:
         metrics=metrics_,
         rules=draw(st.dictionaries(st.sampled_from(["flood.level", "health.stuck", "nodata"]), rule_states)),
         shipments=draw(st.dictionaries(st.text(max_size=8), st.lists(any_float, min_size=11, max_size=11))),
+        applied=draw(st.one_of(st.none(), st.lists(st.integers(0, 2**40), min_size=3, max_size=3))),
     )
 
 

@@ -250,7 +250,7 @@ def test_a_malformed_document_in_a_clean_bundle_is_skipped_alone_by_the_analytic
     before = metrics.ANALYTICS_INVALID._value.get()
     by_device = _by_device([bundle, _doc("d-1", 1, seconds=5)], LogThrottle())
     assert metrics.ANALYTICS_INVALID._value.get() - before == 2
-    assert {d: [len(b.readings) for b in bs] for d, bs in by_device.items()} == {"d-1": [2, 1], "d-3": [1]}
+    assert {d: [len(b.readings) for b, _ in bs] for d, bs in by_device.items()} == {"d-1": [2, 1], "d-3": [1]}
 
 
 async def test_a_malformed_document_in_a_clean_bundle_is_skipped_alone_by_the_status_consumer() -> None:
