@@ -243,3 +243,20 @@ def test_a_gate_that_never_opens_still_counts_once_the_writes_settled(
     influx.stored = 18
     c.step(100.0 + runner.SETTLED_S, published_all=True)
     assert influx.counts == 1 and not c.complete and c.stored == 18
+
+
+def test_a_deferred_count_waits_for_the_caller_and_the_readings_end_at_the_gate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With analytics on, the exact count waits until the analytics have caught up: counted while
+    they still write, it took InfluxDB's CPU from them inside the measured time."""
+    influx = FakeInflux()
+    influx.points = [0, 10, 14, 19]  # the readings' 10 points, then the analytics' own
+    c = counter(monkeypatch, influx, 50, min_points=10, defer=True)
+    c.step(100.0, published_all=True)  # every reading may be stored: ready, not counted
+    assert c.ready_at == 100.0 and influx.counts == 0 and not c.complete
+    c.step(102.5, published_all=True)  # writes go on (a plain counter counts every 2 s here)
+    c.step(105.0, published_all=True)
+    assert influx.counts == 0 and c.ready_at == 100.0
+    influx.stored = 50
+    assert c.final() == 50 and influx.counts == 1 and c.complete and c.finished_at == 100.0
