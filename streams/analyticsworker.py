@@ -483,6 +483,9 @@ class Position(NamedTuple):
     ts_ms: int
 
 
+UNKNOWN = Position(-1, -1, -1)  # a record whose position is not known: no state's last applied
+
+
 def already_applied(applied: Sequence[int] | None, at: Position) -> bool:
     """Whether the record at ``at`` is in a state whose last applied record was ``applied``.
 
@@ -507,9 +510,9 @@ class Batch:
 
     __slots__ = ("finishing", "positions", "values")
 
-    def __init__(self, values: list[bytes], positions: list[Position] | None = None) -> None:
+    def __init__(self, values: list[bytes], positions: list[Position]) -> None:
         self.values = values
-        self.positions = positions if positions is not None else [Position(-1, -1, -1)] * len(values)
+        self.positions = positions
         self.finishing: asyncio.Future[None] | None = None
 
     def finish_later(self, task: asyncio.Future[None]) -> None:
@@ -583,8 +586,7 @@ async def _take_until_quiet(
             finally:
                 consuming = None
         buffer.append(value)
-        event = stream.current_event
-        events.append(event)
+        events.append(stream.current_event)
         held_bytes += len(value)
         if len(buffer) == 1:
             arrived.set()
@@ -639,7 +641,7 @@ def _position(event: Any) -> Position:
     """Where ``event``'s record was read (unknown: -1, which no state's applied record matches)."""
     message = getattr(event, "message", None)
     if message is None:
-        return Position(-1, -1, -1)
+        return UNKNOWN
     return Position(message.partition, message.offset, round(message.timestamp * 1000))
 
 
@@ -656,9 +658,8 @@ def _by_device(
     be a bundle (several documents); a malformed document is counted and skipped on its own.
     """
     by_device: dict[str, Docs] = {}
-    unknown = Position(-1, -1, -1)
     for i, raw in enumerate(values):
-        at = positions[i] if positions is not None else unknown
+        at = positions[i] if positions is not None else UNKNOWN
         for doc in split_bundle(raw):
             try:
                 batch = decode_batch(doc)
