@@ -26,13 +26,12 @@ from ingest.router import Hj212Context
 from ingest.settings import IngestSettings
 from stationflow.contracts import DeviceRecord
 from stationflow.passwords import PasswordCache
-from stationflow.registryview import RegistryFollower, RegistryView
+from stationflow.registryview import CATCH_UP_S, RegistryFollower, RegistryView
 
 __all__ = ["Hj212Registry"]
 
 logger = logging.getLogger(__name__)
 
-CATCH_UP_S = 2.0
 FOLLOWER_RETRY_S = 5.0
 UNKNOWN_REPORT_S = 3600.0
 _PW = re.compile(rb"PW=([^;&]*)")

@@ -22,11 +22,14 @@ from stationflow.contracts import DeviceRecord
 from stationflow.kafka import start_with_retry, true_end_offsets
 from stationflow.settings import CommonSettings
 
-__all__ = ["RegistryFollower", "RegistryView"]
+__all__ = ["CATCH_UP_S", "RegistryFollower", "RegistryView"]
 
 logger = logging.getLogger(__name__)
 
 POLL_MS = 500
+# Longest wait for the view to read what is on the topic now, before a device is called unknown
+# (an integrator registers a device and publishes at once: the change may still be in flight).
+CATCH_UP_S = 2.0
 # How often the follower compares the topic's end offsets with its positions. A broker that lost
 # the topic (a restarted in-memory Tansu) answers a fetch past the new end with nothing, not with
 # OFFSET_OUT_OF_RANGE as Kafka does, so without this the view would stay at its old positions and
@@ -45,11 +48,12 @@ class RegistryView:
         self.ready = asyncio.Event()
         self._catch_up: Callable[[float], Awaitable[bool]] | None = None
 
-    async def catch_up(self, timeout_s: float) -> bool:
+    async def catch_up(self, timeout_s: float = CATCH_UP_S) -> bool:
         """Wait until the view holds everything on the registry topic *now*; False on timeout.
 
         Used before calling a device unknown: an integrator who registers a device and
-        publishes at once must not see the reading refused because the change was in flight.
+        publishes at once must not see the reading refused (or analysed without its station)
+        because the change was in flight.
         """
         if self._catch_up is None:
             return True

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, NamedTuple, cast
 
 import faust
@@ -37,7 +37,7 @@ from stationflow import topics
 from stationflow.contracts import AlertEvent, AlertSync, DeviceRecord, HourlyValues, utcnow
 from stationflow.kafka import CachingPartitioner
 from stationflow.logs import LogThrottle
-from stationflow.registryview import RegistryView
+from stationflow.registryview import CATCH_UP_S, RegistryView
 from stationflow.wire import WireBatch, WireReading, decode_batch, split_bundle
 from streams import metrics
 from streams.analytics.device import (
@@ -73,6 +73,8 @@ STATION_TABLE = "stations"
 FLUSH_DEADLINE_S = 60.0
 QUIET_S = 0.005  # a batch goes once nothing new arrived for this long (see take_until_quiet)
 IDLE_WAKE_S = 1.0  # an idle agent looks up this often (a first value wakes it at once)
+CATCH_UP_EVERY_S = 1.0  # a device unknown after a registry catch-up waits again this often at most
+MAX_REMEMBERED_UNKNOWN = 10_000
 
 LineSink = Callable[[bytes, int], Awaitable[None]]
 
@@ -183,6 +185,8 @@ class AnalyticsAgents:
         self.sink: Any = None  # opened and closed by the analyse agent
         self.sink_open = asyncio.Event()
         self.watching_since: float | None = None  # when this worker first watched, tables restored
+        # device id → when the view last caught up and still did not know it (a deleted device)
+        self.unknown_after_catch_up: dict[str, float] = {}
 
     def install(self) -> None:
         """Register the agents and timers on the app."""
@@ -285,7 +289,9 @@ class AnalyticsAgents:
                 now = time.time()
                 lines: list[str] = []
                 futures: list[Awaitable[Any]] = []
-                for device_id, docs in _by_device(batch.values, self.throttle, batch.positions).items():
+                by_device = _by_device(batch.values, self.throttle, batch.positions)
+                await self.know_devices(by_device)
+                for device_id, docs in by_device.items():
                     await self._analyse_device(device_id, docs, now, lines, futures)
                 futures += await self.writer.flush()  # the table changes leave now, not after the points
                 # the writes are acknowledged while the next batch is computed; this batch's
@@ -294,6 +300,41 @@ class AnalyticsAgents:
                     self.finish(finishing, lines, futures, started, len(batch.values))
                 )
                 batch.finish_later(finishing)
+
+    async def know_devices(self, device_ids: Iterable[str]) -> None:
+        """Let the registry view catch up before a batch that has devices it does not know.
+
+        The raw stage let these readings through with the device's record, so the record is on
+        the registry topic; a worker that runs only the analytics follows that topic in its own
+        view, which may not have read it yet (a device registered a moment before it published:
+        analysed without its station, a river level had no warning level to cross). A device
+        still unknown after a catch-up (deleted since) waits again at most every
+        ``CATCH_UP_EVERY_S``.
+        """
+        registry = self.registry
+        if registry is None:
+            return
+        now = time.monotonic()
+        waited = self.unknown_after_catch_up
+        unknown = [
+            d
+            for d in device_ids
+            if registry.get(d) is None and now - waited.get(d, -CATCH_UP_EVERY_S) >= CATCH_UP_EVERY_S
+        ]
+        if not unknown:
+            return
+        metrics.ANALYTICS_REGISTRY_WAITS.inc()
+        if not await registry.catch_up(CATCH_UP_S):
+            logger.warning(
+                "registry view not caught up within %.0f s, analysed without a record devices=%s",
+                CATCH_UP_S,
+                ",".join(unknown[:10]),
+            )
+        if len(waited) > MAX_REMEMBERED_UNKNOWN:
+            waited.clear()
+        for d in unknown:
+            if registry.get(d) is None:
+                waited[d] = now
 
     async def _analyse_device(
         self,

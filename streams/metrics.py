@@ -40,6 +40,10 @@ ANALYTICS_REPLAYED = Counter(
     "stationflow_analytics_replayed_total",
     "readings.clean documents skipped because the device's state already held them (replays after a restart)",
 )
+ANALYTICS_REGISTRY_WAITS = Counter(
+    "stationflow_analytics_registry_waits_total",
+    "analytics batches that waited for the registry view to read a device it did not know yet",
+)
 ANALYTICS_BATCH_SECONDS = Histogram(
     "stationflow_analytics_batch_seconds",
     "Time to analyse one batch of clean records (state, rules, InfluxDB, Kafka, changelog)",

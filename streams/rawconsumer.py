@@ -30,7 +30,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from stationflow import topics
 from stationflow.kafka import start_with_retry
-from stationflow.registryview import RegistryView
+from stationflow.registryview import CATCH_UP_S, RegistryView
 from streams.normalize import RecentKeys
 from streams.processor import BatchProcessor, Emitted, Prepared, ReadingSink
 from streams.settings import StreamsSettings
@@ -42,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 EXIT_SPOOL_FAILURE = 70
 MAX_KAFKA_BATCH_BYTES = 512 * 1024
-REGISTRY_CATCH_UP_S = 2.0  # longest wait for the registry view before calling a device unknown
 # Batches taken and not yet stored and committed, the one being prepared included (memory:
 # 3 x streams_batch_max records, as two in flight plus one in preparation were before the wait
 # moved ahead of the fetch)
@@ -193,8 +192,8 @@ class RawConsumer:
             prepared = [self.processor.prepare(values, defer_unknown=self.registry is not None)]
             if prepared[0].unknown and self.registry is not None:
                 # a device registered a moment ago may still be on its way to the view
-                if not await self.registry.catch_up(REGISTRY_CATCH_UP_S):
-                    logger.warning("registry view not caught up within %.0f s", REGISTRY_CATCH_UP_S)
+                if not await self.registry.catch_up(CATCH_UP_S):
+                    logger.warning("registry view not caught up within %.0f s", CATCH_UP_S)
                 # the deferred documents were counted (records, documents) by the first pass
                 retried = self.processor.prepare(prepared[0].unknown)
                 prepared.append(dataclasses.replace(retried, records=0, documents=0))

@@ -31,7 +31,7 @@ from stationflow import topics
 from stationflow.contracts import DeadLetter, DeviceRecord, Reading, encode_batch, utcnow
 from stationflow.logs import LogThrottle
 from stationflow.passwords import PasswordCache
-from stationflow.registryview import RegistryView
+from stationflow.registryview import CATCH_UP_S, RegistryView
 
 __all__ = ["Connection", "Context", "Framer", "ProtocolHandler", "Session", "TcpCollector"]
 
@@ -40,9 +40,8 @@ logger = logging.getLogger(__name__)
 READ_CHUNK = 65_536
 # A reply the station does not read within this long closes the connection.
 WRITE_TIMEOUT_S = 30.0
-# An unknown MN / address waits this long for the registry view to catch up, at most once per
+# An unknown MN / address waits (CATCH_UP_S) for the registry view to catch up, at most once per
 # key and connection every CATCH_UP_EVERY_S.
-CATCH_UP_S = 2.0
 CATCH_UP_EVERY_S = 10.0
 # A peer whose partial frames time out this many times in a row is disconnected (slow loris).
 MAX_FRAME_TIMEOUTS = 3
