@@ -18,7 +18,7 @@ from stationflow.contracts import DeviceRecord, DeviceStatus, MetricSpec, Readin
 from stationflow.logs import LogThrottle
 from stationflow.wire import decode_batch, join_bundle
 from streams import metrics
-from streams.analytics import validity
+from streams.analytics import device, validity
 from streams.analytics.device import (
     _TAGS_CACHE,
     AnalyticsConfig,
@@ -310,3 +310,57 @@ def test_large_windows_are_compressed_and_come_back() -> None:
     assert len(value) < plain / 2
     assert decode_device(value) == state
     assert peek_device(value) == (1e9, state.rules)
+
+
+def _is_spike_before(m: MetricState, value: float) -> bool:
+    """``device._is_spike`` as it was before its early exit and its sort of the deviations' runs."""
+    if len(m.raw) < 10:
+        return False
+    recent = [v[1] for v in m.raw.values()]
+    median = float(np.median(recent))
+    mad = float(np.median([abs(v - median) for v in recent]))
+    scale = max(mad, 1e-6 * max(abs(median), 1.0), 1e-9)
+    return abs(value - median) > 6.0 * scale * 1.4826 and abs(value - median) > 0.05 * max(abs(median), 1.0)
+
+
+spiky = st.one_of(
+    st.floats(min_value=-1e3, max_value=1e3, allow_nan=False).map(lambda v: round(v, 1)),
+    st.sampled_from([0.0, 10.0, 10.0, 10.0, 500.0, -0.0, 1e9]),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(spiky, min_size=0, max_size=70), spiky)
+def test_spike_check_is_what_it_was(values: list[float], value: float) -> None:
+    m = MetricState(raw={60 * i: [60.0 * i + 1, v] for i, v in enumerate(values)})
+    assert device._is_spike(m, value) is _is_spike_before(m, value)
+
+
+def _entries(summed: bool) -> st.SearchStrategy[dict[int, list[float]]]:
+    """Window entries keyed as ``_place`` keys them: a reading's whole second (accumulations) or
+    its minute slot's start, one entry per key."""
+    times = st.floats(min_value=0.0, max_value=3 * 3600.0, allow_nan=False)
+
+    def keyed(ts_list: list[float]) -> dict[int, list[float]]:
+        raw: dict[int, list[float]] = {}
+        for ts in ts_list:
+            raw[int(ts) if summed else int(ts // 60) * 60] = [ts, 1.0]
+        return raw
+
+    return st.lists(times, max_size=120).map(keyed)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.booleans().flatmap(_entries), st.floats(min_value=0.0, max_value=3 * 3600.0, allow_nan=False))
+def test_stale_entries_dropped_are_those_a_full_pass_finds(
+    raw: dict[int, list[float]], keep_from: float
+) -> None:
+    expected = {k: v for k, v in raw.items() if v[0] >= keep_from}
+    device._drop_stale(raw, keep_from)
+    assert raw == expected
+
+
+def test_stale_entries_before_1970_take_the_full_pass() -> None:
+    raw = {-2: [-1.5, 1.0], 0: [-0.5, 2.0], 5: [5.5, 3.0]}  # int(-0.5) is 0: above its reading
+    device._drop_stale(raw, 0.0)
+    assert raw == {5: [5.5, 3.0]}

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest.mock import patch
 
+import lz4.block
 import msgspec
 import numpy as np
 import pytest
@@ -28,7 +29,14 @@ from streams.analytics.device import (
     _window_mean,
     update_device,
 )
-from streams.analytics.statecodec import HOURS_APART_FROM, VERSION, decode_device, encode_device, peek_device
+from streams.analytics.statecodec import (
+    HOURS_APART_FROM,
+    VERSION,
+    ZLIB_VERSION,
+    decode_device,
+    encode_device,
+    peek_device,
+)
 from streams.lineprotocol import escape_string
 
 CONFIG = AnalyticsConfig()
@@ -114,7 +122,7 @@ def test_a_value_without_remembered_means_still_reads() -> None:
     _, state = _run(_batches(4, hours=10, every_min=10), forget=False)
     value = encode_device(state)
     head = msgspec.msgpack.decode(value[1:])
-    metrics = msgspec.msgpack.decode(zlib.decompress(head[8])) if isinstance(head[8], bytes) else head[8]
+    metrics = msgspec.msgpack.decode(lz4.block.decompress(head[8])) if isinstance(head[8], bytes) else head[8]
     head[8] = {name: fields[:4] for name, fields in metrics.items()}  # the four fields of before
     old = VERSION + msgspec.msgpack.encode(head)
     decoded = decode_device(old)
@@ -164,8 +172,8 @@ def test_a_value_with_hours_inline_still_reads() -> None:
     value = encode_device(state)
     head = msgspec.msgpack.decode(value[1:])
     assert head.pop() is None  # applied: no record position in this run
-    hours = msgspec.msgpack.decode(zlib.decompress(head.pop()))
-    metrics = msgspec.msgpack.decode(zlib.decompress(head[8])) if isinstance(head[8], bytes) else head[8]
+    hours = msgspec.msgpack.decode(lz4.block.decompress(head.pop()))
+    metrics = msgspec.msgpack.decode(lz4.block.decompress(head[8])) if isinstance(head[8], bytes) else head[8]
     for name, fields in metrics.items():
         fields[1] = hours[name]
     head[8] = metrics  # eleven fields, every metric's hours in its own entry (as before)
@@ -231,3 +239,19 @@ def test_kept_oldest_bound_drops_the_same_stale_windows(seed: int, per_batch: in
         assert kept == scanned
         for m in kept.metrics.values():
             assert m.oldest is None or all(m.oldest <= v[0] for v in m.raw.values())
+
+
+def test_a_value_with_zlib_blobs_still_reads_and_is_written_in_lz4() -> None:
+    """Values written before the codec moved to LZ4 (version 1: zlib) restore after an upgrade."""
+    _, state = _run(_batches(7, hours=20, every_min=1), forget=False)
+    value = encode_device(state)
+    head = msgspec.msgpack.decode(value[1:])
+    assert isinstance(head[8], bytes) and isinstance(head[11], bytes)  # both blobs present
+    head[8] = zlib.compress(lz4.block.decompress(head[8]), 1)
+    head[11] = zlib.compress(lz4.block.decompress(head[11]), 1)
+    old = ZLIB_VERSION + msgspec.msgpack.encode(head)
+    decoded = decode_device(old)
+    assert decoded == state
+    assert peek_device(old) == peek_device(value)
+    assert decoded.packed_hours is None  # the zlib blob is not reused in an LZ4 value
+    assert encode_device(decoded) == value
