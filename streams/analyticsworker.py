@@ -714,7 +714,7 @@ def _by_device(
 
 
 def _load_device(value: bytes | None) -> DeviceState:
-    return decode_device(value)
+    return decode_device(value, lazy=True)  # closed hours decoded only when the update needs them
 
 
 def _recovered(app: faust.App) -> bool:

@@ -20,7 +20,7 @@ absolute deviations from the last hour's median, on ≥ 10 samples) is treated t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -147,9 +147,17 @@ class DeviceState:
     # the ``(closed, metric count)`` they are of: hours change only when ``closed`` moves, so
     # an unchanged signature means the same hours (see ``statecodec``); not part of the value
     packed_hours: tuple[int, int, bytes] | None = field(default=None, compare=False, repr=False)
+    # the closed hours of every metric not yet decoded (``statecodec.decode_device(lazy=True)``):
+    # until :func:`load_hours` runs it, every metric's ``hours`` is empty. Most batches of a
+    # device with a day of hours need none of them (no hour closes; the 8 h / 24 h means are
+    # remembered in ``MetricState.means``): decoding them was a third of the value's decode.
+    hours_loader: Callable[[], dict[str, dict[int, list[float]]]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def dump(self) -> dict[str, Any]:
         """JSON-able form (orjson in the table)."""
+        load_hours(self)
         return {
             "wm": self.wm,
             "seen": self.seen,
@@ -200,6 +208,17 @@ class DeviceState:
             shipments=doc.get("ship", {}),
             applied=doc.get("applied"),
         )
+
+
+def load_hours(state: DeviceState) -> None:
+    """Decode the closed hours a lazily decoded state left packed (nothing if none are)."""
+    loader = state.hours_loader
+    if loader is None:
+        return
+    state.hours_loader = None
+    hours = loader()
+    for name, m in state.metrics.items():
+        m.hours = hours.get(name, {})
 
 
 @dataclass(slots=True)
@@ -538,6 +557,8 @@ def _close_hours(
     device's reporting interval).
     """
     upto = int((state.wm - config.grace_s) // HOUR) * HOUR  # hours before this are closed
+    if upto > state.closed:  # hours close (and old ones go): they are needed
+        load_hours(state)
     if state.closed == 0:
         first = min((min(m.raw) for m in state.metrics.values() if m.raw), default=upto)
         state.closed = min(int(first // HOUR) * HOUR, upto)
@@ -637,14 +658,30 @@ def _aggregate(m: MetricState, name: str, hour: int) -> tuple[list[float], Fract
     return [agg, float(len(values)), min(values), max(values)], total
 
 
+def _means_known(m: MetricState, end: float) -> bool:
+    """Whether the 8 h and 24 h means at ``end`` are remembered (see ``_signals``)."""
+    mean_8h, mean_24h = m.means.get(8), m.means.get(24)
+    return (
+        mean_8h is not None
+        and mean_8h[0] == end
+        and mean_8h[1] == 6
+        and mean_24h is not None
+        and mean_24h[0] == end
+        and mean_24h[1] == 20
+    )
+
+
 def _window_mean(m: MetricState, end: float, hours: int, min_valid: int) -> float | None:
     """Mean of the valid closed hourly means in the ``hours`` before ``end`` (remembered in
     ``m.means`` until ``hours`` change or another ``end`` is asked for)."""
-    if len(m.hours) < min_valid:
-        return None  # too few hours in total, whatever the window (no exact arithmetic needed)
     known = m.means.get(hours)
     if known is not None and known[0] == end and known[1] == min_valid:
         return known[2]  # type: ignore[no-any-return]
+    if len(m.hours) < min_valid:
+        # too few hours in total, whatever the window (no exact arithmetic needed); remembered
+        # too, so that a state whose hours are still packed need not decode them to know it
+        m.means[hours] = [end, min_valid, None]
+        return None
     start = end - hours * HOUR
     vals = [v[0] for h, v in m.hours.items() if start <= h < end and v[1] > 0]
     mean = _exact_mean_of_floats(vals, max(min_valid, 1))
@@ -761,14 +798,23 @@ def _signals(
                 rise = flood.level_rise_per_hour(recent, now_s=wm)
                 if rise is not None:
                     out["level.rise_per_h"] = rise
-        if len(m.hours) >= 6:  # fewer closed hours than either window needs: neither mean
-            end = float(state.closed)
+        end = float(state.closed)
+        if state.hours_loader is not None and not _means_known(m, end):
+            load_hours(state)
+        if state.hours_loader is not None or len(m.hours) >= 6:
+            # (fewer closed hours than either window needs: neither mean; with the hours still
+            # packed, both means are remembered for this end)
             mean = _window_mean(m, end, 8, 6)
             if mean is not None:
                 out[key_8h] = mean
             mean = _window_mean(m, end, 24, 20)
             if mean is not None:
                 out[key_24h] = mean
+        elif state.packed_hours is not None:
+            # neither mean, remembered for a state whose hours go packed (a metric first seen
+            # later than the others), so that its next decode need not unpack them to know it
+            m.means[8] = [end, 6, None]
+            m.means[24] = [end, 20, None]
     if flat:
         out["dq.flat_intervals"] = float(flat)
     else:

@@ -37,7 +37,7 @@ import lz4.block
 import msgspec
 import orjson
 
-from streams.analytics.device import DeviceState, MetricState
+from streams.analytics.device import DeviceState, MetricState, load_hours
 
 __all__ = [
     "COMPRESS_FROM",
@@ -98,6 +98,7 @@ def _packed_hours(state: DeviceState) -> bytes | None:
     known = state.packed_hours
     if known is not None and known[:2] == signature:
         return known[2]
+    load_hours(state)  # (a metric first seen in a lazily decoded state: hours packed anew)
     if sum(len(m.hours) for m in state.metrics.values()) < HOURS_APART_FROM:
         state.packed_hours = None
         return None
@@ -106,8 +107,13 @@ def _packed_hours(state: DeviceState) -> bytes | None:
     return blob
 
 
-def decode_device(value: bytes | None) -> DeviceState:
-    """The state in a table value (None or empty: a fresh state; JSON: an earlier worker's)."""
+def decode_device(value: bytes | None, *, lazy: bool = False) -> DeviceState:
+    """The state in a table value (None or empty: a fresh state; JSON: an earlier worker's).
+
+    ``lazy``: closed hours that went on their own stay packed until the update needs them
+    (``DeviceState.hours_loader``, :func:`streams.analytics.device.load_hours`); the worker's
+    way. The state then compares equal to the eager one only after ``load_hours``.
+    """
     if not value:
         return DeviceState()
     version = value[:1]
@@ -121,7 +127,16 @@ def decode_device(value: bytes | None) -> DeviceState:
     applied = rest[1] if len(rest) > 1 else None
     if isinstance(metrics, bytes):
         metrics = _DECODER.decode(decompress(metrics))
-    if apart:  # the closed hours of every metric, compressed on their own
+    loader = None
+    if apart and lazy:
+        blob = apart
+
+        def loader() -> dict[str, dict[int, list[float]]]:
+            return _DECODER.decode(decompress(blob))  # type: ignore[no-any-return]
+
+        for fields in metrics.values():
+            fields[1] = {}
+    elif apart:  # the closed hours of every metric, compressed on their own
         hours = _DECODER.decode(decompress(apart))
         for name, fields in metrics.items():
             fields[1] = hours.get(name, {})
@@ -138,6 +153,7 @@ def decode_device(value: bytes | None) -> DeviceState:
         rules=rules,
         shipments=ships,
         applied=applied,
+        hours_loader=loader,
     )
     if apart and version == VERSION:  # a zlib blob is compressed anew (in LZ4) when written
         state.packed_hours = (closed, len(state.metrics), apart)

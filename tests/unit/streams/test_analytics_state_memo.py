@@ -255,3 +255,49 @@ def test_a_value_with_zlib_blobs_still_reads_and_is_written_in_lz4() -> None:
     assert peek_device(old) == peek_device(value)
     assert decoded.packed_hours is None  # the zlib blob is not reused in an LZ4 value
     assert encode_device(decoded) == value
+
+
+def _with_a_new_metric(batches: list[list[WireReading]], from_batch: int) -> list[list[WireReading]]:
+    """The same messages, with a fourth metric (no2) from ``from_batch`` on."""
+    out = []
+    for i, readings in enumerate(batches):
+        if i >= from_batch:
+            readings = [*readings, WireReading(metric="no2", value=20.0 + i % 7, ts=readings[0].ts)]
+        out.append(readings)
+    return out
+
+
+@pytest.mark.parametrize(("seed", "every_min"), [(1, 10), (2, 1), (3, 20)])
+def test_hours_left_packed_until_needed_change_nothing(seed: int, every_min: int) -> None:
+    """The worker decodes a value's closed hours only when an update needs them (an hour
+    closing, a window mean not remembered, a metric first seen): every batch's output and
+    the value written are the same as with the hours decoded up front."""
+    hours = 30 if every_min >= 10 else 27
+    batches = _with_a_new_metric(
+        _batches(seed, hours=hours, every_min=every_min),
+        from_batch=len(_batches(seed, hours=hours, every_min=every_min)) * 4 // 5,
+    )
+    eager_value = lazy_value = b""
+    packed_batches = stayed_packed = 0
+    for i, readings in enumerate(batches):
+        eager = decode_device(eager_value)
+        lazy = decode_device(lazy_value, lazy=True)
+        packed = lazy.hours_loader is not None
+        now = 1e9 + 60 * i
+        a = update_device(eager, "aq-1", readings, record=None, domain="air", now=now, config=CONFIG)
+        b = update_device(lazy, "aq-1", readings, record=None, domain="air", now=now, config=CONFIG)
+        packed_batches += packed
+        stayed_packed += packed and lazy.hours_loader is not None
+        assert a.signals == b.signals and a.lines == b.lines and a.late == b.late
+        assert [e.model_dump() for e in a.events] == [e.model_dump() for e in b.events]
+        assert [h.model_dump() for h in a.hourly] == [h.model_dump() for h in b.hourly]
+        eager_value, lazy_value = encode_device(eager), encode_device(lazy)
+        assert lazy_value == eager_value
+    # hours go apart from 48 closed hours on (16 h of three metrics); then most batches never
+    # decoded them
+    assert packed_batches > len(batches) // 4 and stayed_packed > packed_batches // 2
+    final = decode_device(lazy_value, lazy=True)
+    assert final != decode_device(lazy_value)  # hours still packed
+    device.load_hours(final)
+    assert final == decode_device(lazy_value)
+    assert final.dump() == decode_device(lazy_value).dump()
