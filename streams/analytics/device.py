@@ -658,17 +658,18 @@ def _aggregate(m: MetricState, name: str, hour: int) -> tuple[list[float], Fract
     return [agg, float(len(values)), min(values), max(values)], total
 
 
+# the rolling means of closed hours: (window hours, valid hourly values it needs), GB 3095 Table 4
+_MEAN_8H = (8, 6)
+_MEAN_24H = (24, 20)
+
+
 def _means_known(m: MetricState, end: float) -> bool:
     """Whether the 8 h and 24 h means at ``end`` are remembered (see ``_signals``)."""
-    mean_8h, mean_24h = m.means.get(8), m.means.get(24)
-    return (
-        mean_8h is not None
-        and mean_8h[0] == end
-        and mean_8h[1] == 6
-        and mean_24h is not None
-        and mean_24h[0] == end
-        and mean_24h[1] == 20
-    )
+    for hours, min_valid in (_MEAN_8H, _MEAN_24H):
+        known = m.means.get(hours)
+        if known is None or known[0] != end or known[1] != min_valid:
+            return False
+    return True
 
 
 def _window_mean(m: MetricState, end: float, hours: int, min_valid: int) -> float | None:
@@ -801,20 +802,20 @@ def _signals(
         end = float(state.closed)
         if state.hours_loader is not None and not _means_known(m, end):
             load_hours(state)
-        if state.hours_loader is not None or len(m.hours) >= 6:
+        if state.hours_loader is not None or len(m.hours) >= _MEAN_8H[1]:
             # (fewer closed hours than either window needs: neither mean; with the hours still
             # packed, both means are remembered for this end)
-            mean = _window_mean(m, end, 8, 6)
+            mean = _window_mean(m, end, *_MEAN_8H)
             if mean is not None:
                 out[key_8h] = mean
-            mean = _window_mean(m, end, 24, 20)
+            mean = _window_mean(m, end, *_MEAN_24H)
             if mean is not None:
                 out[key_24h] = mean
         elif state.packed_hours is not None:
             # neither mean, remembered for a state whose hours go packed (a metric first seen
             # later than the others), so that its next decode need not unpack them to know it
-            m.means[8] = [end, 6, None]
-            m.means[24] = [end, 20, None]
+            for hours, min_valid in (_MEAN_8H, _MEAN_24H):
+                m.means[hours] = [end, min_valid, None]
     if flat:
         out["dq.flat_intervals"] = float(flat)
     else:
