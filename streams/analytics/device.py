@@ -20,7 +20,7 @@ absolute deviations from the last hour's median, on ≥ 10 samples) is treated t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -336,26 +336,54 @@ def _plan(device_id: str, record: DeviceRecord | None, domain: str) -> _Plan:
         return plan
     attrs: Mapping[str, float | str] = record.station.attributes if record and record.station else {}
     overrides: Mapping[str, float] = record.thresholds if record else {}
-    rules = rules_for_device(domain)
-    instant: dict[str, tuple[Rule, ...]] = {}
-    for r in rules:
-        if "." not in r.signal:
-            instant[r.signal] = (*instant.get(r.signal, ()), r)
-    derived = tuple(r for r in rules if "." in r.signal)
+    levels, instant, derived, needed = _rule_plan(domain, attrs, overrides)
     plan = _Plan(
         record=record,
         domain=domain,
         subject=subject_for(device_id, record, domain),
         attrs=attrs,
         overrides=overrides,
-        levels={r.id: resolve_levels(r, attrs, overrides) for r in rules},
+        levels=levels,
         instant=instant,
         derived=derived,
-        needed=frozenset(r.signal.partition(".")[0] for r in derived),
+        needed=needed,
     )
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
     _PLANS[device_id] = plan
+    return plan
+
+
+_RulePlan = tuple[
+    dict[str, list[ResolvedLevel]], dict[str, tuple[Rule, ...]], tuple[Rule, ...], frozenset[str]
+]
+_RulePlanKey = tuple[str, tuple[tuple[str, float | str], ...], tuple[tuple[str, float], ...]]
+_RULE_PLANS: dict[_RulePlanKey, _RulePlan] = {}
+
+
+def _rule_plan(domain: str, attrs: Mapping[str, float | str], overrides: Mapping[str, float]) -> _RulePlan:
+    """The rules' part of a plan: the same for every device of a domain whose station
+    attributes and threshold overrides are the same (most of a fleet), so built once for them
+    (shared and never changed: ``levels``, ``instant``, ``derived``, ``needed``)."""
+    key = (domain, tuple(sorted(attrs.items())), tuple(sorted(overrides.items())))
+    known = _RULE_PLANS.get(key)
+    if known is not None:
+        return known
+    rules = rules_for_device(domain)
+    instant: dict[str, tuple[Rule, ...]] = {}
+    for r in rules:
+        if "." not in r.signal:
+            instant[r.signal] = (*instant.get(r.signal, ()), r)
+    derived = tuple(r for r in rules if "." in r.signal)
+    plan = (
+        {r.id: resolve_levels(r, attrs, overrides) for r in rules},
+        instant,
+        derived,
+        frozenset(r.signal.partition(".")[0] for r in derived),
+    )
+    if len(_RULE_PLANS) >= _PLANS_MAX:
+        _RULE_PLANS.clear()
+    _RULE_PLANS[key] = plan
     return plan
 
 
@@ -383,14 +411,7 @@ def update_device(
         out.events.append(back)
     state.seen = max(state.seen, now)
 
-    by_ts: dict[float, list[ReadingLike]] = {}
-    for r in sorted(readings, key=lambda r: r.ts):
-        ts = r.ts.timestamp()
-        group = by_ts.get(ts)
-        if group is None:
-            by_ts[ts] = [r]
-        else:
-            group.append(r)
+    by_ts = _by_event_time(readings if isinstance(readings, list) else list(readings))
     interval = (
         float(record.expected_interval_s)
         if record and record.expected_interval_s
@@ -443,6 +464,45 @@ def update_device(
         out.signals = signals
         out.lines.extend(_derived_lines(state, subject, signals, station_attrs))
     return out
+
+
+def _by_event_time(readings: Sequence[ReadingLike]) -> dict[float, list[ReadingLike]]:
+    """The readings grouped by event time (POSIX seconds), oldest first, each group in the
+    readings' order: ``sorted(readings, key=ts)`` grouped by ``ts.timestamp()``.
+
+    A device's message usually holds readings of one time, already in order: then one
+    ``timestamp()`` per time and no sort (the datetimes compare equal or are the same object);
+    readings out of order take the sort.
+    """
+    by_ts: dict[float, list[ReadingLike]] = {}
+    prev: datetime | None = None
+    group: list[ReadingLike] = []
+    for r in readings:
+        at = r.ts
+        if at is not prev:
+            if prev is not None and at < prev:
+                return _sorted_by_event_time(readings)
+            if prev is None or at != prev:
+                ts = at.timestamp()
+                found = by_ts.get(ts)
+                if found is None:
+                    found = by_ts[ts] = []
+                group = found
+            prev = at
+        group.append(r)
+    return by_ts
+
+
+def _sorted_by_event_time(readings: Sequence[ReadingLike]) -> dict[float, list[ReadingLike]]:
+    by_ts: dict[float, list[ReadingLike]] = {}
+    for r in sorted(readings, key=lambda r: r.ts):
+        ts = r.ts.timestamp()
+        group = by_ts.get(ts)
+        if group is None:
+            by_ts[ts] = [r]
+        else:
+            group.append(r)
+    return by_ts
 
 
 def _is_late(state: DeviceState, ts: float) -> bool:
@@ -604,26 +664,24 @@ def _close_hours(
             )
         hour += HOUR
     moved = upto > state.closed or bool(results)
-    state.closed = max(state.closed, upto)
-    oldest = state.closed - KEEP_HOURS * HOUR
+    closed = state.closed = max(state.closed, upto)
+    oldest = closed - KEEP_HOURS * HOUR
+    # accumulations keep 24 h of raw entries (rolling sums); means the last hour (rolling 1 h
+    # statistics), whatever hours have closed
+    keep_sums, keep_means = closed - 24 * HOUR, min(closed, state.wm - HOUR)
     for name, m in state.metrics.items():
-        # accumulations keep 24 h of raw entries (rolling sums); means the last hour (rolling
-        # 1 h statistics), whatever hours have closed
-        keep_raw_from = (
-            state.closed - 24 * HOUR if name in SUM_METRICS else min(state.closed, state.wm - HOUR)
-        )
+        keep_raw_from = keep_sums if name in SUM_METRICS else keep_means
         if m.oldest is None or m.oldest < keep_raw_from:
-            _drop_stale(m.raw, keep_raw_from)
-            # the smallest key is a lower bound of the timestamps kept (see _drop_stale)
-            m.oldest = float(min(m.raw)) - 1.0 if m.raw else math.inf
+            m.oldest = _drop_stale(m.raw, keep_raw_from)
         if moved:  # hours are added and ``oldest`` moves only when hours close
             m.hours = {h: v for h, v in m.hours.items() if h >= oldest}
             m.means.clear()
     return results
 
 
-def _drop_stale(raw: dict[int, list[float]], keep_from: float) -> None:
-    """Remove the entries whose reading is older than ``keep_from``, oldest key first.
+def _drop_stale(raw: dict[int, list[float]], keep_from: float) -> float:
+    """Remove the entries whose reading is older than ``keep_from``, oldest key first; return
+    a lower bound of the timestamps kept (the smallest key less one; infinity when none are).
 
     A key is its reading's slot start (``floor(ts / SLOT) * SLOT``) or, for an accumulation, its
     whole second (``int(ts)``): keys are distinct, every reading lies in ``[key, key + step)``
@@ -638,10 +696,11 @@ def _drop_stale(raw: dict[int, list[float]], keep_from: float) -> None:
         if key < 0:
             for k in [k for k, v in raw.items() if v[0] < keep_from]:
                 del raw[k]
-            return
+            return float(min(raw)) - 1.0 if raw else math.inf
         if raw[key][0] >= keep_from:
-            return
+            return float(key) - 1.0
         del raw[key]
+    return math.inf
 
 
 def _aggregate(m: MetricState, name: str, hour: int) -> tuple[list[float], Fraction] | None:
@@ -773,7 +832,11 @@ def _signals(
     out: dict[str, float] = {}
     flat = 0
     isfinite = math.isfinite
-    for name, m in state.metrics.items():
+    metrics: Iterable[tuple[str, MetricState]] = state.metrics.items()
+    if only is not None and only.isdisjoint(state.metrics):  # no windows needed (most rules)
+        flat = max([m.flat for m in state.metrics.values()], default=0)
+        metrics = ()
+    for name, m in metrics:
         if m.flat > flat:
             flat = m.flat
         if only is not None and name not in only:
@@ -1095,9 +1158,10 @@ def check_silence(
 
 
 def _nodata_cleared(state: DeviceState, subject: Subject, now: float) -> AlertEvent | None:
-    rs = RuleState.load(state.rules.get(NODATA_RULE.id))
-    if rs.active < 0:
+    raw = state.rules.get(NODATA_RULE.id)
+    if not raw or int(raw[0]) < 0:  # not raised (RuleState.load(raw).active < 0), at every update
         return None
+    rs = RuleState.load(raw)
     rs.seq += 1
     event = _nodata_event(rs, AlertState.CLEARED, subject, now - state.seen, 0.0, now)
     state.rules[NODATA_RULE.id] = RuleState().dump()

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import msgspec
 import numpy as np
 import orjson
+import pytest
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -364,3 +365,91 @@ def test_stale_entries_before_1970_take_the_full_pass() -> None:
     raw = {-2: [-1.5, 1.0], 0: [-0.5, 2.0], 5: [5.5, 3.0]}  # int(-0.5) is 0: above its reading
     device._drop_stale(raw, 0.0)
     assert raw == {5: [5.5, 3.0]}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.booleans().flatmap(_entries), st.floats(min_value=0.0, max_value=3 * 3600.0, allow_nan=False))
+def test_stale_entries_dropped_leave_a_lower_bound_of_what_is_kept(
+    raw: dict[int, list[float]], keep_from: float
+) -> None:
+    bound = device._drop_stale(raw, keep_from)
+    assert bound == (float(min(raw)) - 1.0 if raw else math.inf)
+    assert all(v[0] > bound for v in raw.values())
+
+
+class _At:
+    """A reading as ``update_device`` reads it: only its time matters for the grouping."""
+
+    def __init__(self, ts: datetime, n: int) -> None:
+        self.ts, self.n = ts, n
+
+
+# times within a few seconds (equal ones likely), some in UTC+8: the same instant, another object
+_instants = st.builds(
+    lambda s, us, east: (T0 + timedelta(seconds=s, microseconds=us)).astimezone(CHINA if east else UTC),
+    st.integers(0, 3),
+    st.sampled_from([0, 1, 500_000]),
+    st.booleans(),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_instants, max_size=12))
+def test_readings_grouped_by_event_time_as_the_sort_groups_them(times: list[datetime]) -> None:
+    readings = [_At(t, i) for i, t in enumerate(times)]
+    got = device._by_event_time(readings)  # type: ignore[arg-type]
+    expected = device._sorted_by_event_time(readings)  # type: ignore[arg-type]
+    assert list(got) == list(expected)  # the same times, oldest first
+    assert {ts: [r.n for r in g] for ts, g in got.items()} == {  # type: ignore[attr-defined]
+        ts: [r.n for r in g]  # type: ignore[attr-defined]
+        for ts, g in expected.items()
+    }
+
+
+class _Overlapping(frozenset[str]):
+    """A set that says it shares a member with any other: ``_signals`` takes its loop."""
+
+    def isdisjoint(self, other: object) -> bool:
+        return False
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    device_states(),
+    st.sampled_from(["hydro", "air", "coldchain", "sensor"]),
+    st.sets(st.sampled_from(["dq", "coldchain", "no-such-metric", "pm25", "level", "rain"])),
+)
+def test_signals_without_the_metric_loop_are_the_loops(
+    state: DeviceState, domain: str, only: set[str]
+) -> None:
+    attrs = {"warning_level": 3.0, "guaranteed_level": 4.0}
+    try:
+        expected = device._signals(state, domain, attrs, state.wm, _Overlapping(only))
+    except (OverflowError, ValueError) as exc:  # a state no update makes; both ways alike
+        with pytest.raises(type(exc)):
+            device._signals(state, domain, attrs, state.wm, frozenset(only))
+        return
+    assert device._signals(state, domain, attrs, state.wm, frozenset(only)) == expected
+
+
+def test_devices_with_the_same_station_values_share_their_rules_plan() -> None:
+    from streams.analytics.packs import rules_for_device
+    from streams.analytics.rules import resolve_levels
+
+    assert RECORD.station is not None
+    same = RECORD.model_copy(update={"device_id": "rtu-2"})
+    other_station = RECORD.station.model_copy(update={"attributes": {"warning_level": 2.0}})
+    other = RECORD.model_copy(update={"device_id": "rtu-3", "station": other_station})
+    first = device._plan("rtu-1", RECORD, "hydro")
+    second = device._plan("rtu-2", same, "hydro")
+    third = device._plan("rtu-3", other, "hydro")
+    assert second.levels is first.levels and second.subject.id == "rtu-2"
+    assert third.levels is not first.levels
+    for plan, record in ((first, RECORD), (third, other)):
+        assert record.station is not None
+        expected = {
+            r.id: resolve_levels(r, record.station.attributes, record.thresholds)
+            for r in rules_for_device("hydro")
+        }
+        assert plan.levels == expected
+    assert first.levels["flood.level"] != third.levels["flood.level"]
