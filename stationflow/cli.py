@@ -272,10 +272,23 @@ def bench_analytics(
         int, typer.Option(min=1, help="Devices measured (each one update per message).")
     ] = 1000,
     hours: Annotated[
-        int, typer.Option(min=1, help="Hours of minute data each device holds before it is measured.")
+        int,
+        typer.Option(
+            min=0,
+            help="Hours of minute data each device holds before it is measured "
+            "(0: new devices, as in the pipeline bench's short runs).",
+        ),
     ] = 48,
     metrics: Annotated[int, typer.Option(min=1, max=64, help="Readings per message (metrics).")] = 6,
-    messages: Annotated[int, typer.Option(min=1, help="Messages (minutes) measured per device.")] = 3,
+    messages: Annotated[int, typer.Option(min=1, help="Messages measured per device.")] = 3,
+    interval: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="Seconds between a device's measured messages (60: a station reporting once a "
+            "minute; 0.001: the pipeline bench's load, a device's messages 1 ms apart).",
+        ),
+    ] = 60.0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,
@@ -292,7 +305,14 @@ def bench_analytics(
     from stationflow.bench.statebench import run_state_bench
 
     raise typer.Exit(
-        run_state_bench(devices=devices, hours=hours, metrics=metrics, messages=messages, as_json=as_json)
+        run_state_bench(
+            devices=devices,
+            hours=hours,
+            metrics=metrics,
+            messages=messages,
+            interval_s=interval,
+            as_json=as_json,
+        )
     )
 
 

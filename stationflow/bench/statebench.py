@@ -15,7 +15,8 @@ runs per device and batch, in the same order:
 Each device first receives ``hours`` of minute messages (``metrics`` readings each, values that
 wander as a sensor's do); that warm-up is not measured. A few distinct warmed states are made
 and copied to the measured devices (warming each of a thousand devices through two days would
-take minutes). Then every device receives ``messages`` more minutes, one message per update,
+take minutes). Then every device receives ``messages`` more messages (``interval_s`` apart: a
+minute by default; ``hours=0`` and a millisecond are the pipeline bench's new devices), one per update,
 as a province's stations reporting once a minute do; CPU time (``time.process_time``) is summed
 per step. The garbage collector is tuned as in the worker.
 """
@@ -54,6 +55,7 @@ class StateBenchResult:
     hours: int
     metrics: int
     messages: int
+    interval_s: float
     updates: int
     decode_us: float
     update_us: float
@@ -70,6 +72,7 @@ class StateBenchResult:
             "hours": self.hours,
             "metrics": self.metrics,
             "messages": self.messages,
+            "interval_s": self.interval_s,
             "updates": self.updates,
             "cpu_us_per_update": {
                 "decode": round(self.decode_us, 1),
@@ -104,10 +107,16 @@ class _Sensor:
 
 
 def measure_states(
-    *, devices: int, hours: int, metrics: int, messages: int, progress: Progress | None = None
+    *,
+    devices: int,
+    hours: int,
+    metrics: int,
+    messages: int,
+    interval_s: float = 60.0,
+    progress: Progress | None = None,
 ) -> StateBenchResult:
     """Warm ``TEMPLATES`` states through ``hours`` of minute data, then time ``messages`` more
-    minutes for each of ``devices`` devices (see the module docs)."""
+    messages, ``interval_s`` apart, for each of ``devices`` devices (see the module docs)."""
     config = AnalyticsConfig()
     names = metric_names(metrics)
     warm_minutes = hours * 60
@@ -140,7 +149,7 @@ def measure_states(
     clock = time.process_time
     measured = progress.add_task("measuring", total=messages * devices) if progress else None
     for k in range(messages):
-        at = START + (warm_minutes + k) * MINUTE
+        at = START + warm_minutes * MINUTE + timedelta(seconds=k * interval_s)
         batch = {device: sensors[device].message(names, at) for device in table}
         for device, readings in batch.items():
             a = clock()
@@ -163,6 +172,7 @@ def measure_states(
         hours=hours,
         metrics=metrics,
         messages=messages,
+        interval_s=interval_s,
         updates=updates,
         decode_us=decode_s / updates * 1e6,
         update_us=update_s / updates * 1e6,
@@ -171,14 +181,21 @@ def measure_states(
     )
 
 
-def run_state_bench(*, devices: int, hours: int, metrics: int, messages: int, as_json: bool) -> int:
+def run_state_bench(
+    *, devices: int, hours: int, metrics: int, messages: int, as_json: bool, interval_s: float = 60.0
+) -> int:
     """Run the steady-state analytics bench; print JSON or a table."""
     console = Console(stderr=True, quiet=as_json)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
     ) as progress:
         result = measure_states(
-            devices=devices, hours=hours, metrics=metrics, messages=messages, progress=progress
+            devices=devices,
+            hours=hours,
+            metrics=metrics,
+            messages=messages,
+            interval_s=interval_s,
+            progress=progress,
         )
     if as_json:
         print(json.dumps(result.as_dict()))  # noqa: T201 - the command's output

@@ -28,3 +28,19 @@ def test_the_command_prints_json() -> None:
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     assert doc["updates"] == 9 and doc["cpu_us_per_update"]["total"] > 0
+
+
+def test_new_devices_a_millisecond_apart_are_the_pipeline_benchs() -> None:
+    result = measure_states(devices=5, hours=0, metrics=6, messages=3, interval_s=0.001)
+    assert result.updates == 15 and result.interval_s == 0.001
+    assert result.update_us > 0
+    # minutes of windows, not hours: one slot per metric
+    assert result.state_bytes < 2000
+
+
+def test_the_command_takes_new_devices_and_an_interval() -> None:
+    args = ["bench", "analytics", "--devices", "2", "--hours", "0", "--messages", "2", "--interval", "0.001"]
+    out = CliRunner().invoke(app, [*args, "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["updates"] == 4 and doc["interval_s"] == 0.001 and doc["hours"] == 0
