@@ -15,11 +15,14 @@ A reading for a closed hour is *late*: it is stored by the raw stage as always, 
 (``late``), and left out of the windows. Readings whose quality flag is not ``N`` are left
 out of the windows too (counted as ``excluded``); a spike (a jump of more than 6 median
 absolute deviations from the last hour's median, on ≥ 10 samples) is treated the same way.
+A reading sent again is counted once: one already in its slot changes nothing, and the state
+remembers the last readings it counted per metric (``DeviceState.counted``).
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -143,6 +146,14 @@ class DeviceState:
     # state (None: not known): a record at or before it is a replay after a restart, which the
     # worker skips instead of applying it twice (see ``analyticsworker.already_applied``)
     applied: list[int] | None = None
+    # per metric, the times of its readings last counted as late, flagged or spikes, oldest first,
+    # packed (little-endian float64s: see ``_counted_again``); most devices have none, and a
+    # device's update reads them only when it is about to count a reading
+    counted: dict[str, bytes] = field(default_factory=dict)
+    # the same, unpacked once needed: metric -> (times in order, the same as a set); not the value
+    counted_times: dict[str, tuple[list[float], set[float]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
     # the table codec's compressed closed hours of every metric as last read or written, with
     # the ``(closed, metric count)`` they are of: hours change only when ``closed`` moves, so
     # an unchanged signature means the same hours (see ``statecodec``); not part of the value
@@ -179,6 +190,7 @@ class DeviceState:
             "rules": self.rules,
             "ship": self.shipments,
             "applied": self.applied,
+            "counted": {name: _unpack_times(blob) for name, blob in self.counted.items()},
         }
 
     @classmethod
@@ -207,6 +219,7 @@ class DeviceState:
             rules=doc.get("rules", {}),
             shipments=doc.get("ship", {}),
             applied=doc.get("applied"),
+            counted={name: _pack_times(times) for name, times in doc.get("counted", {}).items()},
         )
 
 
@@ -510,26 +523,39 @@ def _is_late(state: DeviceState, ts: float) -> bool:
 
 
 def _place(state: DeviceState, r: ReadingLike, ts: float, late: bool, out: DeviceOutput) -> None:
-    if late:
-        state.late += 1
-        out.late += 1
-        return
     metric = r.metric
     m = state.metrics.get(metric)
+    quality = r.quality
+    if m is not None and quality is Quality.NORMAL:
+        summed = metric in SUM_METRICS
+        held = m.raw.get(int(ts) if summed else int(ts // SLOT) * SLOT)
+        if held is not None and ((held[0] == ts and held[1] == r.value) or (ts < held[0] and not summed)):
+            # this very reading is in the windows already (sent again), or its minute holds a
+            # newer one (it would not be placed): nothing changes, and nothing is counted
+            return
+    if late:
+        if not _counted_again(state, metric, ts):
+            state.late += 1
+            out.late += 1
+        return
     if m is None:
         m = state.metrics[metric] = MetricState()
-    quality = r.quality
     if quality is not Quality.NORMAL:
-        state.excluded += 1
-        if quality is Quality.OVER_RANGE:
-            state.out_of_range += 1
+        if not _counted_again(state, metric, ts):
+            state.excluded += 1
+            if quality is Quality.OVER_RANGE:
+                state.out_of_range += 1
         return
     value = r.value
     summed = metric in SUM_METRICS
-    if not summed and len(m.raw) >= 10 and _is_spike(m, value):
-        state.spikes += 1
-        state.excluded += 1
-        return
+    slot = 0
+    if not summed:
+        slot = int(ts // SLOT) * SLOT
+        if len(m.raw) >= 10 and _is_spike(m, value):
+            if not _counted_again(state, metric, ts):
+                state.spikes += 1
+                state.excluded += 1
+            return
     last = m.last
     if last is None or ts >= last[0]:
         if last is not None and ts > last[0] and metric not in FLAT_EXEMPT:
@@ -537,16 +563,52 @@ def _place(state: DeviceState, r: ReadingLike, ts: float, late: bool, out: Devic
         m.last = [ts, value]
     if summed:
         if value < 0:  # an accumulation cannot be negative (a counter reset upstream)
-            state.excluded += 1
+            if not _counted_again(state, metric, ts):
+                state.excluded += 1
             return
         m.raw[int(ts)] = [ts, value]
     else:
-        slot = int(ts // SLOT) * SLOT
-        held = m.raw.get(slot)
-        if held is None or ts >= held[0]:
-            m.raw[slot] = [ts, value]
+        m.raw[slot] = [ts, value]  # (its slot held nothing, or an older reading: see above)
     if m.oldest is not None and ts < m.oldest:
         m.oldest = ts
+
+
+COUNTED_KEEP = 64  # readings counted as late, flagged or spikes remembered per metric (at least)
+
+
+def _counted_again(state: DeviceState, metric: str, ts: float) -> bool:
+    """Whether the reading of ``metric`` at ``ts`` was counted before (late, flagged, spike);
+    remembered now if not.
+
+    A reading sent again must not be counted again: after a worker restart the raw stage sends
+    what it had not committed once more, as new ``readings.clean`` records, which the state's
+    last applied position cannot recognise (and the raw stage's memory of recent readings,
+    which drops a device's duplicates, starts empty). A normal reading already in its slot is
+    recognised there (``_place``); these ones never enter the windows, so the state keeps their
+    times: the newest ``COUNTED_KEEP`` to twice as many per metric, packed in the table value.
+    """
+    unpacked = state.counted_times.get(metric)
+    if unpacked is None:
+        times = _unpack_times(state.counted.get(metric, b""))
+        unpacked = state.counted_times[metric] = (times, set(times))
+    times, known = unpacked
+    if ts in known:
+        return True
+    times.append(ts)
+    known.add(ts)
+    if len(times) > 2 * COUNTED_KEEP:
+        del times[:-COUNTED_KEEP]
+        state.counted_times[metric] = (times, set(times))
+    state.counted[metric] = _pack_times(times)
+    return False
+
+
+def _pack_times(times: Sequence[float]) -> bytes:
+    return struct.pack(f"<{len(times)}d", *times)
+
+
+def _unpack_times(blob: bytes) -> list[float]:
+    return list(struct.unpack(f"<{len(blob) // 8}d", blob))
 
 
 def _median(values: list[float]) -> float:
@@ -851,7 +913,12 @@ def _signals(
             continue
         mean_key, min_key, max_key, key_8h, key_24h = _signal_keys(name)
         since = wm - HOUR
-        values = [v[1] for v in m.raw.values() if since < v[0] <= wm]
+        # every entry is at most the watermark's time and at least ``m.oldest``: when that is
+        # inside the hour (most updates) the whole window is the hour's, in the same order
+        whole = wm >= state.wm and m.oldest is not None and m.oldest > since
+        values = (
+            [v[1] for v in m.raw.values()] if whole else [v[1] for v in m.raw.values() if since < v[0] <= wm]
+        )
         if values:
             mean_1h, low, high = _stats(values)
             out[mean_key] = mean_1h

@@ -8,26 +8,27 @@ as they are, ``{key: [values]}`` with integer keys, in C (measured: decode ~3x, 
 faster than the JSON, 15 % smaller). Floats are float64 on the wire: back bit for bit.
 
 Format: ``b"\\x02"`` + msgpack ``[wm, seen, closed, late, excluded, spikes, oor, emitted,
-metrics, rules, shipments, hours, applied]`` (values written before ``applied`` was kept end at
-``shipments`` or ``hours`` and decode with it unknown), metrics ``{metric: [raw, hours, last,
-flat, means]}`` (``means``: the remembered window means, ``MetricState.means``; a value written
-before them has four fields and decodes without). From ``COMPRESS_FROM`` bytes on, the metrics
-go as LZ4-compressed msgpack (bytes instead of a map): a device with 48 h of hours of six
-metrics is ~21 kB of windows, ~9 kB as a table value (zlib made ~7 kB), and the table holds
-every device's value in memory (10,000 such devices: ~90 MB instead of ~210 MB). From
-``HOURS_APART_FROM`` closed hours on, the closed hours of all metrics go as the twelfth
-field, on their own, LZ4-compressed msgpack ``{metric: hours}`` (the metrics' own ``hours``
-are then nil): they change once an hour, and the compressed bytes read or written last are
-reused until then (``DeviceState.packed_hours``), so
-a batch compresses only the open hour's windows (measured, 48 h of six metrics: encode ~280 ->
-~140 µs per batch). The header fields stay outside, so :func:`peek_device` never decompresses.
-A value that starts with ``{`` is the JSON an earlier worker wrote (a changelog restored after
-an upgrade) and decodes as before; one that starts with ``b"\\x01"`` has zlib blobs (written
-before 2026-12-02) and decodes too. LZ4 instead of zlib level 1: measured on a device with 48 h of
-six metrics among 1,000 (``stationflow bench analytics``), zlib's compress and decompress were
-~100 and ~40 µs per call, a third of the update's CPU; LZ4 is several times faster for values
-about a fifth larger (8.7 instead of 7.2 kB for that device; the windows' blob ~2.9 instead of
-~2.1 kB)."""
+metrics, rules, shipments, hours, applied, counted]`` (``counted``: per metric, the times of
+the readings last counted as late, flagged or spikes, as little-endian float64 bytes; values
+written before ``applied`` or ``counted`` were kept end earlier and decode with them unknown or
+empty), metrics ``{metric:
+[raw, hours, last, flat, means]}`` (``means``: the remembered window means,
+``MetricState.means``; a value written before them has four fields and decodes without). From
+``COMPRESS_FROM`` bytes on, the metrics go as LZ4-compressed msgpack (bytes instead of a map):
+a device with 48 h of hours of six metrics is ~21 kB of windows, ~9 kB as a table value (zlib
+made ~7 kB), and the table holds every device's value in memory (10,000 such devices: ~90 MB
+instead of ~210 MB). From ``HOURS_APART_FROM`` closed hours on, the closed hours of all metrics
+go as the twelfth field, on their own, LZ4-compressed msgpack ``{metric: hours}`` (the metrics'
+own ``hours`` are then nil): they change once an hour, and the compressed bytes read or written
+last are reused until then (``DeviceState.packed_hours``), so a batch compresses only the open
+hour's windows (measured, 48 h of six metrics: encode ~280 -> ~140 µs per batch). The header
+fields stay outside, so :func:`peek_device` never decompresses. A value that starts with ``{``
+is the JSON an earlier worker wrote (a changelog restored after an upgrade) and decodes as
+before; one that starts with ``b"\\x01"`` has zlib blobs (written before 2026-12-02) and
+decodes too. LZ4 instead of zlib level 1: measured on a device with 48 h of six metrics among
+1,000 (``stationflow bench analytics``), zlib's compress and decompress were ~100 and ~40 µs
+per call, a third of the update's CPU; LZ4 is several times faster for values about a fifth
+larger (8.7 instead of 7.2 kB for that device; the windows' blob ~2.9 instead of ~2.1 kB)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ HOURS_APART_FROM = 48  # closed hours (all metrics) from which they are compress
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder()
 _R = msgspec.Raw  # a field left undecoded
-_PEEK = msgspec.msgpack.Decoder(list[_R])  # 11 to 13 fields (see the format)
+_PEEK = msgspec.msgpack.Decoder(list[_R])  # 11 to 14 fields (see the format)
 _SEEN = msgspec.msgpack.Decoder(float)
 _RULES = msgspec.msgpack.Decoder(dict[str, list[Any]])
 
@@ -85,7 +86,7 @@ def encode_device(state: DeviceState) -> bytes:
         state.rules,
         state.shipments,
     )
-    return VERSION + _ENCODER.encode((*fields, hours, state.applied))
+    return VERSION + _ENCODER.encode((*fields, hours, state.applied, state.counted))
 
 
 def _packed_hours(state: DeviceState) -> bytes | None:
@@ -126,6 +127,7 @@ def decode_device(value: bytes | None, *, lazy: bool = False) -> DeviceState:
     )
     apart = rest[0] if rest else None  # the closed hours, when they go on their own
     applied = rest[1] if len(rest) > 1 else None
+    counted = rest[2] if len(rest) > 2 else {}
     if isinstance(metrics, bytes):
         metrics = _DECODER.decode(decompress(metrics))
     loader = None
@@ -154,6 +156,7 @@ def decode_device(value: bytes | None, *, lazy: bool = False) -> DeviceState:
         rules=rules,
         shipments=ships,
         applied=applied,
+        counted=counted,
         hours_loader=loader,
     )
     if apart and version == VERSION:  # a zlib blob is compressed anew (in LZ4) when written

@@ -305,3 +305,63 @@ def test_worker_killed_mid_window_gives_the_same_hourly_aqi(pipeline: Pipeline) 
         ep.influx_url, ep.influx_db, "SELECT last(late) FROM data_quality WHERE device='air-k1'"
     )
     assert dq["values"][0][1] == 0
+
+
+@pytest.mark.slow
+def test_a_reading_sent_again_after_a_worker_restart_is_counted_once(pipeline: Pipeline) -> None:
+    """The raw stage remembers recent readings to drop duplicates, but only in memory: after a
+    worker restart a message sent again (a device's resend, or the raw batches the worker had not
+    committed) reaches the analytics as new records. Its late and flagged readings are counted
+    once: the device's state remembers what it counted."""
+    ep = pipeline.endpoints
+    assert ep is not None
+    api = _api(pipeline)
+    station = {"id": "st-dup", "name": "Dup station", "kind": "air", "region": "440100"}
+    assert api.post("/stations", json=station).status_code == 201
+    body = {"id": "air-dup", "type": "air-station", "station_id": "st-dup", "expected_interval_s": 60}
+    assert api.post("/devices", json=body).status_code == 201
+    start = (datetime.now(UTC) - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
+
+    def at(minutes: float) -> str:
+        return iso(start + timedelta(minutes=minutes))
+
+    first = {"readings": [{"metric": "pm25", "value": 30.0, "ts": at(0)}]}
+    closing = {"readings": [{"metric": "pm25", "value": 31.0, "ts": at(120)}]}  # the first hour closes
+    again = {
+        "readings": [
+            {"metric": "pm25", "value": 99.0, "ts": at(30)},  # late: its hour has closed
+            {"metric": "pm10", "value": 50.0, "ts": at(121), "quality": "F"},  # flagged
+        ]
+    }
+    later = {"readings": [{"metric": "pm25", "value": 32.0, "ts": at(122)}]}
+
+    def counts(since_minute: int) -> tuple[int, int] | None:
+        """The newest data_quality point's (late, excluded), if one is as new as ``since_minute``."""
+        series = influx_query(
+            ep.influx_url, ep.influx_db, "SELECT late, excluded FROM data_quality WHERE device='air-dup'"
+        )
+        since_ns = (start + timedelta(minutes=since_minute)).timestamp() * 1e9
+        points = [v for v in series[0]["values"] if v[0] >= since_ns] if series else []
+        if not points:
+            return None
+        _, late, excluded = points[-1]
+        return int(late), int(excluded)
+
+    pub = Publisher(ep.mqtt_host, ep.mqtt_port)
+    try:
+        for doc in (first, closing):
+            pub.publish("devices/air-dup/readings", json.dumps(doc)).wait_for_publish(timeout=30)
+        # the first hour has closed before the late reading comes (in one batch, the readings
+        # would be applied in event-time order, the late one while its hour was still open)
+        assert wait_for(lambda: counts(120) is not None, timeout=60), counts(0)
+        pub.publish("devices/air-dup/readings", json.dumps(again)).wait_for_publish(timeout=30)
+        assert wait_for(lambda: counts(121) == (1, 1), timeout=60), counts(0)
+        pipeline.services["streams"].signal(signal.SIGKILL)
+        assert wait_for(lambda: not pipeline.services["streams"].running, timeout=10)
+        pipeline.start("streams")
+        for doc in (again, later):
+            pub.publish("devices/air-dup/readings", json.dumps(doc)).wait_for_publish(timeout=30)
+        assert wait_for(lambda: counts(122) is not None, timeout=90), counts(0)
+    finally:
+        pub.close()
+    assert counts(122) == (1, 1)  # not (2, 2): the resent late and flagged readings counted once

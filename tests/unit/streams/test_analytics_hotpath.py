@@ -15,9 +15,9 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stationflow.contracts import DeviceRecord, DeviceStatus, MetricSpec, ReadingBatch, StationInfo
+from stationflow.contracts import DeviceRecord, DeviceStatus, MetricSpec, Quality, ReadingBatch, StationInfo
 from stationflow.logs import LogThrottle
-from stationflow.wire import decode_batch, join_bundle
+from stationflow.wire import WireReading, decode_batch, join_bundle
 from streams import metrics
 from streams.analytics import device, validity
 from streams.analytics.device import (
@@ -223,6 +223,11 @@ def device_states(draw: st.DrawFn) -> DeviceState:
         rules=draw(st.dictionaries(st.sampled_from(["flood.level", "health.stuck", "nodata"]), rule_states)),
         shipments=draw(st.dictionaries(st.text(max_size=8), st.lists(any_float, min_size=11, max_size=11))),
         applied=draw(st.one_of(st.none(), st.lists(st.integers(0, 2**40), min_size=3, max_size=3))),
+        counted=draw(
+            st.dictionaries(
+                st.sampled_from(["level", "pm25"]), st.lists(any_float, max_size=4).map(device._pack_times)
+            )
+        ),
     )
 
 
@@ -453,3 +458,110 @@ def test_devices_with_the_same_station_values_share_their_rules_plan() -> None:
         }
         assert plan.levels == expected
     assert first.levels["flood.level"] != third.levels["flood.level"]
+
+
+def _replayed(batches: list[list[ReadingLike]], again: tuple[int, int] | None) -> DeviceState:
+    """The batches through ``update_device`` and the table codec; ``again=(j, k)``: after batch
+    k the worker restarts, and batches j..k come again (the raw stage's uncommitted batches,
+    sent once more as new records) before the rest."""
+    order = list(range(len(batches)))
+    if again is not None:
+        j, k = again
+        order = [*range(k + 1), *range(j, k + 1), *range(k + 1, len(batches))]
+    value = b""
+    for n, i in enumerate(order):
+        state = _load_device(value)
+        update_device(state, "rtu-1", batches[i], record=RECORD, domain="hydro", now=1e9 + n, config=CONFIG)
+        value = encode_device(state)
+    return decode_device(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages(), st.integers(min_value=1, max_value=3), st.data())
+def test_readings_sent_again_are_not_counted_again(docs: list[bytes], per: int, data: st.DataObject) -> None:
+    """A replay of batches whose readings are still in the windows (or were counted as late,
+    flagged or spikes) changes no counter and no window: they are the ones without it."""
+    readings = [decode_batch(d).readings for d in docs]
+    batches: list[list[ReadingLike]] = [
+        [r for doc in readings[i : i + per] for r in doc] for i in range(0, len(readings), per)
+    ]
+    k = data.draw(st.integers(0, len(batches) - 1))
+    j = data.draw(st.integers(max(0, k - 2), k))
+    saved = _replayed(batches[: k + 1], None)  # the state the restarted worker reads back
+    keep_from = min(saved.closed, saved.wm - 3600)
+    for r in (r for b in batches[j : k + 1] for r in b):
+        if r.quality is Quality.NORMAL and r.ts.timestamp() < keep_from:
+            return  # its window entry is gone: a reading placed then is late now (counted, as before)
+    once = _replayed(batches, None)
+    twice = _replayed(batches, (j, k))
+    # (rule states are not compared: a replayed batch's newest time is evaluated again, with
+    # what arrived out of order since, and a rule that had no state may get one)
+    for name in ("late", "excluded", "spikes", "out_of_range", "counted", "closed", "wm", "metrics"):
+        assert getattr(twice, name) == getattr(once, name), name
+
+
+def _reading(metric: str, value: float, ts: datetime, quality: Quality = Quality.NORMAL) -> WireReading:
+    return WireReading(metric=metric, value=value, ts=ts, quality=quality)
+
+
+def test_a_late_reading_sent_again_after_a_restart_is_counted_once() -> None:
+    first = [_reading("level", 1.0 + i / 10, T0 + timedelta(minutes=i)) for i in range(130)]
+    state = DeviceState()
+    update_device(state, "rtu-1", first, record=RECORD, domain="hydro", now=1e9, config=CONFIG)
+    late = [_reading("level", 4.2, T0 + timedelta(minutes=5, seconds=30))]
+    out = update_device(state, "rtu-1", late, record=RECORD, domain="hydro", now=1e9, config=CONFIG)
+    assert out.late == 1 and state.late == 1
+    restored = decode_device(encode_device(state))  # the worker killed and restarted
+    out = update_device(restored, "rtu-1", late, record=RECORD, domain="hydro", now=1e9, config=CONFIG)
+    assert out.late == 0 and restored.late == 1
+    assert restored.counted == {"level": device._pack_times([late[0].ts.timestamp()])}
+    flagged = [_reading("level", 9.9, T0 + timedelta(minutes=129, seconds=50), Quality.FAULT)]
+    for _ in range(2):
+        update_device(restored, "rtu-1", flagged, record=RECORD, domain="hydro", now=1e9, config=CONFIG)
+        restored = decode_device(encode_device(restored))
+    assert restored.excluded == 1
+
+
+def _minutes(count: int) -> list[bytes]:
+    """A level every minute from T0: in the five minutes after an hour's end the window still
+    holds entries from before the last hour (the hour closes only after its grace)."""
+    return [
+        orjson.dumps(
+            {
+                "device_id": "rtu-1",
+                "received_at": (T0 + timedelta(minutes=i)).isoformat(),
+                "source": "mqtt",
+                "readings": [
+                    {
+                        "metric": "level",
+                        "value": 1.0 + (i % 7) / 10,
+                        "ts": (T0 + timedelta(minutes=i)).isoformat(),
+                    }
+                ],
+            }
+        )
+        for i in range(count)
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(messages(), st.just(_minutes(70))), st.integers(min_value=1, max_value=4))
+def test_the_whole_window_shortcut_gives_the_filtered_windows_signals(docs: list[bytes], per: int) -> None:
+    """After every update: each window entry lies between ``m.oldest`` and the watermark, and
+    the signals taken with the shortcut are those of the filtered window (``oldest`` unknown)."""
+    readings = [r for d in docs for r in decode_batch(d).readings]
+    value = b""
+    attrs = {"warning_level": 5.0, "guaranteed_level": 6.0}
+    for i in range(0, len(readings), per):
+        state = _load_device(value)
+        update_device(
+            state, "rtu-1", readings[i : i + per], record=RECORD, domain="hydro", now=1e9, config=CONFIG
+        )
+        for m in state.metrics.values():
+            assert all(v[0] <= state.wm for v in m.raw.values())
+            assert m.oldest is None or all(v[0] >= m.oldest for v in m.raw.values())
+        got = device._signals(state, "hydro", attrs, state.wm, None)
+        for m in state.metrics.values():
+            m.oldest = None
+        assert device._signals(state, "hydro", attrs, state.wm, None) == got
+        value = encode_device(state)

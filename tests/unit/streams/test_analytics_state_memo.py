@@ -171,6 +171,7 @@ def test_a_value_with_hours_inline_still_reads() -> None:
     _, state = _run(_batches(6, hours=20, every_min=10), forget=False)
     value = encode_device(state)
     head = msgspec.msgpack.decode(value[1:])
+    assert head.pop() == {}  # counted: nothing late, flagged or a spike in this run
     assert head.pop() is None  # applied: no record position in this run
     hours = msgspec.msgpack.decode(lz4.block.decompress(head.pop()))
     metrics = msgspec.msgpack.decode(lz4.block.decompress(head[8])) if isinstance(head[8], bytes) else head[8]
