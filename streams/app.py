@@ -154,6 +154,7 @@ def create_app(settings: StreamsSettings) -> faust.App:
         web_enabled=settings.streams_web_enabled,
         web_port=settings.streams_web_port,
         fetch_max_wait_ms=settings.analytics_fetch_max_wait_ms,
+        table_standby_replicas=settings.analytics_standby_replicas,
     )
 
     registry = RegistryView() if settings.streams_registry else None

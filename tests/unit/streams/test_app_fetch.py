@@ -25,3 +25,10 @@ async def test_the_faust_consumer_fetches_with_the_configured_max_wait(tmp_path:
         assert consumer._group_id == settings.streams_app_id  # still Faust's own group member
     finally:
         await consumer.stop()
+
+
+def test_the_tables_standby_replicas_are_a_setting(tmp_path: Path) -> None:
+    base = {"state_dir": tmp_path, "kafka_bootstrap": "127.0.0.1:1", "streams_registry": False}
+    assert create_app(StreamsSettings(**base)).conf.table_standby_replicas == 1  # Faust's default
+    app = create_app(StreamsSettings(**base, analytics_standby_replicas=0))
+    assert app.conf.table_standby_replicas == 0
