@@ -485,7 +485,7 @@ def _by_event_time(readings: Sequence[ReadingLike]) -> dict[float, list[ReadingL
 
     A device's message usually holds readings of one time, already in order: then one
     ``timestamp()`` per time and no sort (the datetimes compare equal or are the same object);
-    readings out of order take the sort.
+    readings out of order are sorted first.
     """
     by_ts: dict[float, list[ReadingLike]] = {}
     prev: datetime | None = None
@@ -494,7 +494,7 @@ def _by_event_time(readings: Sequence[ReadingLike]) -> dict[float, list[ReadingL
         at = r.ts
         if at is not prev:
             if prev is not None and at < prev:
-                return _sorted_by_event_time(readings)
+                return _by_event_time(sorted(readings, key=lambda r: r.ts))
             if prev is None or at != prev:
                 ts = at.timestamp()
                 found = by_ts.get(ts)
@@ -506,18 +506,6 @@ def _by_event_time(readings: Sequence[ReadingLike]) -> dict[float, list[ReadingL
     return by_ts
 
 
-def _sorted_by_event_time(readings: Sequence[ReadingLike]) -> dict[float, list[ReadingLike]]:
-    by_ts: dict[float, list[ReadingLike]] = {}
-    for r in sorted(readings, key=lambda r: r.ts):
-        ts = r.ts.timestamp()
-        group = by_ts.get(ts)
-        if group is None:
-            by_ts[ts] = [r]
-        else:
-            group.append(r)
-    return by_ts
-
-
 def _is_late(state: DeviceState, ts: float) -> bool:
     return int(ts // HOUR) * HOUR < state.closed
 
@@ -526,9 +514,10 @@ def _place(state: DeviceState, r: ReadingLike, ts: float, late: bool, out: Devic
     metric = r.metric
     m = state.metrics.get(metric)
     quality = r.quality
+    summed = metric in SUM_METRICS
+    key = int(ts) if summed else int(ts // SLOT) * SLOT  # its window entry's key
     if m is not None and quality is Quality.NORMAL:
-        summed = metric in SUM_METRICS
-        held = m.raw.get(int(ts) if summed else int(ts // SLOT) * SLOT)
+        held = m.raw.get(key)
         if held is not None and ((held[0] == ts and held[1] == r.value) or (ts < held[0] and not summed)):
             # this very reading is in the windows already (sent again), or its minute holds a
             # newer one (it would not be placed): nothing changes, and nothing is counted
@@ -547,28 +536,23 @@ def _place(state: DeviceState, r: ReadingLike, ts: float, late: bool, out: Devic
                 state.out_of_range += 1
         return
     value = r.value
-    summed = metric in SUM_METRICS
-    slot = 0
-    if not summed:
-        slot = int(ts // SLOT) * SLOT
-        if len(m.raw) >= 10 and _is_spike(m, value):
-            if not _counted_again(state, metric, ts):
-                state.spikes += 1
-                state.excluded += 1
-            return
+    if not summed and len(m.raw) >= 10 and _is_spike(m, value):
+        if not _counted_again(state, metric, ts):
+            state.spikes += 1
+            state.excluded += 1
+        return
     last = m.last
     if last is None or ts >= last[0]:
         if last is not None and ts > last[0] and metric not in FLAT_EXEMPT:
             m.flat = m.flat + 1 if value == last[1] else 0
         m.last = [ts, value]
-    if summed:
-        if value < 0:  # an accumulation cannot be negative (a counter reset upstream)
-            if not _counted_again(state, metric, ts):
-                state.excluded += 1
-            return
-        m.raw[int(ts)] = [ts, value]
-    else:
-        m.raw[slot] = [ts, value]  # (its slot held nothing, or an older reading: see above)
+    if summed and value < 0:  # an accumulation cannot be negative (a counter reset upstream)
+        if not _counted_again(state, metric, ts):
+            state.excluded += 1
+        return
+    # (a minute slot held nothing, or an older reading: see above; an accumulation's second is
+    # overwritten whatever it held)
+    m.raw[key] = [ts, value]
     if m.oldest is not None and ts < m.oldest:
         m.oldest = ts
 

@@ -11,8 +11,7 @@ Format: ``b"\\x02"`` + msgpack ``[wm, seen, closed, late, excluded, spikes, oor,
 metrics, rules, shipments, hours, applied, counted]`` (``counted``: per metric, the times of
 the readings last counted as late, flagged or spikes, as little-endian float64 bytes; values
 written before ``applied`` or ``counted`` were kept end earlier and decode with them unknown or
-empty), metrics ``{metric:
-[raw, hours, last, flat, means]}`` (``means``: the remembered window means,
+empty), metrics ``{metric: [raw, hours, last, flat, means]}`` (``means``: the remembered window means,
 ``MetricState.means``; a value written before them has four fields and decodes without). From
 ``COMPRESS_FROM`` bytes on, the metrics go as LZ4-compressed msgpack (bytes instead of a map):
 a device with 48 h of hours of six metrics is ~21 kB of windows, ~9 kB as a table value (zlib

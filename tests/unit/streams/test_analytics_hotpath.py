@@ -403,7 +403,9 @@ _instants = st.builds(
 def test_readings_grouped_by_event_time_as_the_sort_groups_them(times: list[datetime]) -> None:
     readings = [_At(t, i) for i, t in enumerate(times)]
     got = device._by_event_time(readings)  # type: ignore[arg-type]
-    expected = device._sorted_by_event_time(readings)  # type: ignore[arg-type]
+    expected: dict[float, list[_At]] = {}  # the grouping before the shortcut: sort, then group
+    for r in sorted(readings, key=lambda r: r.ts):
+        expected.setdefault(r.ts.timestamp(), []).append(r)
     assert list(got) == list(expected)  # the same times, oldest first
     assert {ts: [r.n for r in g] for ts, g in got.items()} == {  # type: ignore[attr-defined]
         ts: [r.n for r in g]  # type: ignore[attr-defined]
