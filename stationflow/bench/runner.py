@@ -67,6 +67,11 @@ QUIET_S = 0.2  # … and as soon as InfluxDB wrote nothing for this long
 SETTLED_S = 5.0  # … or, with fewer points written than messages published, this long
 WRITTEN_EVERY_S = 0.25  # how often the workers' own count of points written is scraped
 BRIDGE_READY_S = 30.0
+# the exact count found readings missing while a worker's sink still held batches on disk
+# (InfluxDB slow or away: ``write`` returns once a batch is spooled, and the raw stage counts it
+# as written) or InfluxDB still took points: wait this long at most for them before the count
+# is final
+LATE_WRITES_S = 30.0
 STALL_S = 60.0  # give up waiting when the stored count has not moved for this long
 MEASUREMENT = "sensor"  # bench metrics m0..mN are generic, so they land in `sensor`
 PROBE_DEVICE = "bench-probe"
@@ -168,9 +173,10 @@ class _Counter:
         min_points: int = 0,
         written: Callable[[], float] | None = None,
         defer: bool = False,
+        pending: Callable[[], float] | None = None,
     ) -> None:
         self.url, self.db, self.expected = url, db, expected
-        self.defer = defer
+        self.defer, self.pending = defer, pending
         self.ready_at: float | None = None  # deferred: when every reading could be stored
         self.points = self.points0 = _points_written(url, db)
         self.min_points, self.written = min_points, written
@@ -224,15 +230,40 @@ class _Counter:
                 last_write = time.monotonic()
             self.complete, self.finished_at = True, last_write
 
-    def final(self) -> int:
-        """The exact count at the end (taken again unless it was complete)."""
+    def final(self, late_writes_s: float = LATE_WRITES_S) -> int:
+        """The exact count at the end (taken again unless it was complete).
+
+        Short of the readings, it waits up to ``late_writes_s`` for writes still to come: while
+        ``pending`` (the batches the workers' sinks hold on disk) is not 0, or InfluxDB's
+        statistics still move, and counts again when they moved. The readings' time then ends
+        at the last write, so late points lengthen the run instead of counting as lost.
+        """
+        if self.complete:
+            return self.stored
+        self._count(time.monotonic())
+        if self.complete and self.ready_at is not None:
+            self.finished_at = self.ready_at  # deferred: counted after other writes went on
+            return self.stored
+        deadline = time.monotonic() + late_writes_s
+        while not self.complete and time.monotonic() < deadline:
+            now = time.monotonic()
+            points = _points_written(self.url, self.db)
+            if points != self.points:
+                self.points, self.changed_at = points, now
+            elif self.points != self.counted_points and now - self.changed_at >= QUIET_S:
+                self._count(now)
+                continue
+            elif now - self.changed_at >= SETTLED_S and not self._pending():
+                if _points_written(self.url, self.db) == self.counted_points:
+                    break  # nothing written for a while and nothing held back: the count is final
+                continue  # the last of the spool landed as it emptied: count it
+            time.sleep(POLL_S)
         if not self.complete:
-            self._count(time.monotonic())
-            if not self.complete:
-                self.finished_at = self.changed_at
-            elif self.ready_at is not None:
-                self.finished_at = self.ready_at  # deferred: counted after other writes went on
+            self.finished_at = self.changed_at
         return self.stored
+
+    def _pending(self) -> bool:
+        return self.pending is not None and self.pending() > 0
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -470,6 +501,13 @@ def _run_once(
                 except httpx.HTTPError:
                     return 0.0  # a worker not answering: the count waits for the writes to settle
 
+            def pending() -> float:
+                """Batches the workers' sinks hold on disk, to be written to InfluxDB later."""
+                try:
+                    return sum(scrape_counter(url, "stationflow_sink_spool_batches") for url in urls)
+                except httpx.HTTPError:
+                    return 1.0  # a worker not answering: maybe (the wait is bounded)
+
             caught: dict[str, float | None] = {}
 
             def catch_up() -> None:
@@ -486,7 +524,13 @@ def _run_once(
                 load,
                 written,
                 after_load=catch_up if analytics else None,
+                pending=pending,
             )
+            result["sink"] = sink_report(urls)
+            if result["failed"] and any(result["sink"].values()):
+                sinks = ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in result["sink"].items() if v)
+                result["failed"] += f"; the workers' sinks: {sinks}"
+                console.print(f"[bold red]the workers' sinks: {sinks}")
             result["analytics"] = analytics
             result["analytics_engine"] = ENGINE.name if analytics else None  # mypyc or python
             result["durable"] = durable
@@ -587,6 +631,27 @@ def _finish(result: dict[str, Any], sampler: Sampler, stages: dict[str, tuple[st
     result["machine"] = {"cpus": psutil.cpu_count(), "python": sys.version.split()[0]}
 
 
+SINK_METRICS = {
+    "points_spooled": "stationflow_sink_spooled_points_total",
+    "points_drained": "stationflow_sink_drained_points_total",
+    "points_refused_and_kept": "stationflow_sink_rejected_kept_total",
+    "points_dropped": "stationflow_sink_dropped_points_total",
+    "batches_still_spooled": "stationflow_sink_spool_batches",
+}
+
+
+def sink_report(urls: list[str]) -> dict[str, float | None]:
+    """What the workers' InfluxDB sinks did besides writing at once (spooled while InfluxDB was
+    slow or away, drained later, refused, dropped); all 0 in a healthy run."""
+    report: dict[str, float | None] = {}
+    for key, metric in SINK_METRICS.items():
+        try:
+            report[key] = sum(scrape_counter(url, metric) for url in urls)
+        except httpx.HTTPError:
+            report[key] = None  # a worker not answering
+    return report
+
+
 def keep_logs(run_dir: Path, *, analytics: bool) -> Path:
     """Copy a failed run's logs and rejected points out of its temporary directory (which goes
     with the run) to ``<state dir>/bench-failed/<time>-analytics-<on|off>``, where a person can
@@ -655,6 +720,7 @@ def _drive(
     load: Load,
     written: Callable[[], float] | None = None,
     after_load: Callable[[], None] | None = None,
+    pending: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Run the load and count what is stored until everything is, or nothing moved for ``STALL_S``.
 
@@ -699,7 +765,13 @@ def _drive(
     loader.start()
     messages = -(-load.readings // load.per_message)
     counter = _Counter(
-        influx_url, db, load.readings, min_points=messages, written=written, defer=after_load is not None
+        influx_url,
+        db,
+        load.readings,
+        min_points=messages,
+        written=written,
+        defer=after_load is not None,
+        pending=pending,
     )
     progress = Progress(
         TextColumn("{task.description}"),

@@ -260,3 +260,80 @@ def test_a_deferred_count_waits_for_the_caller_and_the_readings_end_at_the_gate(
     assert influx.counts == 0 and c.ready_at == 100.0
     influx.stored = 50
     assert c.final() == 50 and influx.counts == 1 and c.complete and c.finished_at == 100.0
+
+
+class DrainingInflux:
+    """InfluxDB as a worker's sink drains a spooled batch into it: the points land late."""
+
+    def __init__(self, points: int, stored: int) -> None:
+        self.points, self.stored, self.counts = points, stored, 0
+        self.pending_calls = 0
+
+    def points_written(self, _url: str, _db: str) -> int:
+        return self.points
+
+    def count(self, _url: str, _db: str) -> int:
+        self.counts += 1
+        return self.stored
+
+    def pending(self) -> float:
+        """The spool holds a batch for the first three asks, then drains it (6 readings)."""
+        self.pending_calls += 1
+        if self.pending_calls == 3:
+            self.points += 6
+            self.stored += 6
+        return 1.0 if self.pending_calls < 3 else 0.0
+
+
+@pytest.fixture
+def fast_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "SETTLED_S", 0.3)
+    monkeypatch.setattr(runner, "QUIET_S", 0.02)
+    monkeypatch.setattr(runner, "POLL_S", 0.01)
+
+
+def _ready_deferred(monkeypatch: pytest.MonkeyPatch, influx: DrainingInflux) -> runner._Counter:
+    monkeypatch.setattr(runner, "_points_written", influx.points_written)
+    monkeypatch.setattr(runner, "_stored", influx.count)
+    written, influx.points = influx.points, 0  # none before the run
+    c = runner._Counter("http://influx", "db", 50, min_points=10, defer=True, pending=influx.pending)
+    influx.points = written
+    c.step(time.monotonic(), published_all=True)
+    assert c.ready_at is not None and influx.counts == 0
+    return c
+
+
+@pytest.mark.usefixtures("fast_waits")
+def test_a_batch_a_worker_spooled_is_waited_for_not_counted_as_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The raw stage counts a batch its sink spooled (InfluxDB slow) as written, so the gate
+    opens before those points are in InfluxDB; the final count waits for the drain."""
+    influx = DrainingInflux(points=44, stored=44)
+    c = _ready_deferred(monkeypatch, influx)
+    began = time.monotonic()
+    assert c.final(late_writes_s=10.0) == 50
+    assert c.complete and influx.counts >= 2
+    # the readings' time ends at the drain's write, after the gate opened
+    assert c.finished_at is not None and c.ready_at is not None and c.finished_at > c.ready_at
+    assert time.monotonic() - began < 5.0
+
+
+@pytest.mark.usefixtures("fast_waits")
+def test_readings_missing_with_nothing_held_back_are_reported_once_the_writes_settled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    influx = DrainingInflux(points=44, stored=44)
+    influx.pending_calls = 10  # nothing spooled, nothing to drain
+    c = _ready_deferred(monkeypatch, influx)
+    began = time.monotonic()
+    assert c.final(late_writes_s=10.0) == 44
+    assert not c.complete and time.monotonic() - began < 3.0  # not the whole 10 s
+
+
+@pytest.mark.usefixtures("fast_waits")
+def test_the_wait_for_late_writes_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    influx = DrainingInflux(points=44, stored=44)
+    monkeypatch.setattr(influx, "pending", lambda: 1.0)  # a spool that never drains
+    c = _ready_deferred(monkeypatch, influx)
+    began = time.monotonic()
+    assert c.final(late_writes_s=0.5) == 44
+    assert not c.complete and 0.5 <= time.monotonic() - began < 3.0
