@@ -23,12 +23,13 @@ from typing import TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = ROOT / "streams" / "analytics"
-# the list and the manifest's place are the runtime's (one definition): read without importing
-# the package, whose __init__ would choose an engine from what this script is about to replace
+# the modules, the group and the manifest's place are the runtime's (one definition). Importing
+# the package makes it choose an engine for this process, which only adds an import finder
+# (this script imports none of the modules it compiles)
 sys.path.insert(0, str(ROOT))
-from streams.analytics.native import GROUP, MODULES, source_digests  # noqa: E402
+from streams.analytics.native import GROUP, MANIFEST, MODULES, source_digests  # noqa: E402
 
-MANIFEST = PACKAGE_DIR / "_native.json"
+SHARED_LIB = f"{GROUP.rsplit('.', 1)[1]}__mypyc"  # mypyc's shared library module, in the package
 SETUP = """
 from mypyc.build import mypycify
 from setuptools import setup
@@ -51,7 +52,7 @@ def artefacts() -> list[Path]:
     found = [
         p
         for p in PACKAGE_DIR.iterdir()
-        if p.suffix in (".so", ".pyd") and p.name.split(".")[0] in {*MODULES, "_native__mypyc"}
+        if p.suffix in (".so", ".pyd") and p.name.split(".")[0] in {*MODULES, SHARED_LIB}
     ]
     return [*found, *([MANIFEST] if MANIFEST.exists() else [])]
 
