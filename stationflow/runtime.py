@@ -7,8 +7,9 @@ import gc
 import sys
 
 import uvloop
+from prometheus_client import Histogram
 
-__all__ = ["new_event_loop", "set_switch_interval", "tune_gc"]
+__all__ = ["LOOP_LAG", "new_event_loop", "set_switch_interval", "tune_gc", "watch_loop_lag"]
 
 # Every message creates a few hundred short-lived objects; CPython's default gen0 threshold
 # (700) then runs collections thousands of times a second. Objects here are acyclic and die
@@ -36,3 +37,25 @@ def set_switch_interval(ms: float) -> None:
     of the I/O loop waits for the GIL up to this long.
     """
     sys.setswitchinterval(ms / 1000.0)
+
+
+LOOP_LAG = Histogram(
+    "stationflow_event_loop_lag_seconds",
+    "How much later than asked the event loop woke a periodic timer: the time some callback "
+    "held the loop (CPU-bound work between two awaits, a blocking call, a GC pause)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+LOOP_LAG_EVERY_S = 0.1
+
+
+async def watch_loop_lag(every_s: float = LOOP_LAG_EVERY_S) -> None:
+    """Observe :data:`LOOP_LAG` every ``every_s`` until cancelled (a service's own task).
+
+    Everything on a service's loop waits while one callback runs: in the worker, an alert's
+    reading waits for the analytics batch before it, and the raw stage for both.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time() + every_s
+        await asyncio.sleep(every_s)
+        LOOP_LAG.observe(max(0.0, loop.time() - asked))

@@ -20,6 +20,7 @@ from faust.types import TP, TransportT
 from stationflow import topics
 from stationflow.consumerlag import ConsumerLagMonitor, GroupTopics
 from stationflow.registryview import RegistryFollower, RegistryView
+from stationflow.runtime import watch_loop_lag
 from streams.analyticsworker import install_analytics
 from streams.rawconsumer import RawConsumer
 from streams.settings import StreamsSettings
@@ -169,6 +170,11 @@ def create_app(settings: StreamsSettings) -> faust.App:
         if registry is not None:
             await RegistryFollower(settings, registry).run()
 
+    async def watch_loop() -> None:
+        """stationflow_event_loop_lag_seconds of the worker's loop (no parameter: Faust would
+        pass the app)."""
+        await watch_loop_lag()
+
     async def report_lag() -> None:
         """stationflow_consumer_lag of the worker's consumer groups."""
         await ConsumerLagMonitor(settings.kafka_bootstrap, lag_watches(settings)).run()
@@ -177,6 +183,7 @@ def create_app(settings: StreamsSettings) -> faust.App:
         app.early_task(normalise_and_store)
     app.early_task(follow_registry)
     app.task(report_lag)
+    app.task(watch_loop)
     if settings.analytics_enabled:
         install_analytics(app, settings, registry, lambda: _open_sink(settings, "analytics-spool"))
 

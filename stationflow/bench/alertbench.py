@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import tempfile
@@ -48,6 +49,7 @@ from stationflow.bench.loadgen import format_ts_ms, plan
 from stationflow.bench.mqttwire import Connection, encode_publish
 from stationflow.bench.receiver import Received, WebhookReceiver
 from stationflow.kafka import true_end_offsets
+from stationflow.stack.monitor import scrape_buckets
 from stationflow.stack.pipeline import Pipeline
 from stationflow.stack.ports import free_port
 from stationflow.topics import ALERTS, CLEAN, RAW
@@ -68,6 +70,37 @@ SECRET = "bench-webhook-secret"  # noqa: S105 - a throwaway stack's secret
 
 # The points every probe passes, in order; a hop is two neighbours.
 HOPS = ("publish", "readings_raw", "readings_clean", "alert_event", "alert_stored", "webhook")
+
+
+LOOP_LAG_METRIC = "stationflow_event_loop_lag_seconds"  # stationflow.runtime.LOOP_LAG
+LOOP_LAG_REPORTED = (0.05, 0.25, 1.0)  # the bounds (s) whose exceedances the bench counts
+
+
+def loop_lag_summary(before: Mapping[float, float], after: Mapping[float, float]) -> dict[str, float]:
+    """The worker's event-loop timers during the load (``stationflow.runtime.LOOP_LAG``'s
+    cumulative buckets before and after it): how many woke, and how many woke later than
+    50 ms, 250 ms and 1 s (a callback held the loop that long)."""
+    total = after.get(math.inf, 0.0) - before.get(math.inf, 0.0)
+    out: dict[str, float] = {"timers": total}
+    for bound in LOOP_LAG_REPORTED:
+        under = after.get(bound, 0.0) - before.get(bound, 0.0)
+        out[f"late_over_{round(bound * 1000)}ms"] = total - under
+    return out
+
+
+def _worker_loop_lag(pipeline: Pipeline) -> dict[float, float]:
+    """The workers' loop-lag buckets, summed (empty if a worker did not answer)."""
+    summed: dict[float, float] = {}
+    for name, port in pipeline.metrics_ports.items():
+        if name.split("-")[0] not in ("streams", "analytics"):
+            continue
+        try:
+            buckets = scrape_buckets(f"http://127.0.0.1:{port}/metrics", LOOP_LAG_METRIC)
+        except httpx.HTTPError:
+            return {}
+        for bound, count in buckets.items():
+            summed[bound] = summed.get(bound, 0.0) + count
+    return summed
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
@@ -366,6 +399,7 @@ def run_alert_bench(
                 if comp.proc.pid:
                     procs[comp.name] = psutil.Process(comp.proc.pid)
             cpu_before = {name: _cpu_s(proc) for name, proc in procs.items()}
+            lag_before = _worker_loop_lag(pipeline)
 
             background = _Background(
                 ep.mqtt_host, ep.mqtt_port, rate=rate, per_message=per_message, devices=devices
@@ -410,6 +444,7 @@ def run_alert_bench(
                 # so this is the CPU the load cost, however far behind a starved stage fell
                 cpu_s = {name: round(_cpu_s(proc) - cpu_before[name], 2) for name, proc in procs.items()}
                 cpu_s["background_publisher"] = round(background.cpu_s, 2)
+                loop_lag = loop_lag_summary(lag_before, _worker_loop_lag(pipeline))
                 time.sleep(1.0)  # room for a duplicate to show up
             finally:
                 background.stop.set()
@@ -472,6 +507,7 @@ def run_alert_bench(
                 },
                 "split_analytics": split_analytics,
                 "cpu_s": cpu_s,
+                "worker_loop_lag": loop_lag,
                 "rss_mb": {k: round(v, 1) for k, v in rss.items()},
                 "machine": {"cpus": psutil.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()]},
                 "failures": failures,
@@ -492,6 +528,14 @@ def run_alert_bench(
         table.add_row("background readings/s", f"{result['background']['readings_per_s']:,}")
         for name, seconds in result["cpu_s"].items():
             table.add_row(f"CPU s {name}", str(seconds))
+        lag = result["worker_loop_lag"]
+        table.add_row(
+            "worker loop timers / late > 50, 250, 1000 ms",
+            " / ".join(
+                str(int(lag.get(k, 0)))
+                for k in ("timers", "late_over_50ms", "late_over_250ms", "late_over_1000ms")
+            ),
+        )
         for name, mb in result["rss_mb"].items():
             table.add_row(f"peak RSS {name} MB", str(mb))
         Console().print(table)

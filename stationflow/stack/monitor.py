@@ -6,9 +6,10 @@ import re
 
 from stationflow.stack.components import http_call, influx_query
 
-__all__ = ["count_points", "scrape_counter"]
+__all__ = ["count_points", "scrape_buckets", "scrape_counter"]
 
-_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})? (?P<value>\S+)$")
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
+_LE = re.compile(r'le="(?P<le>[^"]+)"')
 
 
 def count_points(influx_url: str, db: str, where: str = "time > now() - 1h") -> int:
@@ -32,3 +33,19 @@ def scrape_counter(metrics_url: str, name: str, timeout: float = 2.0) -> float:
         if match and match["name"] == name:
             total += float(match["value"])
     return total
+
+
+def scrape_buckets(metrics_url: str, name: str, timeout: float = 2.0) -> dict[float, float]:
+    """A Prometheus histogram's cumulative buckets from a /metrics page: upper bound → count
+    (all label sets summed; ``+Inf`` is ``math.inf``)."""
+    text = http_call("GET", metrics_url, timeout=timeout).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None or match["name"] != f"{name}_bucket":
+            continue
+        le = _LE.search(match["labels"] or "")
+        if le is not None:
+            bound = float(le["le"])  # "+Inf" parses as inf
+            buckets[bound] = buckets.get(bound, 0.0) + float(match["value"])
+    return buckets
