@@ -395,7 +395,9 @@ def probe_worker(
     )
     last_ms = 0
     try:
-        while len(packets) < max_seconds / interval_s and not stop_event.is_set():
+        # the first probe goes even if the load is already over (a short load on a fast
+        # machine could finish before this process started): every run has one latency sample
+        while len(packets) < max(1, max_seconds / interval_s) and not (packets and stop_event.is_set()):
             last_ms = max(time.time_ns() // 1_000_000, last_ms + 1)  # unique, increasing
             seq = len(packets)
             packets.append(encode_publish(topic, probe_payload(seq, last_ms), seq % 65535 + 1))

@@ -109,7 +109,14 @@ class AnalyticsConfig:
     coldchain_high: float = 8.0
 
 
-@dataclass(slots=True)
+# The mutable states below write their own ``__init__`` (``init=False``): the one ``dataclass``
+# generates is a Python function even when mypyc compiles the module, and a state is built
+# at every update (``statecodec.decode_device``: one per metric and one per device). Measured
+# compiled: 0.88 µs per construction with the generated one, 0.17 µs with this. The fields'
+# defaults stay declared (``fields()``, ``repr``, ``eq`` read them) and must match these.
+
+
+@dataclass(slots=True, init=False)
 class MetricState:
     """Windows of one metric."""
 
@@ -126,8 +133,24 @@ class MetricState:
     # stale entries only when one can be older than what it keeps; not part of the value
     oldest: float | None = field(default=None, compare=False, repr=False)
 
+    def __init__(
+        self,
+        raw: dict[int, list[float]] | None = None,
+        hours: dict[int, list[float]] | None = None,
+        last: list[float] | None = None,
+        flat: int = 0,
+        means: dict[int, list[Any]] | None = None,
+        oldest: float | None = None,
+    ) -> None:
+        self.raw = {} if raw is None else raw
+        self.hours = {} if hours is None else hours
+        self.last = last
+        self.flat = flat
+        self.means = {} if means is None else means
+        self.oldest = oldest
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class DeviceState:
     """Everything the worker remembers about one device (a Faust table value)."""
 
@@ -165,6 +188,42 @@ class DeviceState:
     hours_loader: Callable[[], dict[str, dict[int, list[float]]]] | None = field(
         default=None, compare=False, repr=False
     )
+
+    def __init__(
+        self,
+        wm: float = 0.0,
+        seen: float = 0.0,
+        closed: int = 0,
+        late: int = 0,
+        excluded: int = 0,
+        spikes: int = 0,
+        out_of_range: int = 0,
+        emitted: int = 0,
+        metrics: dict[str, MetricState] | None = None,
+        rules: dict[str, list[Any]] | None = None,
+        shipments: dict[str, list[float]] | None = None,
+        applied: list[int] | None = None,
+        counted: dict[str, bytes] | None = None,
+        counted_times: dict[str, tuple[list[float], set[float]]] | None = None,
+        packed_hours: tuple[int, int, bytes] | None = None,
+        hours_loader: Callable[[], dict[str, dict[int, list[float]]]] | None = None,
+    ) -> None:
+        self.wm = wm
+        self.seen = seen
+        self.closed = closed
+        self.late = late
+        self.excluded = excluded
+        self.spikes = spikes
+        self.out_of_range = out_of_range
+        self.emitted = emitted
+        self.metrics = {} if metrics is None else metrics
+        self.rules = {} if rules is None else rules
+        self.shipments = {} if shipments is None else shipments
+        self.applied = applied
+        self.counted = {} if counted is None else counted
+        self.counted_times = {} if counted_times is None else counted_times
+        self.packed_hours = packed_hours
+        self.hours_loader = hours_loader
 
     def dump(self) -> dict[str, Any]:
         """JSON-able form (orjson in the table)."""
@@ -234,7 +293,7 @@ def load_hours(state: DeviceState) -> None:
         m.hours = hours.get(name, {})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class DeviceOutput:
     """What one update produced."""
 
@@ -243,6 +302,20 @@ class DeviceOutput:
     lines: list[str] = field(default_factory=list)
     signals: dict[str, float] = field(default_factory=dict)
     late: int = 0
+
+    def __init__(
+        self,
+        events: list[AlertEvent] | None = None,
+        hourly: list[HourlyValues] | None = None,
+        lines: list[str] | None = None,
+        signals: dict[str, float] | None = None,
+        late: int = 0,
+    ) -> None:
+        self.events = [] if events is None else events
+        self.hourly = [] if hourly is None else hourly
+        self.lines = [] if lines is None else lines
+        self.signals = {} if signals is None else signals
+        self.late = late
 
 
 def subject_for(device_id: str, record: DeviceRecord | None, domain: str) -> Subject:

@@ -101,9 +101,13 @@ class Subject:
         return f"{self.kind}:{self.id}"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RuleState:
-    """Where one rule stands for one subject (serialised as a list in table values)."""
+    """Where one rule stands for one subject (serialised as a list in table values).
+
+    Its own ``__init__`` (see ``streams.analytics.device.MetricState``): the generated one is
+    a Python function even compiled, and a rule that is not quiet loads one at every event time.
+    """
 
     active: int = -1  # index into the resolved levels, -1 = not raised
     pending: int = -1  # level waiting out raise_after_s
@@ -113,6 +117,26 @@ class RuleState:
     raised_at: float | None = None
     last_ts: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        active: int = -1,
+        pending: int = -1,
+        pending_since: float | None = None,
+        below_since: float | None = None,
+        seq: int = 0,
+        raised_at: float | None = None,
+        last_ts: float | None = None,
+        extra: dict[str, float] | None = None,
+    ) -> None:
+        self.active = active
+        self.pending = pending
+        self.pending_since = pending_since
+        self.below_since = below_since
+        self.seq = seq
+        self.raised_at = raised_at
+        self.last_ts = last_ts
+        self.extra = {} if extra is None else extra
 
     def dump(self) -> list[object]:
         """Compact JSON-able form."""

@@ -502,3 +502,13 @@ def test_publish_worker_counts_messages_nobody_was_subscribed_to() -> None:
         fake.close()
     assert result.messages == 60
     assert result.unrouted == sum(m.topic == "devices/bench-0002/readings" for m in messages) == 20
+
+
+def test_the_first_probe_goes_even_if_the_load_is_already_over(broker: FakeBroker) -> None:
+    # a short load on a fast machine finished before the probe process had sent anything, and
+    # the run had no latency sample (seen in test_run_load_publishes_everything_from_processes)
+    stop = threading.Event()
+    stop.set()
+    sent = probe_worker("127.0.0.1", broker.port, stop, 0.01, max_seconds=5)
+    assert sent == 1
+    assert [topic for topic, _, _ in broker.published] == ["devices/bench-probe/readings"]
