@@ -680,15 +680,51 @@ def _middle(ordered: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+NEAR = 0.05 / 1.06  # _near_median's band, as a share of max(|value|, 1)
+
+
+def _near_median(raw: dict[int, list[float]], value: float) -> bool:
+    """True when the median of the values in ``raw`` is certainly within 5 % of ``value``
+    (``|value - median| <= 0.05 * max(|median|, 1)``), found by counting, without a sort.
+
+    With ``t = NEAR * max(|value|, 1)``: if no more than ``(n - 1) // 2`` of the n values lie
+    below ``value - t``, and no more than that many above ``value + t``, the median's middle
+    value(s) lie in ``[value - t, value + t]``, and so does the median; then
+    ``|value - median| <= t``, and ``t`` is at most ``0.05 * max(|median|, 1)`` with about 1 %
+    to spare (``|median| >= |value| - t``), far more than rounding. False means "not known":
+    the sort decides. A non-finite value, or a NaN among the values, is never certified.
+    """
+    if not math.isfinite(value):
+        return False
+    t = NEAR * max(abs(value), 1.0)
+    low, high = value - t, value + t
+    limit = (len(raw) - 1) // 2
+    below = above = 0
+    for held in raw.values():
+        x = held[1]
+        if not x >= low:  # a NaN counts on both sides
+            below += 1
+            if below > limit:
+                return False
+        if not x <= high:
+            above += 1
+            if above > limit:
+                return False
+    return True
+
+
 def _is_spike(m: MetricState, value: float) -> bool:
     """Whether ``value`` is over 6 scaled MADs and 5 % away from the median of the metric's
     recent values (both must hold).
 
-    The 5 % test needs only the median, so it goes first and most values stop there; the
+    The 5 % test needs only the median, so it goes first and most values stop there, most of
+    them without a sort (``_near_median`` counts the values on either side of a band); the
     deviations are taken from the sorted values, which makes them two sorted runs (falling to
     the median, then rising), and ``sorted`` merges runs in one pass instead of a full sort.
     """
     if len(m.raw) < 10:
+        return False
+    if _near_median(m.raw, value):
         return False
     ordered = sorted([v[1] for v in m.raw.values()])
     median = _middle(ordered)

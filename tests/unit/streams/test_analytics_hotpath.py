@@ -342,6 +342,53 @@ def test_spike_check_is_what_it_was(values: list[float], value: float) -> None:
     assert device._is_spike(m, value) is _is_spike_before(m, value)
 
 
+def _five_percent_off(values: list[float], value: float) -> bool:
+    """The spike check's 5 % test, on the sorted values (as ``_is_spike`` makes it)."""
+    median = float(np.median(values))
+    return abs(value - median) > 0.05 * max(abs(median), 1.0)
+
+
+near_band = st.tuples(
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+    st.lists(st.floats(min_value=0.9, max_value=1.1), min_size=10, max_size=70),
+    st.floats(min_value=0.9, max_value=1.1),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(near_band)
+def test_near_median_only_certifies_values_within_five_percent(
+    case: tuple[float, list[float], float],
+) -> None:
+    """Values packed around the band's edges (0.9-1.1 times a centre): whenever the count says
+    "within 5 % of the median", the median of the sorted values says so too."""
+    centre, factors, factor = case
+    values = [centre * f for f in factors]
+    value = centre * factor
+    raw = {60 * i: [60.0 * i, v] for i, v in enumerate(values)}
+    if device._near_median(raw, value):
+        assert not _five_percent_off(values, value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.floats(allow_nan=False), min_size=10, max_size=40), st.floats())
+def test_near_median_with_infinite_or_nan_readings(values: list[float], value: float) -> None:
+    """A non-finite reading is never certified, and infinite window values never mislead it."""
+    raw = {60 * i: [60.0 * i, v] for i, v in enumerate(values)}
+    if device._near_median(raw, value):
+        assert math.isfinite(value)
+        assert not _five_percent_off(values, value)
+
+
+def test_near_median_takes_the_usual_reading_without_a_sort() -> None:
+    """A sensor's ordinary reading is certified (the fast path is taken), a jump is not."""
+    raw = {60 * i: [60.0 * i, 50.0 + (i % 7) * 0.3] for i in range(60)}
+    assert device._near_median(raw, 51.0)
+    assert not device._near_median(raw, 80.0)
+    assert not device._near_median(raw, float("inf"))
+    assert not device._is_spike(MetricState(raw=raw), 51.0)
+
+
 def _entries(summed: bool) -> st.SearchStrategy[dict[int, list[float]]]:
     """Window entries keyed as ``_place`` keys them: a reading's whole second (accumulations) or
     its minute slot's start, one entry per key."""
