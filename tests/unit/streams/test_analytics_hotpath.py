@@ -59,6 +59,26 @@ def test_stats_are_numpys_bit_for_bit(values: list[float]) -> None:
             assert math.copysign(1.0, e) == math.copysign(1.0, g)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.lists(zeros_and_more, min_size=8, max_size=140),  # a window's minute slots, and more
+        st.lists(zeros_and_more, min_size=129, max_size=1100),  # halves summed apart
+        st.lists(st.sampled_from([-0.0, 0.0]), min_size=8, max_size=40),
+    )
+)
+def test_long_stats_are_numpys_bit_for_bit(values: list[float]) -> None:
+    """From 8 values on numpy sums pairwise; ``_stats`` does it the same way without numpy."""
+    test_stats_are_numpys_bit_for_bit.hypothesis.inner_test(values)  # type: ignore[attr-defined]
+
+
+def test_pairwise_sum_is_not_a_sequential_sum() -> None:
+    """The order matters: these 16 values sum to 14.0 pairwise (numpy) and 7.0 in sequence."""
+    values = [1e16, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, -1e16, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert float(np.add.reduce(np.asarray(values))) == _stats(values)[0] * len(values)
+    assert sum(values) != _stats(values)[0] * len(values)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.binary(min_size=1, max_size=40), st.integers(min_value=1, max_value=64))
 def test_partition_of_is_the_producers(key: bytes, partitions: int) -> None:
