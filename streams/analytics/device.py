@@ -42,7 +42,7 @@ from stationflow.contracts import (
     Quality,
     Severity,
 )
-from streams.analytics import coldchain, flood, rain, validity
+from streams.analytics import coldchain, flood, rain
 from streams.analytics.packs import NODATA_RULE, rules_for_device
 from streams.analytics.rules import (
     ResolvedLevel,
@@ -861,13 +861,14 @@ def _drop_stale(raw: dict[int, list[float]], keep_from: float) -> float:
 def _aggregate(m: MetricState, name: str, hour: int) -> tuple[list[float], Fraction] | None:
     """``[mean-or-sum, n, min, max]`` of an hour and the exact sum of its values.
 
-    The sum is exact (each value at its shortest repr, summed as a Fraction) and the mean is
-    that sum / n correctly rounded, so an hourly mean of exactly 80.5 is 80.5 in any order.
+    The sum is exact (each value at its shortest repr, summed exactly: ``_exact_sum``) and the
+    mean is that sum / n correctly rounded, so an hourly mean of exactly 80.5 is 80.5 in any
+    order.
     """
     values = [v[1] for v in m.raw.values() if hour <= v[0] < hour + HOUR]
     if not values:
         return None
-    total = sum((Fraction(repr(v)) for v in values), Fraction(0))
+    total = _exact_sum(values)
     agg = float(total) if name in SUM_METRICS else float(total / len(values))
     return [agg, float(len(values)), min(values), max(values)], total
 
@@ -911,18 +912,29 @@ _EXACT = Context(prec=700, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, Overflo
 
 
 def _exact_mean_of_floats(values: list[float], min_count: int) -> float | None:
-    """``validity.mean_if_valid`` for floats, ~20x faster: the exact sum of the values' reprs
-    in Decimal (C) instead of one Fraction per value; the same exact mean, rounded once."""
+    """``streams.analytics.validity.mean_if_valid`` for floats, ~20x faster: the exact sum of
+    the values' reprs in Decimal (C) instead of one Fraction per value; the same exact mean,
+    rounded once."""
     valid = [v for v in values if math.isfinite(v)]
     if not valid or len(valid) < min_count:
         return None
+    return float(_exact_sum(valid) / len(valid))
+
+
+def _exact_sum(values: list[float]) -> Fraction:
+    """``sum(Fraction(repr(v)) for v in values)``, the exact sum of the values' shortest reprs,
+    ~15x faster: added in Decimal (C) and made a Fraction once. A sum that would need more
+    than 700 digits, or a value that is not finite, takes the Fractions (which then raise as
+    before for ``inf`` or ``nan``)."""
     try:
         total = _EXACT.create_decimal(0)
-        for v in valid:
+        for v in values:
+            if not math.isfinite(v):
+                raise InvalidOperation
             total = _EXACT.add(total, Decimal(repr(float(v))))
-    except (Inexact, Overflow, InvalidOperation):  # pragma: no cover  (needs > 700 digits)
-        return validity.mean_if_valid(valid, min_count)
-    return float(Fraction(total) / len(valid))
+    except (Inexact, Overflow, InvalidOperation):
+        return sum((Fraction(repr(v)) for v in values), Fraction(0))
+    return Fraction(total)
 
 
 _MIN, _MAX = np.minimum.reduce, np.maximum.reduce

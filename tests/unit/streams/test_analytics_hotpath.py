@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta, timezone
+from fractions import Fraction
 
 import msgspec
 import numpy as np
@@ -398,6 +399,30 @@ def test_near_median_with_infinite_or_nan_readings(values: list[float], value: f
     if device._near_median(raw, value):
         assert math.isfinite(value)
         assert not _five_percent_off(values, value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.one_of(finite, st.floats(min_value=-1e3, max_value=1e3).map(lambda v: round(v, 2))),
+        min_size=1,
+        max_size=70,
+    )
+)
+def test_exact_sum_is_the_fractions_sum(values: list[float]) -> None:
+    """The hourly sums and means: the same exact Fraction (and its text) as summing Fractions."""
+    expected = sum((Fraction(repr(v)) for v in values), Fraction(0))
+    got = device._exact_sum(values)
+    assert got == expected
+    assert str(got) == str(expected)
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_exact_sum_refuses_what_fractions_refuse(bad: float) -> None:
+    with pytest.raises(ValueError):
+        sum((Fraction(repr(v)) for v in [1.0, bad]), Fraction(0))
+    with pytest.raises(ValueError):
+        device._exact_sum([1.0, bad])
 
 
 def test_near_median_takes_the_usual_reading_without_a_sort() -> None:
