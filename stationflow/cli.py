@@ -270,7 +270,7 @@ def bench_hj212(
 def bench_analytics(
     devices: Annotated[
         int, typer.Option(min=1, help="Devices measured (each one update per message).")
-    ] = 1000,
+    ] = 500,
     hours: Annotated[
         int,
         typer.Option(
@@ -280,7 +280,15 @@ def bench_analytics(
         ),
     ] = 48,
     metrics: Annotated[int, typer.Option(min=1, max=64, help="Readings per message (metrics).")] = 6,
-    messages: Annotated[int, typer.Option(min=1, help="Messages measured per device.")] = 3,
+    messages: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Messages measured per device (60 at the default interval: an hour, so each "
+            "device closes one hour, as a station does once every 60 messages; a few minutes "
+            "miss that cost).",
+        ),
+    ] = 60,
     interval: Annotated[
         float,
         typer.Option(
