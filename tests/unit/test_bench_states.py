@@ -27,7 +27,8 @@ def test_the_command_prints_json() -> None:
     out = CliRunner().invoke(app, ["bench", "analytics", "--devices", "3", "--hours", "1", "--json"])
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
-    assert doc["updates"] == 9 and doc["cpu_us_per_update"]["total"] > 0
+    # by default an hour of messages per device (60), so each device closes an hour once
+    assert doc["messages"] == 60 and doc["updates"] == 180 and doc["cpu_us_per_update"]["total"] > 0
 
 
 def test_new_devices_a_millisecond_apart_are_the_pipeline_benchs() -> None:
