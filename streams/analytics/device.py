@@ -692,7 +692,8 @@ def _near_median(raw: dict[int, list[float]], value: float) -> bool:
     value(s) lie in ``[value - t, value + t]``, and so does the median; then
     ``|value - median| <= t``, and ``t`` is at most ``0.05 * max(|median|, 1)`` with about 1 %
     to spare (``|median| >= |value| - t``), far more than rounding. False means "not known":
-    the sort decides. A non-finite value, or a NaN among the values, is never certified.
+    the sort decides. A non-finite value is never certified; a NaN among the values (the wire
+    refuses them) counts as lying outside the band on both sides.
     """
     if not math.isfinite(value):
         return False
@@ -944,10 +945,10 @@ _PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE: longer runs are split in two
 
 def _pairwise_sum(a: list[float], lo: int, n: int) -> float:
     """numpy's pairwise sum of ``a[lo:lo + n]`` (``pairwise_sum`` in its ``loops_utils``), in
-    the same order: up to 128 values, eight running sums over strides of
-    8, combined as ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))``, then the remainder in
-    sequence; beyond, the two halves (the first a multiple of 8 long) summed apart. ``n``
-    is at least 8 (below, numpy adds in sequence: ``_stats``)."""
+    the same order: up to 128 values, eight running sums over strides of 8, combined as
+    ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))``, then the remainder in sequence;
+    beyond, the two halves (the first a multiple of 8 long) summed apart. ``n`` is at least 8
+    (below, numpy adds in sequence: ``_stats``)."""
     if n <= _PAIRWISE_BLOCK:
         r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
         r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
