@@ -32,6 +32,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 from stationflow.contracts import (
     AlertEvent,
@@ -387,6 +388,20 @@ def _fields(values: Mapping[str, float | int | str]) -> str:
         elif math.isfinite(v):
             parts.append(f"{k}={float(v)!r}")
     return ",".join(parts) or "empty=true"
+
+
+def float_texts(values: list[float]) -> list[str]:
+    """The shortest text that reads back as each (finite) float, as line-protocol field values.
+
+    orjson (ryu) instead of ``repr``: the same digits for a fraction of the CPU of the long
+    floats of window means (measured, compiled: a six-metric station's derived lines, 30 window
+    fields, 41-46 against 16-20 µs per device and minute). Only the exponent is written
+    differently (``1.5e-7`` and ``0.00001`` where repr writes ``1.5e-07`` and ``1e-05``), which
+    InfluxDB reads as the same float64 (``tests/integration/test_lineprotocol_influx.py``).
+    """
+    if not values:
+        return []
+    return orjson.dumps(values)[1:-1].decode().split(",")
 
 
 def _ns(ts: float) -> int:
@@ -1229,23 +1244,28 @@ def _derived_lines(
     ns = _ns(state.wm)
     tags = _tags(subject)
     lines: list[str] = []
-    windows: list[str] = []  # <metric>_<stat>=<value>: one point per device
+    windows: list[str] = []  # <metric>_<stat> field keys (one point per device) and their values
     sums: dict[str, float] = {}  # rain.sum_*
     trend: dict[str, float | int | str] = {}  # level.*
+    window_values: list[float] = []
     places = _PLACES
     for key, value in signals.items():  # one pass, each kind in the signals' order
         place = places.get(key) or _place_of(key)
         if place[0] is _TO_WINDOW:
             if math.isfinite(value):  # signals are floats; a non-finite one is left out
-                windows.append(f"{place[1]}={float(value)!r}")
+                windows.append(place[1])
+                window_values.append(float(value))
         elif place[0] is _TO_TREND:
             trend[place[1]] = value
             if place[2] and math.isfinite(value):  # level.<stat> is a window field too (not margins)
-                windows.append(f"{place[2]}={float(value)!r}")
+                windows.append(place[2])
+                window_values.append(float(value))
         elif place[0] is _TO_SUM:
             sums[place[1]] = value
     if windows:
-        lines.append(f"windows,{tags} {','.join(windows)} {ns}")
+        texts = float_texts(window_values)
+        joined = ",".join([f"{k}={t}" for k, t in zip(windows, texts, strict=True)])
+        lines.append(f"windows,{tags} {joined} {ns}")
     if sums:
         fields: dict[str, float | int | str] = dict(sums)
         fields["storm_signal"] = int(signals.get("rain.storm_signal", 0))

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from stationflow.contracts import Quality, Reading, ReadingBatch
 from stationflow.stack import Component, influx_create_db
 from stationflow.stack.components import influx_query, influx_quote
+from streams.analytics.device import DeviceState, _derived_lines, subject_for
 from streams.lineprotocol import FieldValue, batch_lines, encode, line
 
 NS = 1_795_248_000_000_000_000
@@ -198,3 +199,43 @@ def test_the_hot_path_stores_arbitrary_station_tags_exactly(
         "level_q": "T",
         **want_tags,
     }
+
+
+EXPONENTS = [
+    1.5e-7,
+    1e-05,
+    0.0001234,
+    1e16,
+    1.2345678901234568e20,
+    5e-324,
+    1.7976931348623157e308,
+    -0.0,
+    35.266666666666666,
+]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(values=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=12))
+def test_window_values_are_stored_bit_for_bit(influxd: Component, fresh_db: Any, values: list[float]) -> None:
+    """The derived ``windows`` point writes its floats as orjson does (``1.5e-7``, ``0.00001``
+    where repr writes ``1.5e-07``, ``1e-05``): InfluxDB must read back the very same float64."""
+    values = [*values, *EXPONENTS]
+    state = DeviceState()
+    state.wm = NS / 1e9
+    signals = {f"m{i}.mean_1h": v for i, v in enumerate(values)}
+    lines = _derived_lines(state, subject_for("dev-1", None, "air"), signals, {})
+    (windows,) = [ln for ln in lines if ln.startswith("windows,")]
+    db = fresh_db()
+    response = httpx.post(
+        f"{influxd.url}/write", params={"db": db, "precision": "ns"}, content=encode([windows]), timeout=30
+    )
+    assert response.status_code == 204, (response.text, windows)
+    (series,) = influx_query(influxd.url, db, "SELECT * FROM windows")
+    row = dict(zip(series["columns"], series["values"][0], strict=True))
+    for i, want in enumerate(values):
+        got = row[f"m{i}_mean_1h"]
+        assert float(got) == want, (i, got, want, windows)
