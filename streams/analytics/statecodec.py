@@ -57,6 +57,9 @@ HOURS_APART_FROM = 48  # closed hours (all metrics) from which they are compress
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder()
 _R = msgspec.Raw  # a field left undecoded
+# msgspec.Raw, untyped: msgspec's stubs call Raw a subclass of bytes, so mypyc checks a Raw it
+# is typed to return for being bytes (it is not) and refuses it at run time
+_INLINE: Any = msgspec.Raw
 _PEEK = msgspec.msgpack.Decoder(list[_R])  # 11 to 14 fields (see the format)
 _SEEN = msgspec.msgpack.Decoder(float)
 _RULES = msgspec.msgpack.Decoder(dict[str, list[Any]])
@@ -73,7 +76,7 @@ def encode_device(state: DeviceState) -> bytes:
     )
     # below COMPRESS_FROM the map goes inline as the msgpack already made (msgspec.Raw), not
     # encoded a second time: the same bytes, about 1.3 µs less per update of a new device
-    metrics = _compress(packed) if len(packed) >= COMPRESS_FROM else _R(packed)
+    metrics: object = _compress(packed) if len(packed) >= COMPRESS_FROM else _INLINE(packed)
     fields = (
         state.wm,
         state.seen,
