@@ -52,6 +52,14 @@ def up(
         str,
         typer.Option(help="Where the TCP collector listens; 0.0.0.0 lets stations on the network connect."),
     ] = "127.0.0.1",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Stream worker processes sharing the partitions (default: one per core, at most one "
+            "per partition).",
+        ),
+    ] = None,
     interval: Annotated[float, typer.Option(help="Seconds between messages of each simulated device.")] = 5.0,
     simulate: Annotated[bool, typer.Option(help="Run the simulated fleet.")] = True,
     duration: Annotated[
@@ -69,6 +77,7 @@ def up(
     from ingest.tcp.settings import TcpSettings
     from simulator.backfill import parse_duration
     from simulator.settings import SimulatorSettings
+    from stationflow.stack.sizing import default_workers
     from stationflow.stack.up import run_up
 
     tcp = TcpSettings()
@@ -98,6 +107,7 @@ def up(
             duration_s=duration,
             tcp_bind=tcp_bind,
             backfill_s=backfill_s,
+            workers=workers or default_workers(),
         )
     )
 
@@ -117,7 +127,14 @@ def bench(
     publishers: Annotated[int, typer.Option(help="Load generator processes.")] = 2,
     devices: Annotated[int, typer.Option(help="Distinct simulated devices.")] = 200,
     collectors: Annotated[int, typer.Option(help="Collector processes (MQTT shared subscription).")] = 1,
-    workers: Annotated[int, typer.Option(help="Faust worker processes (sharing partitions).")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Faust worker processes sharing the partitions (default: as `stationflow up`, one "
+            "per core, at most one per partition).",
+        ),
+    ] = None,
     split_analytics: Annotated[
         bool,
         typer.Option(
@@ -190,6 +207,8 @@ def bench(
     """
     if ctx.invoked_subcommand is not None:
         return  # a sub-bench (hj212) runs with its own options
+    from stationflow.stack.sizing import default_workers
+
     if alerts:
         from stationflow.bench.alertbench import run_alert_bench
 
@@ -201,6 +220,7 @@ def bench(
                 probes=probes,
                 as_json=as_json,
                 split_analytics=split_analytics,
+                workers=workers or default_workers(),
             )
         )
     from stationflow.bench.runner import run_bench
@@ -213,7 +233,7 @@ def bench(
             devices=devices,
             as_json=as_json,
             collectors=collectors,
-            workers=workers,
+            workers=workers or default_workers(),
             split_analytics=split_analytics,
             analytics=analytics,
             durable=durable,

@@ -361,11 +361,19 @@ def _cpu_s(proc: psutil.Process) -> float:
 
 
 def run_alert_bench(
-    *, rate: int, per_message: int, devices: int, probes: int, as_json: bool, split_analytics: bool = False
+    *,
+    rate: int,
+    per_message: int,
+    devices: int,
+    probes: int,
+    as_json: bool,
+    split_analytics: bool = False,
+    workers: int = 1,
 ) -> int:
     """Run it; print JSON or a table; exit code 1 (with the reasons) if a probe's alert never
-    arrived, came twice or unsigned, or the background load fell short. ``split_analytics``:
-    the worker as a raw-stage process and an analytics process."""
+    arrived, came twice or unsigned, or the background load fell short. ``workers``: stream
+    worker processes sharing the partitions; ``split_analytics``: each worker as a raw-stage
+    process and an analytics process."""
 
     console = Console(stderr=True, quiet=as_json)
     with tempfile.TemporaryDirectory(prefix="stationflow-alertbench-") as tmp:
@@ -383,12 +391,13 @@ def run_alert_bench(
         with pipeline, WebhookReceiver(free_port()) as hook:
             with console.status("starting the stack…") as status:
                 ep = pipeline.start_infra(on_step=lambda s: status.update(f"starting {s}…"))
-                kinds = ("devices", "alerts", "ingest", "streams") + (
-                    ("analytics",) if split_analytics else ()
-                )
-                for kind in kinds:
+                for kind in ("devices", "alerts", "ingest"):
                     status.update(f"starting {kind}…")
                     pipeline.start(kind)
+                for kind in ("streams", "analytics") if split_analytics else ("streams",):
+                    status.update(f"starting {kind} ({workers})…")
+                    for starting in [pipeline.launch(kind, instance=n) for n in range(1, workers + 1)]:
+                        starting.wait()
                 status.update("registering devices and routing…")
                 _register(pipeline, devices=devices, per_message=per_message, probes=probes)
                 _route(pipeline, hook)
@@ -506,6 +515,7 @@ def run_alert_bench(
                     "devices": devices,
                 },
                 "split_analytics": split_analytics,
+                "workers": workers,
                 "cpu_s": cpu_s,
                 "worker_loop_lag": loop_lag,
                 "rss_mb": {k: round(v, 1) for k, v in rss.items()},

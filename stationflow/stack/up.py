@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from simulator.stations import StationStats
     from stationflow.stack.backfill import BackfillRun
 
-__all__ = ["run_simulate", "run_up"]
+__all__ = ["restart_exited", "run_simulate", "run_up", "worker_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,13 +63,14 @@ def run_up(
     duration_s: float | None,
     tcp_bind: str = "127.0.0.1",
     backfill_s: float = 0.0,
+    workers: int = 1,
 ) -> int:
     """Start everything, show live status until Ctrl-C / SIGTERM (or ``duration_s``), stop everything.
 
     ``tcp_bind``: the address the TCP collector listens on (``0.0.0.0`` for stations on the
     network; every other listener stays on loopback). ``backfill_s``: the simulated fleet first
     publishes that much history through the pipeline (on a restart only the gap since the last
-    run), then goes live.
+    run), then goes live. ``workers``: stream worker processes sharing the partitions.
     """
     setup_logging("WARNING")
     # a state dir from a run that kept no backfill record: its devices are past any history
@@ -95,10 +96,10 @@ def run_up(
         with console.status("starting…") as status:
             pipeline.start_infra(on_step=lambda s: status.update(f"starting {s}…"))
             # the services start side by side: none needs another to be ready to start
-            status.update("starting the registry, the collectors and the stream worker…")
+            status.update("starting the registry, the collectors and the stream workers…")
             registry = pipeline.launch("devices")
             collectors = [pipeline.launch("ingest"), pipeline.launch("tcp")]
-            worker = pipeline.launch("streams")
+            stream_workers = [pipeline.launch("streams", instance=n) for n in range(1, workers + 1)]
             # the alert service and the open-data API too: ready when `up` says it is running
             late = [pipeline.launch("alerts"), pipeline.launch("opendata")]
             registry.wait()
@@ -110,8 +111,9 @@ def run_up(
                 collector.wait()
             if simulate:  # the history waits in Kafka while the worker starts
                 backfill = _start_backfill(console, pipeline, backfill_s, earlier_run=earlier_run)
-            status.update("waiting for the Faust stream worker (joins its consumer group)…")
-            worker.wait()
+            status.update("waiting for the Faust stream workers (they join their consumer group)…")
+            for worker in stream_workers:
+                worker.wait()
             status.update("waiting for the alert service and the open-data API…")
             for service in late:
                 service.wait()
@@ -219,7 +221,7 @@ def _banner(console: Console, p: Pipeline) -> None:
         "no key, read-only, rate-limited\n"
         f"  metrics    http://127.0.0.1:{p.metrics_ports['ingest']}/metrics (MQTT collector), "
         f"http://127.0.0.1:{p.tcp_metrics_port}/metrics (TCP collector), "
-        f"http://127.0.0.1:{p.metrics_ports['streams']}/metrics (worker)\n"
+        f"{worker_metrics(p)}\n"
         f"  logs       {p.state_dir / 'logs'}/ and each component's dir under {p.state_dir}\n\n"
         "  see the data:\n"
         f"    curl -sG '{ep.influx_url}/query' --data-urlencode 'db={ep.influx_db}' "
@@ -227,6 +229,16 @@ def _banner(console: Console, p: Pipeline) -> None:
         "  refused: stationflow deadletters (messages), stationflow rejected (points InfluxDB refused)\n"
         "  Ctrl-C stops every process (it drains Kafka and keeps its state for the next start).\n"
     )
+
+
+def worker_metrics(p: Pipeline) -> str:
+    """The stream workers' /metrics URLs, as the banner lists them."""
+    urls = [
+        f"http://127.0.0.1:{port}/metrics"
+        for name, port in p.metrics_ports.items()
+        if name.split("-")[0] == "streams"
+    ]
+    return ", ".join(urls) + (" (worker)" if len(urls) == 1 else f" ({len(urls)} workers)")
 
 
 def _table(p: Pipeline, st: _Status) -> Table:
@@ -380,12 +392,19 @@ def _refresh(p: Pipeline, st: _Status) -> None:
             f"{p.alerts_url}/summary", headers={"X-API-Key": p.alerts_admin_key}, timeout=2
         ).json()
         st.open_alerts = sum(summary["counts"].get("open", {}).values())
-    for kind in SERVICES:
-        proc = p.services.get(kind)
-        if proc is not None and not proc.running:
-            logger.warning("service exited, restarting service=%s code=%s", kind, proc.returncode)
-            st.restarts += 1
-            p.start(kind, wait=False)
+    st.restarts += restart_exited(p)
+
+
+def restart_exited(p: Pipeline) -> int:
+    """Start again every service of ours that exited (``streams-2`` as worker 2); how many."""
+    restarted = 0
+    for name, proc in list(p.services.items()):
+        kind, _, instance = name.partition("-")
+        if kind in SERVICES and not proc.running:
+            logger.warning("service exited, restarting service=%s code=%s", name, proc.returncode)
+            p.start(kind, instance=int(instance or 1), wait=False)
+            restarted += 1
+    return restarted
 
 
 def run_simulate(
