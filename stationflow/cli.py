@@ -30,7 +30,13 @@ def up(
     kafka_port: Annotated[int, typer.Option(help="Kafka API listener (Tansu).")] = 9092,
     influx_port: Annotated[int, typer.Option(help="InfluxDB HTTP API.")] = 8086,
     ingest_metrics_port: Annotated[int, typer.Option(help="Collector's Prometheus endpoint.")] = 9461,
-    streams_metrics_port: Annotated[int, typer.Option(help="Worker's Prometheus endpoint.")] = 9462,
+    streams_metrics_port: Annotated[
+        int,
+        typer.Option(
+            help="The first stream worker's Prometheus endpoint (further workers get free ports, "
+            "listed at start)."
+        ),
+    ] = 9462,
     registry_port: Annotated[int, typer.Option(help="Device registry REST API.")] = 8080,
     alerts_port: Annotated[int, typer.Option(help="Alert service: REST API and duty console.")] = 8090,
     opendata_port: Annotated[

@@ -73,6 +73,13 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         if isinstance(self.app, WorkerApp):  # read by AIOKafkaConsumer.start() to create its fetcher
             consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        # Faust falls back to a round-robin assignor in a process with no changelog tables and
+        # no standby replicas (a raw-stage-only worker, or any worker with the analytics off):
+        # the group then refuses a worker with the analytics, which uses Faust's assignor
+        # (InconsistentGroupProtocolError). Every worker of the app uses Faust's (read by
+        # AIOKafkaConsumer.start() to create its coordinator).
+        self._assignor = self.app.assignor
+        consumer._partition_assignment_strategy = (self.app.assignor,)
         return consumer
 
 

@@ -33,3 +33,25 @@ def test_the_tables_standby_replicas_are_a_setting(tmp_path: Path) -> None:
     assert create_app(StreamsSettings(**base)).conf.table_standby_replicas == 0
     app = create_app(StreamsSettings(**base, analytics_standby_replicas=1))
     assert app.conf.table_standby_replicas == 1
+
+
+async def test_every_worker_uses_faust_s_assignor_even_without_tables(tmp_path: Path) -> None:
+    """A raw-stage-only worker (no tables) with no standby replicas: Faust would give it a
+    round-robin assignor, and the group would refuse the analytics worker beside it."""
+    settings = StreamsSettings(
+        state_dir=tmp_path,
+        kafka_bootstrap="127.0.0.1:1",  # never contacted: the consumer is built, not started
+        streams_registry=False,
+        analytics_enabled=False,
+        analytics_standby_replicas=0,
+    )
+    app = create_app(settings)
+    app.finalize()
+    assert not app.tables.changelog_topics
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    consumer = thread._create_worker_consumer(app.transport)
+    try:
+        assert list(consumer._partition_assignment_strategy) == [app.assignor]
+        assert thread._assignor is app.assignor
+    finally:
+        await consumer.stop()
