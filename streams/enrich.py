@@ -13,6 +13,7 @@ Works on the hot path's msgspec structs (``stationflow.wire``) and returns them;
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -66,6 +67,8 @@ def enrich(batch: WireBatch | ReadingBatch, record: DeviceRecord | None) -> Enri
         if isinstance(result, Rejection):
             return result
         readings.append(result)
+    if isinstance(batch, WireBatch) and all(map(operator.is_, readings, given)):
+        return Enriched(batch, record.domain, _tags(record))  # nothing changed: the same batch
     enriched = WireBatch(
         device_id=batch.device_id, received_at=batch.received_at, source=batch.source, readings=readings
     )

@@ -39,6 +39,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
+import orjson
+
 from stationflow.contracts import Quality, Reading, ReadingBatch
 from stationflow.wire import WireBatch, WireReading
 from streams import metrics
@@ -54,6 +56,7 @@ __all__ = [
     "escape_measurement",
     "escape_string",
     "escape_tag",
+    "float_texts",
     "format_fields",
     "line",
     "parse_series",
@@ -163,6 +166,25 @@ def _field_value(value: FieldValue) -> tuple[str | None, bool]:
     if isinstance(value, int):
         return f"{value}i", False
     return (repr(float(value)) if math.isfinite(value) else None), False
+
+
+def float_texts(values: list[float]) -> list[str]:
+    """The shortest text that reads back as each float, as line-protocol field values.
+
+    orjson (ryu) instead of ``repr``: the same digits for a fraction of the CPU (measured: six
+    one-decimal readings 2.5 against 1.1 µs; compiled, a six-metric station's derived lines with
+    30 window fields 41-46 against 16-20 µs per device and minute). Only the exponent is written
+    differently (``1.5e-7`` and ``0.00001`` where repr writes ``1.5e-07`` and ``1e-05``), which
+    InfluxDB reads as the same float64 (``tests/integration/test_lineprotocol_influx.py``).
+    orjson writes a non-finite float as ``null``: then every value is written by ``repr``, as
+    before (InfluxDB refuses ``nan`` and ``inf``, and the sink reports the refused point).
+    """
+    if not values:
+        return []
+    text = orjson.dumps(values)[1:-1].decode()
+    if "n" in text:  # "null": no float's text has an n
+        return [repr(v) for v in values]
+    return text.split(",")
 
 
 def format_fields(values: Mapping[str, FieldValue], subject: str = "-") -> str:
@@ -275,21 +297,22 @@ def batch_lines(
         # one instant (the usual message): one point, fields in reading order
         keys = _FIELD_KEYS
         point: list[str] = []
-        for r in readings:
+        for r, text in zip(readings, float_texts([r.value for r in readings]), strict=True):
             key = keys.get(r.metric) or _field_key(r.metric)
-            point.append(f"{key}={r.value!r}")
+            point.append(f"{key}={text}")
             if r.quality is not _NORMAL:
                 point.append(f'{key}_q="{r.quality.value}"')
         if replaced:
             metrics.LINEPROTOCOL_REPLACED.labels(position="series").inc(1)
         return [f"{prefix}{','.join(point)} {stamps[0]}"]
     by_ts: dict[int, list[str]] = {}
-    for r, ns in zip(readings, stamps, strict=True):
+    texts = float_texts([r.value for r in readings])
+    for r, ns, text in zip(readings, stamps, texts, strict=True):
         fields = by_ts.get(ns)
         if fields is None:
             fields = by_ts[ns] = []
         key = _field_key(r.metric)
-        fields.append(f"{key}={r.value!r}")
+        fields.append(f"{key}={text}")
         if r.quality is not _NORMAL:
             fields.append(f'{key}_q="{r.quality.value}"')
     if replaced:

@@ -32,7 +32,6 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 import numpy as np
-import orjson
 
 from stationflow.contracts import (
     AlertEvent,
@@ -54,7 +53,7 @@ from streams.analytics.rules import (
     resolve_levels,
     step_quiet,
 )
-from streams.lineprotocol import escape_string
+from streams.lineprotocol import escape_string, float_texts
 from streams.lineprotocol import escape_tag as _esc
 
 __all__ = [
@@ -388,20 +387,6 @@ def _fields(values: Mapping[str, float | int | str]) -> str:
         elif math.isfinite(v):
             parts.append(f"{k}={float(v)!r}")
     return ",".join(parts) or "empty=true"
-
-
-def float_texts(values: list[float]) -> list[str]:
-    """The shortest text that reads back as each (finite) float, as line-protocol field values.
-
-    orjson (ryu) instead of ``repr``: the same digits for a fraction of the CPU of the long
-    floats of window means (measured, compiled: a six-metric station's derived lines, 30 window
-    fields, 41-46 against 16-20 µs per device and minute). Only the exponent is written
-    differently (``1.5e-7`` and ``0.00001`` where repr writes ``1.5e-07`` and ``1e-05``), which
-    InfluxDB reads as the same float64 (``tests/integration/test_lineprotocol_influx.py``).
-    """
-    if not values:
-        return []
-    return orjson.dumps(values)[1:-1].decode().split(",")
 
 
 def _ns(ts: float) -> int:

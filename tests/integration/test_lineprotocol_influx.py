@@ -239,3 +239,34 @@ def test_window_values_are_stored_bit_for_bit(influxd: Component, fresh_db: Any,
     for i, want in enumerate(values):
         got = row[f"m{i}_mean_1h"]
         assert float(got) == want, (i, got, want, windows)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(values=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=12))
+def test_reading_values_are_stored_bit_for_bit(
+    influxd: Component, fresh_db: Any, values: list[float]
+) -> None:
+    """The raw path (``batch_lines``) writes its floats as orjson does too: one point per
+    instant, every reading read back as the very same float64."""
+    values = [*values, *EXPONENTS]
+    at = datetime.fromtimestamp(NS / 1e9, tz=UTC)
+    batch = ReadingBatch(
+        device_id="dev-1",
+        received_at=at,
+        source="t",
+        readings=[Reading(metric=f"m{i}", value=v, ts=at) for i, v in enumerate(values)],
+    )
+    (point,) = batch_lines(batch, None, "air")
+    db = fresh_db()
+    response = httpx.post(
+        f"{influxd.url}/write", params={"db": db, "precision": "ns"}, content=encode([point]), timeout=30
+    )
+    assert response.status_code == 204, (response.text, point)
+    (series,) = influx_query(influxd.url, db, "SELECT * FROM air")
+    row = dict(zip(series["columns"], series["values"][0], strict=True))
+    for i, want in enumerate(values):
+        assert float(row[f"m{i}"]) == want, (i, row[f"m{i}"], want, point)

@@ -114,3 +114,22 @@ def test_conversions(unit: str, target: str, value: float, expected: float) -> N
 def test_unknown_spelling() -> None:
     assert canonical_unit("parsecs") is None
     assert converter("m", "degC") is None
+
+
+def test_a_batch_the_registry_does_not_change_is_returned_itself() -> None:
+    """The worker forwards such a document as it came instead of encoding it again."""
+    from stationflow.wire import WireBatch, WireReading
+
+    reading = WireReading(metric="temperature", value=4.0, unit="degC", ts=T0)
+    batch = WireBatch(device_id="cold-001", received_at=T0, source="t", readings=[reading])
+    kept = enrich(batch, _record())
+    assert isinstance(kept, Enriched) and kept.batch is batch
+    unitless = WireBatch(
+        device_id="cold-001",
+        received_at=T0,
+        source="t",
+        readings=[WireReading(metric="temperature", value=4.0, ts=T0)],
+    )
+    filled = enrich(unitless, _record())
+    assert isinstance(filled, Enriched) and filled.batch is not unitless
+    assert filled.batch.readings[0].unit == "degC"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -15,6 +16,7 @@ from streams.lineprotocol import (
     escape_measurement,
     escape_string,
     escape_tag,
+    float_texts,
     line,
     parse_series,
 )
@@ -58,7 +60,7 @@ def test_tiny_and_huge_floats_stay_floats() -> None:
     (line,) = batch_lines(
         _batch(Reading(metric="x", value=1e-7, ts=T0), Reading(metric="y", value=1e20, ts=T0))
     )
-    assert "x=1e-07" in line and "y=1e+20" in line
+    assert "x=1e-7" in line and "y=1e+20" in line  # orjson's texts; InfluxDB reads them as floats
 
 
 @pytest.mark.parametrize(
@@ -195,4 +197,25 @@ def test_batch_lines_one_point_per_instant_in_reading_order(
             fields.append(f'{key}_q="{r.quality.value}"')
     prefix = f"{domain_of(r.metric for r in batch.readings)},device=air-001,station=s1 "
     expected = [f"{prefix}{','.join(fields)} {ns}" for ns, fields in by_ts.items()]
-    assert batch_lines(batch, {"station": "s1"}) == expected
+    written = batch_lines(batch, {"station": "s1"})
+    # the values as orjson writes them (an exponent may read 1e-5 where repr has 1e-05): the
+    # same float each, and otherwise the very text of the plain model
+    assert [_floats_read(w) for w in written] == [_floats_read(e) for e in expected]
+
+
+def _floats_read(point: str) -> str:
+    """``point`` with each float field value replaced by the float it reads as."""
+    head, fields, ns = point.rsplit(" ", 2)
+    parts = []
+    for field in fields.split(","):
+        key, _, value = field.partition("=")
+        parts.append(f"{key}={value if value.startswith(chr(34)) else repr(float(value))}")
+    return f"{head} {','.join(parts)} {ns}"
+
+
+def test_float_texts_read_back_exactly_and_leave_non_finite_values_to_repr() -> None:
+    values = [7.0, 8.1, 1.5e-7, 1e-05, 1e16, 5e-324, -0.0, 35.266666666666666]
+    texts = float_texts(values)
+    assert [float(t) for t in texts] == values and texts[2] == "1.5e-7"
+    assert float_texts([1.0, math.nan, math.inf]) == ["1.0", "nan", "inf"]  # refused by InfluxDB, reported
+    assert float_texts([]) == []

@@ -160,3 +160,54 @@ async def test_unknown_devices_are_deferred_until_the_registry_view_caught_up() 
     refused = proc.prepare(proc.prepare([stranger], defer_unknown=True).unknown)
     ((_, value),) = refused.dead
     assert DL.model_validate_json(value).code == "unknown_device"
+
+
+async def test_a_device_s_only_unchanged_document_is_forwarded_as_it_came() -> None:
+    """Not encoded again: the clean document is the raw one, byte for byte, and decodes the same."""
+    sink, kafka = MemorySink(), MemoryKafka()
+    proc = processor(sink, kafka)
+    # as a device integrator's tool might write it: defaults left out, an offset, spaces
+    first = b'{"device_id": "d1", "received_at": "2026-11-21T16:00:00+08:00", "source": "t",'
+    first += b' "readings": [{"metric": "m0", "value": 1, "ts": "2026-11-21T16:00:00+08:00"}]}'
+    second = _raw("d2", 3)
+    await proc.handle([first, second])
+    assert sorted(kafka.documents("clean")) == sorted([first, second])
+    assert decode_batch(first).readings[0].ts == T0
+
+
+async def test_a_changed_or_merged_document_is_encoded_anew() -> None:
+    sink, kafka = MemorySink(), MemoryKafka()
+    proc = processor(sink, kafka)
+    await proc.handle([_raw("d1", 1)])
+    kafka.records.clear()
+    # one reading of d1 again (a duplicate, dropped) beside a new one: the document changed
+    repeated = _raw("d1", 1, 7)
+    later = _raw("d2", 4, ts=T0 + timedelta(seconds=1))
+    merged = [_raw("d2", 3), later]
+    await proc.handle([repeated, *merged])
+    docs = {decode_batch(d).device_id: d for d in kafka.documents("clean")}
+    assert docs["d1"] != repeated
+    assert [(r.metric, r.value) for r in decode_batch(docs["d1"]).readings] == [("m1", 7.0)]
+    assert [(r.metric, r.value) for r in decode_batch(docs["d2"]).readings] == [("m0", 3.0), ("m0", 4.0)]
+
+
+async def test_with_the_registry_a_document_it_changes_is_encoded_and_one_it_keeps_is_not() -> None:
+    from stationflow.registryview import RegistryView
+    from tests.unit.streams.test_enrich import _record
+
+    view = RegistryView()
+    view.apply(b"cold-001", _record().model_dump_json().encode())
+    sink, kafka = MemorySink(), MemoryKafka()
+    proc = processor(sink, kafka, registry=view)
+
+    def doc(unit: str | None, ts: datetime) -> bytes:
+        reading = Reading(metric="temperature", value=4.0, unit=unit, ts=ts)
+        batch = ReadingBatch(device_id="cold-001", received_at=ts, source="t", readings=[reading])
+        return batch.model_dump_json(exclude_defaults=True).encode()  # not msgspec's bytes
+
+    canonical, unitless = doc("degC", T0), doc(None, T0 + timedelta(seconds=1))
+    await proc.handle([canonical])
+    await proc.handle([unitless])
+    kept, filled = kafka.documents("clean")
+    assert kept == canonical
+    assert filled != unitless and decode_batch(filled).readings[0].unit == "degC"
