@@ -75,3 +75,54 @@ def test_a_burst_keeps_each_devices_order_and_every_record_holds_one_partition(p
             received.setdefault(batch.device_id, []).extend(int(r.value) for r in batch.readings)
     assert received == sent  # each message once, each device's in the order published
     assert len(records) < len(infos), "messages were bundled"
+
+
+def test_messages_with_and_without_mqtt5_properties_all_arrive_once(pipeline: Pipeline) -> None:
+    """The collector reads a plain QoS 1 PUBLISH itself and leaves one with properties (which
+    Mosquitto forwards: user properties, content type, message expiry) to gmqtt's parser; an
+    MQTT 3.1.1 device's messages come through the same. Every one is stored exactly once."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    ep = pipeline.endpoints
+    assert ep is not None
+    start = datetime.now(UTC) - timedelta(hours=1)
+    v5 = Publisher(ep.mqtt_host, ep.mqtt_port)
+    v311 = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    v311.connect(ep.mqtt_host, ep.mqtt_port)
+    v311.loop_start()
+    infos = []
+    try:
+        for i in range(60):
+            ts = start + timedelta(seconds=i)
+            if i % 3 == 0:
+                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                props.UserProperty = [("site", f"s{i}")]
+                props.ContentType = "application/json"
+                props.MessageExpiryInterval = 3600
+                info = v5.client.publish("devices/props-1/readings", _message(i, ts), qos=1, properties=props)
+            elif i % 3 == 1:
+                info = v5.publish("devices/props-1/readings", _message(i, ts))
+            else:
+                info = v311.publish("devices/props-1/readings", _message(i, ts), qos=1)
+            infos.append(info)
+        for info in infos:
+            info.wait_for_publish(timeout=DEADLINE_S)
+            assert info.is_published()
+    finally:
+        v5.close()
+        v311.loop_stop()
+        v311.disconnect()
+    topic = pipeline.topic_prefix + "readings.raw"
+    read = read_bundles(
+        ep.kafka, topic, until=lambda d: len(d) >= len(infos), timeout=DEADLINE_S, settle_s=1.0
+    )
+    values = sorted(
+        int(r.value)
+        for _, value in read.records
+        for doc in split_bundle(value)
+        for r in ReadingBatch.model_validate_json(doc).readings
+    )
+    assert values == list(range(60))

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from ingest.collector import Collector
@@ -48,3 +52,56 @@ async def test_a_qos0_publish_over_the_limit_is_shed_before_any_task_is_built() 
     assert len(asyncio.all_tasks()) == tasks + 1
     for task in asyncio.all_tasks() - {asyncio.current_task()}:
         task.cancel()
+
+
+def _qos1_collector(monkeypatch: Any) -> tuple[Collector, Any, list[tuple[int, str, bytes]]]:
+    """A collector whose QoS 1 messages are recorded where they would go to the bundler."""
+    collector = Collector(IngestSettings(), AIOKafkaProducer(bootstrap_servers="127.0.0.1:9"))
+    handler = getattr(collector.client, "_package_handler", collector.client)
+    forwarded: list[tuple[int, str, bytes]] = []
+    monkeypatch.setattr(type(collector.bundler), "started", property(lambda _: True))
+    monkeypatch.setattr(
+        collector, "_forward_qos1", lambda _h, mid, topic, payload: forwarded.append((mid, topic, payload))
+    )
+    return collector, handler, forwarded
+
+
+async def test_a_plain_qos1_publish_is_read_without_gmqtt_s_parser(monkeypatch: Any) -> None:
+    collector, handler, forwarded = _qos1_collector(monkeypatch)
+    payload = b'{"readings":[{"metric":"level","value":1.5,"ts":"2026-11-21T08:00:00Z"}]}'
+    packet = encode_publish(TOPIC, payload, 513, 1)  # MQTT 5: an empty property block
+    assert collector._publish_qos1(handler, MQTTv50, packet[2:])
+    # MQTT 3.1.1 has no property block at all
+    v311 = packet[2 : 2 + 2 + len(TOPIC) + 2] + payload
+    assert collector._publish_qos1(handler, MQTTv311, v311)
+    assert forwarded == [(513, TOPIC, payload), (513, TOPIC, payload)]
+
+
+async def test_a_publish_with_properties_or_of_another_kind_is_left_to_gmqtt(monkeypatch: Any) -> None:
+    collector, handler, forwarded = _qos1_collector(monkeypatch)
+    body = encode_publish(TOPIC, b"{}", 9, 1)[2:]
+    at = 2 + len(TOPIC) + 2  # the property length
+    with_properties = body[:at] + b"\x05\x03\x00\x02ab" + body[at + 1 :]  # content type "ab"
+    hj212 = encode_publish("devices/st-1/hj212", b"##", 9, 1)[2:]
+    sys_topic = encode_publish("$SYS/broker/uptime", b"1", 9, 1)[2:]
+    bad_topic = b"\x00\x02\xff\xfe\x00\x09\x00{}"  # not UTF-8
+    for packet in (with_properties, hj212, sys_topic, bad_topic, b"", b"\x00", b"\x00\x05ab"):
+        assert not collector._publish_qos1(handler, MQTTv50, packet)
+    assert forwarded == []
+
+
+async def test_any_bytes_are_forwarded_or_left_to_gmqtt_never_an_exception(monkeypatch: Any) -> None:
+    collector, handler, forwarded = _qos1_collector(monkeypatch)
+
+    @settings(max_examples=300, deadline=None)
+    @given(packet=st.binary(max_size=64), version=st.sampled_from([MQTTv311, MQTTv50]))
+    def check(packet: bytes, version: int) -> None:
+        forwarded.clear()
+        taken = collector._publish_qos1(handler, version, packet)
+        assert taken == bool(forwarded)
+        if taken:
+            ((mid, topic, payload),) = forwarded
+            assert packet.startswith(len(topic.encode()).to_bytes(2) + topic.encode() + mid.to_bytes(2))
+            assert packet.endswith(payload)
+
+    check()
