@@ -50,7 +50,7 @@ from stationflow.bench.mqttwire import Connection, encode_publish
 from stationflow.bench.receiver import Received, WebhookReceiver
 from stationflow.kafka import true_end_offsets
 from stationflow.stack.monitor import scrape_buckets
-from stationflow.stack.pipeline import Pipeline
+from stationflow.stack.pipeline import Pipeline, kind_of
 from stationflow.stack.ports import free_port
 from stationflow.topics import ALERTS, CLEAN, RAW
 from stationflow.wire import split_bundle
@@ -92,7 +92,7 @@ def _worker_loop_lag(pipeline: Pipeline) -> dict[float, float]:
     """The workers' loop-lag buckets, summed (empty if a worker did not answer)."""
     summed: dict[float, float] = {}
     for name, port in pipeline.metrics_ports.items():
-        if name.split("-")[0] not in ("streams", "analytics"):
+        if kind_of(name) not in ("streams", "analytics"):
             continue
         try:
             buckets = scrape_buckets(f"http://127.0.0.1:{port}/metrics", LOOP_LAG_METRIC)

@@ -54,7 +54,7 @@ from stationflow.bench.sampler import Sampler, stage_cpu
 from stationflow.settings import CommonSettings
 from stationflow.stack.components import influx_query
 from stationflow.stack.monitor import scrape_counter
-from stationflow.stack.pipeline import Pipeline
+from stationflow.stack.pipeline import Pipeline, kind_of
 from stationflow.stack.ports import free_port
 from stationflow.stack.procs import ManagedProcess
 from streams.analytics import ENGINE
@@ -492,7 +492,7 @@ def _run_once(
             urls = [
                 f"http://127.0.0.1:{port}/metrics"
                 for name, port in pipeline.metrics_ports.items()
-                if name.split("-")[0] in WORKER_PROCESSES
+                if kind_of(name) in WORKER_PROCESSES
             ]
 
             def written() -> float:
@@ -626,7 +626,7 @@ def _finish(result: dict[str, Any], sampler: Sampler, stages: dict[str, tuple[st
     per_stage = stage_cpu(cpu, stages)
     result["cpu_s_exact"] = per_stage
     result["cpu_us_per_reading"] = {k: _us(v / max(result["stored"], 1)) for k, v in per_stage.items()}
-    workers = [v for k, v in sampler.peak.items() if k.split("-")[0] in WORKER_PROCESSES]
+    workers = [v for k, v in sampler.peak.items() if kind_of(k) in WORKER_PROCESSES]
     result["worker_peak_rss_mb"] = round(max(workers), 1) if workers else None
     result["machine"] = {"cpus": psutil.cpu_count(), "python": sys.version.split()[0]}
 

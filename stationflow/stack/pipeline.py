@@ -95,6 +95,19 @@ def service_name(kind: str, instance: int = 1) -> str:
     return kind if instance == 1 else f"{kind}-{instance}"
 
 
+def kind_and_instance(name: str) -> tuple[str, int]:
+    """The inverse of :func:`service_name`: ``streams-2`` → (``streams``, 2), ``ingest`` → (``ingest``, 1).
+
+    Service kinds have no ``-``; a name that is not a service's (``tansu``) is its own kind."""
+    kind, _, instance = name.partition("-")
+    return kind, int(instance) if instance.isdigit() else 1
+
+
+def kind_of(name: str) -> str:
+    """The service kind of a process name (``streams-2`` → ``streams``)."""
+    return kind_and_instance(name)[0]
+
+
 @dataclass(frozen=True)
 class Endpoints:
     """Where the infrastructure listens."""
@@ -478,13 +491,13 @@ class Pipeline:
         (mirror caught up, anything still unconsumed kept), and only then stop the brokers.
         """
         if self.durable and self.endpoints is not None and self.mirror is not None:
-            for name in [n for n in self.services if n.split("-")[0] in COLLECTORS]:
+            for name in [n for n in self.services if kind_of(n) in COLLECTORS]:
                 self._stop_service(name)
             try:
                 self.drain(on_drain or (lambda _: None))
             except Exception:  # a broker that is gone cannot be drained: stop the rest anyway
                 logger.exception("drain failed")
-        for name in sorted(self.services, key=lambda n: STOP_ORDER.index(n.split("-")[0])):
+        for name in sorted(self.services, key=lambda n: STOP_ORDER.index(kind_of(n))):
             self._stop_service(name)
         if self.mirror is not None:
             self._finish_archive()

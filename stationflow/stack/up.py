@@ -22,7 +22,7 @@ from rich.table import Table
 from stationflow.logs import setup_logging
 from stationflow.settings import CommonSettings
 from stationflow.stack.monitor import count_points, scrape_counter
-from stationflow.stack.pipeline import Pipeline
+from stationflow.stack.pipeline import Pipeline, kind_and_instance, kind_of
 from stationflow.stack.procs import StackError
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ def worker_metrics(p: Pipeline) -> str:
     urls = [
         f"http://127.0.0.1:{port}/metrics"
         for name, port in p.metrics_ports.items()
-        if name.split("-")[0] == "streams"
+        if kind_of(name) == "streams"
     ]
     return ", ".join(urls) + (" (worker)" if len(urls) == 1 else f" ({len(urls)} workers)")
 
@@ -399,10 +399,10 @@ def restart_exited(p: Pipeline) -> int:
     """Start again every service of ours that exited (``streams-2`` as worker 2); how many."""
     restarted = 0
     for name, proc in list(p.services.items()):
-        kind, _, instance = name.partition("-")
+        kind, instance = kind_and_instance(name)
         if kind in SERVICES and not proc.running:
             logger.warning("service exited, restarting service=%s code=%s", name, proc.returncode)
-            p.start(kind, instance=int(instance or 1), wait=False)
+            p.start(kind, instance=instance, wait=False)
             restarted += 1
     return restarted
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stationflow.stack import sizing
-from stationflow.stack.pipeline import Pipeline
+from stationflow.stack.pipeline import Pipeline, service_name
 from stationflow.stack.sizing import default_workers
 from stationflow.stack.up import restart_exited, worker_metrics
 
@@ -53,7 +53,7 @@ class _Stack:
     def start(self, kind: str, *, instance: int = 1, wait: bool = True) -> None:
         assert wait is False
         self.started.append((kind, instance))
-        self.services[kind if instance == 1 else f"{kind}-{instance}"] = _Proc(running=True)
+        self.services[service_name(kind, instance)] = _Proc(running=True)
 
 
 def test_an_exited_second_worker_is_started_again_as_the_second() -> None:
@@ -68,3 +68,12 @@ def test_an_exited_second_worker_is_started_again_as_the_second() -> None:
     assert restart_exited(stack) == 2  # type: ignore[arg-type]
     assert sorted(stack.started) == [("ingest", 1), ("streams", 2)]
     assert restart_exited(stack) == 0  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("kind", "instance"), [("streams", 1), ("streams", 2), ("ingest", 3), ("alerts", 1)])
+def test_a_service_name_reads_back_as_its_kind_and_instance(kind: str, instance: int) -> None:
+    from stationflow.stack.pipeline import kind_and_instance, kind_of
+
+    assert kind_and_instance(service_name(kind, instance)) == (kind, instance)
+    assert kind_of(service_name(kind, instance)) == kind
+    assert kind_and_instance("tansu") == ("tansu", 1)
