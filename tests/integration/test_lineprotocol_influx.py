@@ -94,6 +94,21 @@ def _expected(
     return stored_measurement(measurement), {**tag_cols, **field_cols}
 
 
+def _write(influxd: Component, db: str, lines: list[str]) -> None:
+    """Write ``lines`` to ``db`` as the sink does (nanoseconds); InfluxDB must take them all."""
+    response = httpx.post(
+        f"{influxd.url}/write", params={"db": db, "precision": "ns"}, content=encode(lines), timeout=30
+    )
+    assert response.status_code == 204, (response.text, lines)
+
+
+def _stored_row(influxd: Component, db: str, point: str, measurement: str) -> dict[str, Any]:
+    """Write one point and read it back: its row, column -> value."""
+    _write(influxd, db, [point])
+    (series,) = influx_query(influxd.url, db, f"SELECT * FROM {influx_quote(measurement)}")  # noqa: S608
+    return dict(zip(series["columns"], series["values"][0], strict=True))
+
+
 @pytest.fixture
 def fresh_db(influxd: Component) -> Any:
     created: list[str] = []
@@ -132,10 +147,7 @@ def test_arbitrary_strings_make_exactly_the_intended_points(
         assert written is not None and "\n" not in written
         lines.append(written)
     db = fresh_db()
-    response = httpx.post(
-        f"{influxd.url}/write", params={"db": db, "precision": "ns"}, content=encode(lines), timeout=30
-    )
-    assert response.status_code == 204, (response.text, lines)
+    _write(influxd, db, lines)
 
     shown = influx_query(influxd.url, db, "SHOW MEASUREMENTS")
     names = {row[0] for row in shown[0]["values"]} if shown else set()
@@ -179,10 +191,7 @@ def test_the_hot_path_stores_arbitrary_station_tags_exactly(
     written = batch_lines(batch, tags, measurement)
     assert len(written) == 1 and "\n" not in written[0]
     db = fresh_db()
-    response = httpx.post(
-        f"{influxd.url}/write", params={"db": db, "precision": "ns"}, content=encode(written), timeout=30
-    )
-    assert response.status_code == 204, (response.text, written)
+    _write(influxd, db, written)
     name = stored_measurement(measurement) if measurement else "air"  # none given: the metrics' domain
     shown = influx_query(influxd.url, db, "SHOW MEASUREMENTS")
     assert {row[0] for row in shown[0]["values"]} == {name}
@@ -229,13 +238,7 @@ def test_window_values_are_stored_bit_for_bit(influxd: Component, fresh_db: Any,
     signals = {f"m{i}.mean_1h": v for i, v in enumerate(values)}
     lines = _derived_lines(state, subject_for("dev-1", None, "air"), signals, {})
     (windows,) = [ln for ln in lines if ln.startswith("windows,")]
-    db = fresh_db()
-    response = httpx.post(
-        f"{influxd.url}/write", params={"db": db, "precision": "ns"}, content=encode([windows]), timeout=30
-    )
-    assert response.status_code == 204, (response.text, windows)
-    (series,) = influx_query(influxd.url, db, "SELECT * FROM windows")
-    row = dict(zip(series["columns"], series["values"][0], strict=True))
+    row = _stored_row(influxd, fresh_db(), windows, "windows")
     for i, want in enumerate(values):
         got = row[f"m{i}_mean_1h"]
         assert float(got) == want, (i, got, want, windows)
@@ -261,12 +264,6 @@ def test_reading_values_are_stored_bit_for_bit(
         readings=[Reading(metric=f"m{i}", value=v, ts=at) for i, v in enumerate(values)],
     )
     (point,) = batch_lines(batch, None, "air")
-    db = fresh_db()
-    response = httpx.post(
-        f"{influxd.url}/write", params={"db": db, "precision": "ns"}, content=encode([point]), timeout=30
-    )
-    assert response.status_code == 204, (response.text, point)
-    (series,) = influx_query(influxd.url, db, "SELECT * FROM air")
-    row = dict(zip(series["columns"], series["values"][0], strict=True))
+    row = _stored_row(influxd, fresh_db(), point, "air")
     for i, want in enumerate(values):
         assert float(row[f"m{i}"]) == want, (i, row[f"m{i}"], want, point)
