@@ -150,12 +150,7 @@ class Collector:
             return
 
         def handle_qos1(mid: int, packet: bytes, topic: str | bytes, properties: Any) -> None:
-            if (
-                not isinstance(topic, str)
-                or topic.startswith("$SYS/")
-                or topic.endswith(HJ212_SUFFIX)
-                or not self.bundler.started
-            ):
+            if not isinstance(topic, str) or not self._forwards_directly(topic):
                 original(mid, packet, topic, properties)
                 return
             self._forward_qos1(handler, mid, topic, packet)
@@ -171,6 +166,11 @@ class Collector:
                 parse(cmd, raw_packet)
 
         handler._handle_publish_packet = handle_publish
+
+    def _forwards_directly(self, topic: str) -> bool:
+        """Whether a QoS 1 message on ``topic`` is routed by ``_forward_qos1`` as it is parsed
+        (not HJ 212, which may wait for the registry, nor ``$SYS``; the bundler running)."""
+        return not (topic.startswith("$SYS/") or topic.endswith(HJ212_SUFFIX)) and self.bundler.started
 
     def _publish_qos1(self, handler: Any, version: int, raw_packet: bytes) -> bool:
         """Forward a QoS 1 PUBLISH (variable header + payload) without gmqtt's parser; False:
@@ -188,7 +188,7 @@ class Collector:
             topic = raw_packet[2:end].decode()
         except UnicodeDecodeError:
             return False
-        if topic.startswith("$SYS/") or topic.endswith(HJ212_SUFFIX) or not self.bundler.started:
+        if not self._forwards_directly(topic):
             return False
         mid = int.from_bytes(raw_packet[end : end + 2])
         start = end + 2
