@@ -370,18 +370,17 @@ class Collector:
         self._inflight += 1
         self._idle.clear()
         try:
-            if out is None:
-                data = bytes(payload)
-                if mqtt_topic.endswith(HJ212_SUFFIX):  # the only path that reads the registry
-                    await self._prepare_hj212(mqtt_topic, data)
-                out = self.route(mqtt_topic, data, utcnow())
-                if out is None:  # nothing to store (e.g. an HJ 212 state upload): acknowledge
-                    return PUBACK_SUCCESS
-            kafka_topic, key, value = out
-            if kafka_topic == self.raw_topic:
-                await self.bundler.add(key, value)  # the bundle's record, acknowledged by Kafka
-            else:  # dead letters stay single records, keyed by device
-                await (await self.producer.send(kafka_topic, value, key=key))
+            delivered: asyncio.Future[Any] | None
+            if out is not None:
+                delivered = await self._send(out)
+            elif mqtt_topic.endswith(HJ212_SUFFIX):  # the only path that reads the registry
+                async with self.hj212.in_order(mqtt_topic):  # a device's frames keep their order
+                    await self._prepare_hj212(mqtt_topic, bytes(payload))
+                    delivered = await self._route_and_send(mqtt_topic, payload)
+            else:
+                delivered = await self._route_and_send(mqtt_topic, payload)
+            if delivered is not None:  # None: nothing to store (e.g. an HJ 212 state upload)
+                await delivered  # the record that carries it, acknowledged by Kafka
         except Exception as exc:
             self._fail(exc)
             raise
@@ -392,6 +391,18 @@ class Collector:
             if admitted:
                 self._qos0.release(mqtt_topic)
         return PUBACK_SUCCESS
+
+    async def _route_and_send(self, mqtt_topic: str, payload: bytes) -> asyncio.Future[Any] | None:
+        out = self.route(mqtt_topic, bytes(payload), utcnow())
+        return None if out is None else await self._send(out)
+
+    async def _send(self, out: tuple[str, bytes, bytes]) -> asyncio.Future[Any]:
+        """Queue one routed message for Kafka (in the order of the calls); its delivery future."""
+        kafka_topic, key, value = out
+        if kafka_topic == self.raw_topic:
+            return self.bundler.add(key, value)  # into its partition's bundle
+        sent: asyncio.Future[Any] = await self.producer.send(kafka_topic, value, key=key)
+        return sent  # dead letters stay single records, keyed by device
 
     async def _prepare_hj212(self, mqtt_topic: str, payload: bytes) -> None:
         try:

@@ -11,6 +11,12 @@ does are answered in memory: the registry is loaded, a device not found is looke
 after catching up with the topic (a device registered a moment ago), and the frame's password
 is checked on a worker thread (scrypt takes ~50 ms; on the event loop it would stall every
 device's messages). The outcome is remembered, so later frames are checked without scrypt.
+
+Waiting in ``prepare`` must not reorder a device's frames: gmqtt hands each message to its own
+task, and a frame that arrives once the record is in memory would otherwise pass the earlier
+frames still waiting for it (a backfill's first minutes of history, then analysed as late).
+``in_order`` gives each device's frames their turn in arrival order, from ``prepare`` until the
+frame is in its bundle; other devices do not wait.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo
 
 from ingest.errors import RejectedMessage
@@ -51,6 +58,25 @@ class Hj212Registry:
             strict=settings.hj212_strict,
         )
         self._reported: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._turns: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # topic → its lock, holders
+
+    @contextlib.asynccontextmanager
+    async def in_order(self, topic: str) -> AsyncIterator[None]:
+        """Hold ``topic``'s turn: its messages pass one at a time, in the order they asked
+        (``asyncio.Lock`` wakes its waiters first in, first out; a free lock does not suspend).
+        The lock is dropped once nobody holds or waits for it, so idle devices cost nothing."""
+        turn = self._turns.get(topic)
+        if turn is None:
+            turn = self._turns[topic] = (asyncio.Lock(), [0])
+        lock, holders = turn
+        holders[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            holders[0] -= 1
+            if not holders[0]:
+                del self._turns[topic]
 
     def _lookup(self, device_id: str) -> DeviceRecord | None:
         if not self.view.ready.is_set():
