@@ -632,6 +632,8 @@ def _finish(result: dict[str, Any], sampler: Sampler, stages: dict[str, tuple[st
 
 
 SINK_METRICS = {
+    "points_written": "stationflow_sink_points_written_total",
+    "write_requests": "stationflow_sink_write_seconds_count",
     "points_spooled": "stationflow_sink_spooled_points_total",
     "points_drained": "stationflow_sink_drained_points_total",
     "points_refused_and_kept": "stationflow_sink_rejected_kept_total",
@@ -641,8 +643,9 @@ SINK_METRICS = {
 
 
 def sink_report(urls: list[str]) -> dict[str, float | None]:
-    """What the workers' InfluxDB sinks did besides writing at once (spooled while InfluxDB was
-    slow or away, drained later, refused, dropped); all 0 in a healthy run."""
+    """What the workers' InfluxDB sinks wrote (points, write requests) and did besides writing at
+    once (spooled while InfluxDB was slow or away, drained later, refused, dropped; all 0 in a
+    healthy run)."""
     report: dict[str, float | None] = {}
     for key, metric in SINK_METRICS.items():
         try:
