@@ -70,7 +70,8 @@ MIN_MESSAGES = 1000
 CAUGHT_UP = 0.95
 POLL_S = 0.5
 # Services started together once the registry is up (each waits only for infrastructure and it).
-SECOND_WAVE = ("ingest", "tcp", "streams", "alerts", "opendata")
+SECOND_WAVE = ("ingest", "tcp", "streams", "streams-2", "alerts", "opendata")
+WORKERS = ("streams", "streams-2")  # sharing the partitions: their counters add up
 # What InfluxDB 1.x cannot do that compose's InfluxDB 2 does: the v2 write API (/api/v2/write,
 # token, org, bucket). The worker writes with the v1 dialect instead, into a database of its own;
 # InfluxQL reads (open data, alerts) are the same on both (/query, the bucket's DBRP mapping
@@ -357,7 +358,7 @@ def test_the_demo_registers_its_fleet_and_its_backfill_is_stored(wired: Wired) -
     key = wired.config["services"]["simulator"]["environment"]["STATIONFLOW_REGISTRY_ADMIN_KEY"]
     fleet = default_fleet()
     ingest = wired.url("ingest", 9461) + "/metrics"
-    streams = wired.url("streams", 9462) + "/metrics"
+    workers = [wired.url(name, 9462) + "/metrics" for name in WORKERS]
     tcp = wired.url("tcp", 9464) + "/metrics"
     deadline = time.monotonic() + BACKFILL_S
     stored = taken = consumed = 0.0
@@ -369,14 +370,15 @@ def test_the_demo_registers_its_fleet_and_its_backfill_is_stored(wired: Wired) -
             wired.influx_url, wired.influx_db, where="time > now() - 50h AND time < now() - 1h"
         )
         taken = scrape_counter(ingest, "stationflow_ingest_messages_total")
-        consumed = scrape_counter(streams, "stationflow_streams_documents_total")  # one per device message
+        # one per device message, in either worker
+        consumed = sum(scrape_counter(w, "stationflow_streams_documents_total") for w in workers)
         if stored >= MIN_READINGS and taken >= MIN_MESSAGES and consumed >= CAUGHT_UP * taken:
             break
         time.sleep(POLL_S * 4)
     assert stored >= MIN_READINGS, f"{stored} backfilled values stored; simulator:\n{simulator.log_tail()}"
     assert taken >= MIN_MESSAGES and consumed >= CAUGHT_UP * taken, (taken, consumed)
     assert scrape_counter(ingest, "stationflow_ingest_rejected_total") == 0
-    assert scrape_counter(streams, "stationflow_streams_rejected_total") == 0
+    assert sum(scrape_counter(w, "stationflow_streams_rejected_total") for w in workers) == 0
     assert scrape_counter(tcp, "stationflow_tcp_deadletters_total") == 0
 
     devices = httpx.get(
