@@ -393,6 +393,7 @@ class Collector:
         return PUBACK_SUCCESS
 
     async def _route_and_send(self, mqtt_topic: str, payload: bytes) -> asyncio.Future[Any] | None:
+        """Route one message and queue it for Kafka; None: nothing to store."""
         out = self.route(mqtt_topic, bytes(payload), utcnow())
         return None if out is None else await self._send(out)
 
