@@ -273,6 +273,7 @@ class AnalyticsAgents:
         await self.durable(futures)
         metrics.ANALYTICS_BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.ANALYTICS_RECORDS.inc(records)
+        metrics.ANALYTICS_DONE_AT.set(time.time())
 
     async def analyse(self, stream: faust.StreamT[bytes]) -> None:
         """``readings.clean`` → device windows, rules and derived values, batch by batch."""

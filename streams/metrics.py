@@ -24,6 +24,11 @@ BATCH_RECORDS = Histogram(
 )
 
 ANALYTICS_RECORDS = Counter("stationflow_analytics_records_total", "readings.clean records analysed")
+ANALYTICS_DONE_AT = Gauge(
+    "stationflow_analytics_last_batch_done_timestamp_seconds",
+    "Unix time the last analysed batch of readings.clean records was done: its points written, "
+    "its records and state changes acknowledged by Kafka",
+)
 ANALYTICS_INVALID = Counter(
     "stationflow_analytics_invalid_total", "Records the analytics agents could not parse"
 )

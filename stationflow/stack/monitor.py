@@ -6,7 +6,7 @@ import re
 
 from stationflow.stack.components import http_call, influx_query
 
-__all__ = ["count_points", "scrape_buckets", "scrape_counter"]
+__all__ = ["count_points", "scrape_buckets", "scrape_counter", "scrape_samples"]
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
 _LE = re.compile(r'le="(?P<le>[^"]+)"')
@@ -24,15 +24,19 @@ def count_points(influx_url: str, db: str, where: str = "time > now() - 1h") -> 
     return total
 
 
+def scrape_samples(metrics_url: str, name: str, timeout: float = 2.0) -> list[float]:
+    """Every sample of a Prometheus metric (one per label set) from a /metrics page."""
+    text = http_call("GET", metrics_url, timeout=timeout).text
+    return [
+        float(match["value"])
+        for match in map(_SAMPLE.match, text.splitlines())
+        if match and match["name"] == name
+    ]
+
+
 def scrape_counter(metrics_url: str, name: str, timeout: float = 2.0) -> float:
     """Sum of all samples of a Prometheus metric (all label sets) from a /metrics page."""
-    text = http_call("GET", metrics_url, timeout=timeout).text
-    total = 0.0
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if match and match["name"] == name:
-            total += float(match["value"])
-    return total
+    return sum(scrape_samples(metrics_url, name, timeout), 0.0)
 
 
 def scrape_buckets(metrics_url: str, name: str, timeout: float = 2.0) -> dict[float, float]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from stationflow.contracts import AlertEvent, DeviceRecord, HourlyValues, MetricSpec, Reading, StationInfo
 from stationflow.stack.components import Component, influx_query
+from stationflow.stack.monitor import scrape_samples
 from stationflow.stack.pipeline import Pipeline
 from stationflow.topics import ALERTS
 from streams.analytics import ENGINE
@@ -101,6 +103,7 @@ def test_with_the_analytics_in_a_process_of_their_own_the_events_are_the_same(
 def _flood_hydrograph(pipeline: Pipeline) -> None:
     ep = pipeline.endpoints
     assert ep is not None
+    began = time.time()
     api = _api(pipeline)
     station = {
         "id": "gauge-hj-01",
@@ -176,6 +179,12 @@ def _flood_hydrograph(pipeline: Pipeline) -> None:
     assert _count("SELECT sum_24h FROM rainfall_sum WHERE device='rain-1' AND sum_24h = 72") >= 1
     assert _count("SELECT rise_per_h FROM level_trend WHERE device='lvl-1'") >= 1
     assert _count("SELECT value FROM hourly WHERE device='lvl-1' AND valid = 1") >= 10
+
+    # the process running the analytics says when its last batch was done (the bench's clock)
+    analyst = "analytics" if "analytics" in pipeline.services else "streams"
+    url = f"http://127.0.0.1:{pipeline.metrics_ports[analyst]}/metrics"
+    (done_at,) = scrape_samples(url, "stationflow_analytics_last_batch_done_timestamp_seconds")
+    assert began < done_at <= time.time()
 
 
 def test_no_data_alert_is_raised_within_interval_plus_grace_and_cleared(pipeline: Pipeline) -> None:

@@ -337,3 +337,18 @@ def test_the_wait_for_late_writes_is_bounded(monkeypatch: pytest.MonkeyPatch) ->
     began = time.monotonic()
     assert c.final(late_writes_s=0.5) == 44
     assert not c.complete and 0.5 <= time.monotonic() - began < 3.0
+
+
+def test_the_analytics_end_when_their_last_batch_was_done_not_when_a_poll_saw_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stamps = {"http://w1/metrics": [time.time() - 0.20], "http://w2/metrics": [time.time() - 0.15]}
+    monkeypatch.setattr(runner, "scrape_samples", lambda url, _name: stamps[url])
+    scraped = time.monotonic()
+    done = runner._done_at(list(stamps), scraped)
+    assert done == pytest.approx(scraped - 0.15, abs=0.02)  # the later of the two workers
+
+    stamps["http://w2/metrics"] = [time.time() + 5]  # a clock step: never after the poll
+    assert runner._done_at(list(stamps), scraped) == scraped
+    stamps.update({url: [] for url in stamps})  # no worker finished a batch: the poll's time
+    assert runner._done_at(list(stamps), scraped) == scraped
