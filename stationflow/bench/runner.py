@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -509,11 +510,14 @@ def _run_once(
                     return 1.0  # a worker not answering: maybe (the wait is bounded)
 
             caught: dict[str, float | None] = {}
+            analysed: dict[str, int] = {}  # records analysed and on the topic, at the last poll
 
             def catch_up() -> None:
                 """Wait for the analytics (before the exact count, which would compete with them)."""
                 with console.status("waiting for the analytics agent to catch up…"):
-                    caught["at"] = _wait_analytics(ep.kafka, "readings.clean", urls)
+                    caught["at"] = _wait_analytics(ep.kafka, "readings.clean", urls, progress=analysed)
+                if caught["at"] is None:
+                    dump_tasks(pipeline)
 
             result = _drive(
                 console,
@@ -540,6 +544,13 @@ def _run_once(
                 caught_up = caught["at"]
                 elapsed = (caught_up or time.monotonic()) - result["started"]
                 result["analytics_caught_up"] = caught_up is not None
+                if caught_up is None and not result["failed"]:
+                    result["failed"] = (
+                        f"the analytics did not catch up within {STALL_S:.0f} s: "
+                        f"{analysed.get('done', 0):,} of {analysed.get('target', 0):,} "
+                        "readings.clean records analysed"
+                    )
+                    console.print(f"[bold red]bench failed: {result['failed']}")
                 result["analytics_seconds"] = round(elapsed, 2)
                 result["analytics_readings_per_s"] = round(result["stored"] / max(elapsed, 1e-9))
             _finish(result, sampler, STATIONFLOW_STAGES)
@@ -681,8 +692,20 @@ def _us(seconds_per_reading: float) -> float:
     return round(seconds_per_reading * 1e6, 2)
 
 
-def _wait_analytics(bootstrap: str, topic: str, metrics_urls: list[str]) -> float | None:
-    """Monotonic time at which the workers had analysed every record of ``topic`` (None: stalled).
+def dump_tasks(pipeline: Pipeline, settle_s: float = 2.0) -> None:
+    """Have every worker write its threads and asyncio tasks, each with its stack, to its log
+    (SIGUSR1: the Faust worker's own dump), so a stalled run's kept logs say what waited."""
+    for name, proc in pipeline.services.items():
+        if kind_of(name) in WORKER_PROCESSES and proc.running:
+            proc.signal(signal.SIGUSR1)
+    time.sleep(settle_s)
+
+
+def _wait_analytics(
+    bootstrap: str, topic: str, metrics_urls: list[str], progress: dict[str, int] | None = None
+) -> float | None:
+    """Monotonic time at which the workers had analysed every record of ``topic`` (None: not
+    within ``STALL_S``; ``progress`` then says how far they got: ``done`` of ``target``).
 
     Records on the topic: the sum of its end offsets; analysed: the workers'
     ``stationflow_analytics_records_total``. The time is when the last batch was done, by the
@@ -707,6 +730,8 @@ def _wait_analytics(bootstrap: str, topic: str, metrics_urls: list[str]) -> floa
     while time.monotonic() < deadline:
         done = sum(scrape_counter(url, "stationflow_analytics_records_total") for url in metrics_urls)
         scraped = time.monotonic()
+        if progress is not None:
+            progress.update(done=int(done), target=target)
         # the end offsets are read again only once the analytics reached the last ones read
         # (a consumer per poll cost this process and Tansu CPU while the analytics caught up)
         if done >= target:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from stationflow.bench.runner import dump_tasks
 from stationflow.contracts import AlertEvent, DeviceRecord, HourlyValues, MetricSpec, Reading, StationInfo
 from stationflow.stack.components import Component, influx_query
 from stationflow.stack.monitor import scrape_samples
@@ -376,3 +377,17 @@ def test_a_reading_sent_again_after_a_worker_restart_is_counted_once(pipeline: P
     finally:
         pub.close()
     assert counts(122) == (1, 1)  # not (2, 2): the resent late and flagged readings counted once
+
+
+def test_a_stalled_bench_run_keeps_what_every_worker_task_awaited(pipeline: Pipeline) -> None:
+    """`stationflow bench` sends SIGUSR1 to the workers when the analytics did not catch up:
+    their logs, kept with the failed run, then show every asyncio task and where it waits."""
+    log = pipeline.state_dir / "logs" / "streams.log"
+    before = log.stat().st_size
+    dump_tasks(pipeline, settle_s=0.0)
+
+    def dumped() -> str:
+        return log.read_bytes()[before:].decode(errors="replace")
+
+    assert wait_for(lambda: "TASKS" in dumped() and "analyse" in dumped(), timeout=20), dumped()[-2000:]
+    assert pipeline.services["streams"].running  # a dump, not a stop
