@@ -49,6 +49,22 @@ def build() -> Dashboard:
             )
         )
         .with_panel(
+            stat(
+                "Stalled consumers (partitions)",
+                [
+                    prom(
+                        "max by (group, topic) (stationflow_consumer_stalled_partitions)",
+                        "{{group}} {{topic}}",
+                    )
+                ],
+                steps=((None, "green"), (1.0, "red")),
+                description="Partitions whose records wait while their group's committed offset has not "
+                "moved for a minute: the consumer stopped, hung or is gone (the analytics, and the warnings "
+                "behind them, with it). The worker's and the alert service's logs name them: "
+                "`consumer stalled`.",
+            )
+        )
+        .with_panel(
             timeseries(
                 "InfluxDB sink: spool depth and points written",
                 [

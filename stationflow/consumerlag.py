@@ -5,6 +5,12 @@ Lag is the partition's true end offset (``stationflow.kafka.true_end_offsets``: 
 not yet confirmed. A partition the group never committed counts from 0. A service that consumes
 runs one :class:`ConsumerLagMonitor` for its groups; it refreshes every ``interval_s`` and keeps
 going through broker errors (the gauge then keeps its last values, and the log says why).
+
+A partition whose records wait while its committed offset has not moved for ``STALL_S`` is
+*stalled* (:class:`StallTracker`): its consumer has stopped, hung or gone, and whatever it feeds
+(the analytics, and every flood warning behind them) has stopped with it, silently.
+``stationflow_consumer_stalled_partitions{group,topic}`` counts them and an error line names
+them; a consumer merely behind still commits, and is not stalled.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from prometheus_client import Gauge
 from stationflow.kafka import start_with_retry, true_end_offsets
 from stationflow.logs import LogThrottle
 
-__all__ = ["CONSUMER_LAG", "ConsumerLagMonitor", "GroupTopics", "lag"]
+__all__ = ["CONSUMER_LAG", "STALLED_PARTITIONS", "ConsumerLagMonitor", "GroupTopics", "StallTracker", "lag"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +38,18 @@ CONSUMER_LAG = Gauge(
     "Records behind: the partition's end offset minus the group's committed offset",
     ["group", "topic", "partition"],
 )
+STALLED_PARTITIONS = Gauge(
+    "stationflow_consumer_stalled_partitions",
+    "Partitions with records waiting whose committed offset has not moved for STALL_S "
+    "(their consumer has stopped, hung or gone)",
+    ["group", "topic"],
+)
 # Every few seconds: Prometheus scrapes every 15 s, and each refresh costs one metadata, one
 # ListOffsets + fetch per topic and one OffsetFetch per group, nothing a broker notices.
 LAG_INTERVAL_S = 5.0
+# A worker commits every few seconds while it has work (a batch takes well under a second):
+# a minute without a commit, with records waiting, is a consumer that stopped.
+STALL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +67,47 @@ def lag(
     return {tp: max(0, end - committed.get(tp, 0)) for tp, end in ends.items()}
 
 
+class StallTracker:
+    """Since when each partition's committed offset has stood still with records waiting (pure)."""
+
+    def __init__(self, stall_s: float = STALL_S) -> None:
+        self.stall_s = stall_s
+        self._still: dict[TopicPartition, tuple[int, float]] = {}  # committed offset, seen since
+
+    def update(
+        self, behind: Mapping[TopicPartition, int], committed: Mapping[TopicPartition, int], now: float
+    ) -> dict[TopicPartition, float]:
+        """The stalled partitions at ``now``, each with how long its offset has stood still."""
+        stalled: dict[TopicPartition, float] = {}
+        for tp, waiting in behind.items():
+            offset = committed.get(tp, 0)
+            seen = self._still.get(tp)
+            if waiting <= 0:
+                self._still.pop(tp, None)  # caught up: nothing waits
+            elif seen is None or seen[0] != offset:
+                self._still[tp] = (offset, now)  # moved (or first seen behind): the clock restarts
+            elif now - seen[1] >= self.stall_s:
+                stalled[tp] = now - seen[1]
+        return stalled
+
+
 class ConsumerLagMonitor:
-    """Refresh :data:`CONSUMER_LAG` for some groups every ``interval_s`` until cancelled."""
+    """Refresh :data:`CONSUMER_LAG` for some groups every ``interval_s`` until cancelled, and
+    :data:`STALLED_PARTITIONS` (see the module's docstring)."""
 
     def __init__(
-        self, bootstrap: str, watches: Sequence[GroupTopics], interval_s: float = LAG_INTERVAL_S
+        self,
+        bootstrap: str,
+        watches: Sequence[GroupTopics],
+        interval_s: float = LAG_INTERVAL_S,
+        stall_s: float = STALL_S,
     ) -> None:
         self.bootstrap = bootstrap
         self.watches = tuple(watches)
         self.interval_s = interval_s
         self._throttle = LogThrottle()
+        self._stalls = {watch.group: StallTracker(stall_s) for watch in self.watches}
+        self._stalled: dict[str, set[TopicPartition]] = {watch.group: set() for watch in self.watches}
 
     async def run(self) -> None:
         """Measure until cancelled (the clients are closed on the way out)."""
@@ -86,18 +132,49 @@ class ConsumerLagMonitor:
         out: dict[TopicPartition, int] = {}
         for watch in self.watches:
             try:
-                out = await self._measure(consumer, admin, watch)
+                out, committed = await self._measure(consumer, admin, watch)
             except (KafkaError, OSError, TimeoutError) as exc:
                 if self._throttle.allow(f"lag:{watch.group}", time.monotonic()) is not None:
                     logger.warning("consumer lag not measured group=%s reason=%r", watch.group, exc)
                 continue
             for tp, behind in out.items():
                 CONSUMER_LAG.labels(watch.group, tp.topic, str(tp.partition)).set(behind)
+            self._report_stalls(
+                watch, out, self._stalls[watch.group].update(out, committed, time.monotonic())
+            )
         return out
+
+    def _report_stalls(
+        self,
+        watch: GroupTopics,
+        behind: Mapping[TopicPartition, int],
+        stalled: Mapping[TopicPartition, float],
+    ) -> None:
+        for topic in watch.topics:
+            STALLED_PARTITIONS.labels(watch.group, topic).set(sum(1 for tp in stalled if tp.topic == topic))
+        if stalled and self._throttle.allow(f"stalled:{watch.group}", time.monotonic()) is not None:
+            logger.error(
+                "consumer stalled: records wait and the committed offset has not moved group=%s "
+                "partitions=%s waiting=%d for_s=%.0f",
+                watch.group,
+                ",".join(f"{tp.topic}:{tp.partition}" for tp in sorted(stalled)),
+                sum(behind[tp] for tp in stalled),
+                max(stalled.values()),
+            )
+        before, now_stalled = self._stalled[watch.group], set(stalled)
+        moving = before - now_stalled
+        if moving:
+            logger.info(
+                "consumer moving again group=%s partitions=%s",
+                watch.group,
+                ",".join(f"{tp.topic}:{tp.partition}" for tp in sorted(moving)),
+            )
+        self._stalled[watch.group] = now_stalled
 
     async def _measure(
         self, consumer: AIOKafkaConsumer, admin: AIOKafkaAdminClient, watch: GroupTopics
-    ) -> dict[TopicPartition, int]:
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        """The group's lag and committed offsets on the watched topics."""
         tps: list[TopicPartition] = []
         for topic in watch.topics:
             partitions = consumer.partitions_for_topic(topic)
@@ -106,8 +183,8 @@ class ConsumerLagMonitor:
                 partitions = consumer.partitions_for_topic(topic)
             tps += [TopicPartition(topic, p) for p in sorted(partitions or ())]
         if not tps:
-            return {}
+            return {}, {}
         ends = await true_end_offsets(consumer, tps)
         offsets = await admin.list_consumer_group_offsets(watch.group, partitions=tps)
         committed = {tp: meta.offset for tp, meta in offsets.items() if meta is not None and meta.offset >= 0}
-        return lag(ends, committed)
+        return lag(ends, committed), committed

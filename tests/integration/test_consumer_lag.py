@@ -3,6 +3,10 @@ Tansu's ListOffsets gets wrong) minus the group's committed offset, per partitio
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
@@ -72,6 +76,49 @@ async def test_lag_is_true_end_minus_committed_per_partition(tansu: Component, t
         await _commit(tansu.url, group, {TopicPartition(topic, 0): 15})
         await monitor.refresh(consumer, admin)
         assert _gauge(group, topic, 0) == 0
+    finally:
+        await admin.close()
+        await consumer.stop()
+
+
+def _stalled(group: str, topic: str) -> float | None:
+    return REGISTRY.get_sample_value(
+        "stationflow_consumer_stalled_partitions", {"group": group, "topic": topic}
+    )
+
+
+async def test_a_group_whose_offsets_stand_still_with_records_waiting_is_reported_stalled(
+    tansu: Component, topic_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = CommonSettings(kafka_bootstrap=tansu.url, topic_prefix=topic_prefix, topic_partitions=2)
+    topic = settings.topic("readings.clean")
+    await ensure_topics(settings, names=("readings.clean",))
+    await _produce(tansu.url, topic)
+    group = f"{topic_prefix}analytics"  # its consumer is gone: it committed 4 of 15 and 7 of 7
+    await _commit(tansu.url, group, {TopicPartition(topic, 0): 4, TopicPartition(topic, 1): 7})
+
+    monitor = ConsumerLagMonitor(tansu.url, [GroupTopics(group, (topic,))], stall_s=1.0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=tansu.url, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=tansu.url)
+    await consumer.start()
+    await admin.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="stationflow.consumerlag"):
+            await monitor.refresh(consumer, admin)
+            assert _stalled(group, topic) == 0  # behind, but not for long yet
+            await asyncio.sleep(1.2)
+            await monitor.refresh(consumer, admin)
+            assert _stalled(group, topic) == 1  # partition 0; partition 1 has nothing waiting
+            (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+            assert f"group={group}" in line and f"partitions={topic}:0 " in line and "waiting=11" in line
+
+            await _commit(tansu.url, group, {TopicPartition(topic, 0): 15})  # it moves again
+            await monitor.refresh(consumer, admin)
+            assert _stalled(group, topic) == 0
+            assert any(
+                f"consumer moving again group={group} partitions={topic}:0" in r.getMessage()
+                for r in caplog.records
+            )
     finally:
         await admin.close()
         await consumer.stop()

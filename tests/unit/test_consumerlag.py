@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from stationflow.consumerlag import lag
+from stationflow.consumerlag import StallTracker, lag
 from streams.app import lag_watches
 from streams.settings import StreamsSettings
 
@@ -22,3 +22,26 @@ def test_worker_watches_its_raw_group_and_the_faust_group() -> None:
     assert raw.group == "w.raw" and raw.topics == ("p.readings.raw",)
     assert faust.group == "w" and faust.topics == ("p.readings.clean", "p.analytics.hourly")
     assert len(lag_watches(StreamsSettings(analytics_enabled=False))) == 1
+
+
+def test_a_partition_stalls_when_records_wait_and_its_offset_stands_still_for_stall_s() -> None:
+    t = StallTracker(stall_s=60)
+    assert t.update({A0: 5, A1: 0}, {A0: 10}, now=0) == {}
+    assert t.update({A0: 5, A1: 0}, {A0: 10}, now=59) == {}
+    assert t.update({A0: 5, A1: 0}, {A0: 10}, now=60) == {A0: 60}
+    assert t.update({A0: 9, A1: 0}, {A0: 10}, now=75) == {A0: 75}  # more waiting, still stalled
+
+
+def test_a_consumer_behind_but_committing_is_not_stalled() -> None:
+    t = StallTracker(stall_s=60)
+    for minute in range(10):
+        assert t.update({A0: 1000}, {A0: 100 * minute}, now=60.0 * minute) == {}
+
+
+def test_nothing_waiting_is_never_stalled_and_restarts_the_clock() -> None:
+    t = StallTracker(stall_s=60)
+    assert t.update({A0: 0, A1: 3}, {A1: 0}, now=0) == {}  # A1 never committed: counts from 0
+    assert t.update({A0: 0, A1: 3}, {}, now=100) == {A1: 100}
+    assert t.update({A0: 0, A1: 0}, {A1: 3}, now=110) == {}  # caught up
+    assert t.update({A0: 0, A1: 2}, {A1: 3}, now=120) == {}  # new records: a fresh clock
+    assert t.update({A0: 0, A1: 2}, {A1: 3}, now=181) == {A1: 61}
