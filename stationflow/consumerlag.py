@@ -106,6 +106,7 @@ class ConsumerLagMonitor:
         self.watches = tuple(watches)
         self.interval_s = interval_s
         self._throttle = LogThrottle()
+        self.stall_s = stall_s
         self._stalls = {watch.group: StallTracker(stall_s) for watch in self.watches}
         self._stalled: dict[str, set[TopicPartition]] = {watch.group: set() for watch in self.watches}
 
@@ -136,6 +137,8 @@ class ConsumerLagMonitor:
             except (KafkaError, OSError, TimeoutError) as exc:
                 if self._throttle.allow(f"lag:{watch.group}", time.monotonic()) is not None:
                     logger.warning("consumer lag not measured group=%s reason=%r", watch.group, exc)
+                # the broker away: nobody could commit meanwhile, so no offset's stillness counts
+                self._stalls[watch.group] = StallTracker(self.stall_s)
                 continue
             for tp, behind in out.items():
                 CONSUMER_LAG.labels(watch.group, tp.topic, str(tp.partition)).set(behind)

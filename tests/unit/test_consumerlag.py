@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from aiokafka import TopicPartition
+import asyncio
+from typing import Any
 
-from stationflow.consumerlag import StallTracker, lag
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
+from prometheus_client import REGISTRY
+
+from stationflow.consumerlag import ConsumerLagMonitor, GroupTopics, StallTracker, lag
 from streams.app import lag_watches
 from streams.settings import StreamsSettings
 
@@ -45,3 +50,31 @@ def test_nothing_waiting_is_never_stalled_and_restarts_the_clock() -> None:
     assert t.update({A0: 0, A1: 0}, {A1: 3}, now=110) == {}  # caught up
     assert t.update({A0: 0, A1: 2}, {A1: 3}, now=120) == {}  # new records: a fresh clock
     assert t.update({A0: 0, A1: 2}, {A1: 3}, now=181) == {A1: 61}
+
+
+async def test_a_broker_outage_does_not_count_as_a_stall() -> None:
+    """Nobody can commit while the broker is away: the stillness before it does not count after."""
+    monitor = ConsumerLagMonitor("unused:9092", [GroupTopics("g-outage", ("a",))], stall_s=0.2)
+    answers: list[Any] = [({A0: 5}, {A0: 1}), KafkaConnectionError(), ({A0: 5}, {A0: 1}), ({A0: 5}, {A0: 1})]
+
+    async def measure(*_: Any) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    monitor._measure = measure  # type: ignore[method-assign]
+
+    def stalled() -> float | None:
+        return REGISTRY.get_sample_value(
+            "stationflow_consumer_stalled_partitions", {"group": "g-outage", "topic": "a"}
+        )
+
+    await monitor.refresh(None, None)  # type: ignore[arg-type]
+    await asyncio.sleep(0.25)
+    await monitor.refresh(None, None)  # type: ignore[arg-type]  # the broker away
+    await monitor.refresh(None, None)  # type: ignore[arg-type]  # back: the clock starts again
+    assert stalled() == 0
+    await asyncio.sleep(0.25)
+    await monitor.refresh(None, None)  # type: ignore[arg-type]
+    assert stalled() == 1  # still for stall_s since the broker came back
