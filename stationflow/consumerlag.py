@@ -73,6 +73,7 @@ class StallTracker:
     def __init__(self, stall_s: float = STALL_S) -> None:
         self.stall_s = stall_s
         self._still: dict[TopicPartition, tuple[int, float]] = {}  # committed offset, seen since
+        self.stalled: dict[TopicPartition, float] = {}  # the last update's answer
 
     def update(
         self, behind: Mapping[TopicPartition, int], committed: Mapping[TopicPartition, int], now: float
@@ -88,6 +89,7 @@ class StallTracker:
                 self._still[tp] = (offset, now)  # moved (or first seen behind): the clock restarts
             elif now - seen[1] >= self.stall_s:
                 stalled[tp] = now - seen[1]
+        self.stalled = stalled
         return stalled
 
 
@@ -108,7 +110,6 @@ class ConsumerLagMonitor:
         self._throttle = LogThrottle()
         self.stall_s = stall_s
         self._stalls = {watch.group: StallTracker(stall_s) for watch in self.watches}
-        self._stalled: dict[str, set[TopicPartition]] = {watch.group: set() for watch in self.watches}
 
     async def run(self) -> None:
         """Measure until cancelled (the clients are closed on the way out)."""
@@ -142,15 +143,16 @@ class ConsumerLagMonitor:
                 continue
             for tp, behind in out.items():
                 CONSUMER_LAG.labels(watch.group, tp.topic, str(tp.partition)).set(behind)
-            self._report_stalls(
-                watch, out, self._stalls[watch.group].update(out, committed, time.monotonic())
-            )
+            tracker = self._stalls[watch.group]
+            before = set(tracker.stalled)
+            self._report_stalls(watch, out, before, tracker.update(out, committed, time.monotonic()))
         return out
 
     def _report_stalls(
         self,
         watch: GroupTopics,
         behind: Mapping[TopicPartition, int],
+        before: set[TopicPartition],
         stalled: Mapping[TopicPartition, float],
     ) -> None:
         for topic in watch.topics:
@@ -164,15 +166,13 @@ class ConsumerLagMonitor:
                 sum(behind[tp] for tp in stalled),
                 max(stalled.values()),
             )
-        before, now_stalled = self._stalled[watch.group], set(stalled)
-        moving = before - now_stalled
+        moving = before - set(stalled)
         if moving:
             logger.info(
                 "consumer moving again group=%s partitions=%s",
                 watch.group,
                 ",".join(f"{tp.topic}:{tp.partition}" for tp in sorted(moving)),
             )
-        self._stalled[watch.group] = now_stalled
 
     async def _measure(
         self, consumer: AIOKafkaConsumer, admin: AIOKafkaAdminClient, watch: GroupTopics
