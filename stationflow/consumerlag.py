@@ -10,7 +10,10 @@ A partition whose records wait while its committed offset has not moved for ``ST
 *stalled* (:class:`StallTracker`): its consumer has stopped, hung or gone, and whatever it feeds
 (the analytics, and every flood warning behind them) has stopped with it, silently.
 ``stationflow_consumer_stalled_partitions{group,topic}`` counts them and an error line names
-them; a consumer merely behind still commits, and is not stalled.
+them; a consumer merely behind still commits, and is not stalled. When a group's first
+partition stalls, the process also logs every thread and asyncio task with its stack
+(``stationflow.logs.threads_and_tasks``): if the stopped consumer is in this process, that
+says what it waits for.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
 from stationflow.kafka import start_with_retry, true_end_offsets
-from stationflow.logs import LogThrottle
+from stationflow.logs import LogThrottle, threads_and_tasks
 
 __all__ = ["CONSUMER_LAG", "STALLED_PARTITIONS", "ConsumerLagMonitor", "GroupTopics", "StallTracker", "lag"]
 
@@ -157,6 +160,12 @@ class ConsumerLagMonitor:
     ) -> None:
         for topic in watch.topics:
             STALLED_PARTITIONS.labels(watch.group, topic).set(sum(1 for tp in stalled if tp.topic == topic))
+        if stalled and not before:  # a new stall: what this process waits for, once
+            try:
+                dump = threads_and_tasks()
+            except Exception as exc:  # noqa: BLE001 - a diagnostic must not stop the monitor
+                dump = f"(not available: {exc!r})"
+            logger.error("consumer stalled group=%s, this process's tasks:\n%s", watch.group, dump)
         if stalled and self._throttle.allow(f"stalled:{watch.group}", time.monotonic()) is not None:
             logger.error(
                 "consumer stalled: records wait and the committed offset has not moved group=%s "

@@ -9,7 +9,7 @@ import faust
 from prometheus_client import start_http_server
 
 from stationflow.kafka import start_with_retry
-from stationflow.logs import setup_logging
+from stationflow.logs import setup_logging, threads_and_tasks
 from stationflow.runtime import new_event_loop, set_switch_interval, tune_gc
 from stationflow.settings import masked
 from stationflow.topics import ensure_topics
@@ -18,6 +18,15 @@ from streams.app import create_app
 from streams.settings import StreamsSettings
 
 logger = logging.getLogger("streams")
+
+
+class Worker(faust.Worker):
+    """Faust's worker, whose SIGUSR1 dump names what each task waits for."""
+
+    def _on_sigusr1(self) -> None:
+        # mode's own dump prints a suspended task's outermost frame only (for the analytics
+        # agent: the agent's loop, not the batch it waits for) and every frame's locals
+        logger.error("SIGUSR1: this worker's threads and tasks:\n%s", threads_and_tasks())
 
 
 def main() -> None:
@@ -32,7 +41,7 @@ def main() -> None:
     app = create_app(settings)
     tune_gc()
     set_switch_interval(settings.streams_switch_interval_ms)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), loop=new_event_loop())
+    worker = Worker(app, loglevel=settings.log_level.lower(), loop=new_event_loop())
     worker.execute_from_commandline()
 
 

@@ -694,7 +694,8 @@ def _us(seconds_per_reading: float) -> float:
 
 def dump_tasks(pipeline: Pipeline, settle_s: float = 2.0) -> None:
     """Have every worker write its threads and asyncio tasks, each with its stack, to its log
-    (SIGUSR1: the Faust worker's own dump), so a stalled run's kept logs say what waited."""
+    (SIGUSR1: ``streams.__main__.Worker``, each task down to what it awaits), so a stalled
+    run's kept logs say what waited."""
     for name, proc in pipeline.services.items():
         if kind_of(name) in WORKER_PROCESSES and proc.running:
             proc.signal(signal.SIGUSR1)

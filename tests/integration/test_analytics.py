@@ -381,13 +381,16 @@ def test_a_reading_sent_again_after_a_worker_restart_is_counted_once(pipeline: P
 
 def test_a_stalled_bench_run_keeps_what_every_worker_task_awaited(pipeline: Pipeline) -> None:
     """`stationflow bench` sends SIGUSR1 to the workers when the analytics did not catch up:
-    their logs, kept with the failed run, then show every asyncio task and where it waits."""
+    their logs, kept with the failed run, then show every asyncio task and where it waits, down
+    to the batch generator the analytics agent is in."""
     log = pipeline.state_dir / "logs" / "streams.log"
+    assert wait_for(lambda: "analytics ready" in log.read_text(errors="replace"), timeout=60)
     before = log.stat().st_size
     dump_tasks(pipeline, settle_s=0.0)
 
     def dumped() -> str:
         return log.read_bytes()[before:].decode(errors="replace")
 
-    assert wait_for(lambda: "TASKS" in dumped() and "analyse" in dumped(), timeout=20), dumped()[-2000:]
+    assert wait_for(lambda: "_take_until_quiet" in dumped(), timeout=20), dumped()[-2000:]
+    assert "in AnalyticsAgents.analyse\n" in dumped()
     assert pipeline.services["streams"].running  # a dump, not a stop

@@ -78,3 +78,33 @@ async def test_a_broker_outage_does_not_count_as_a_stall() -> None:
     await asyncio.sleep(0.25)
     await monitor.refresh(None, None)  # type: ignore[arg-type]
     assert stalled() == 1  # still for stall_s since the broker came back
+
+
+async def test_a_new_stall_logs_this_process_threads_and_tasks_once(caplog: Any) -> None:
+    """The first stalled partition of a group: every thread's stack and asyncio task in the log
+    (what a stopped consumer in this process waits for); not again while it stays stalled."""
+    monitor = ConsumerLagMonitor("unused:9092", [GroupTopics("g-dump", ("a",))], stall_s=0.1)
+
+    async def measure(*_: Any) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+        return {A0: 5}, {A0: 1}
+
+    monitor._measure = measure  # type: ignore[method-assign]
+    waiting = asyncio.create_task(asyncio.Event().wait(), name="a-consumer-waiting-forever")
+
+    def dumps() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "this process's tasks" in r.getMessage()]
+
+    try:
+        await monitor.refresh(None, None)  # type: ignore[arg-type]
+        assert dumps() == []  # still, but not for stall_s yet
+        await asyncio.sleep(0.15)
+        await monitor.refresh(None, None)  # type: ignore[arg-type]
+        (dump,) = dumps()
+        assert "group=g-dump" in dump
+        assert "--- thread MainThread" in dump
+        assert "--- task a-consumer-waiting-forever" in dump and "Event.wait" in dump
+        await asyncio.sleep(0.15)
+        await monitor.refresh(None, None)  # type: ignore[arg-type]
+        assert len(dumps()) == 1  # the same stall: no second dump
+    finally:
+        waiting.cancel()
