@@ -34,6 +34,6 @@ async def test_a_task_in_async_for_shows_the_generator_and_what_it_waits_for() -
         task.cancel()
 
 
-def test_outside_a_loop_the_dump_has_the_threads_only() -> None:
+def test_outside_a_loop_the_dump_has_this_thread_without_tasks() -> None:
     dump = threads_and_tasks()
-    assert "--- thread MainThread" in dump and "--- task" not in dump
+    assert "--- thread MainThread" in dump and "of thread MainThread" not in dump
