@@ -109,8 +109,11 @@ async def test_a_group_whose_offsets_stand_still_with_records_waiting_is_reporte
             await asyncio.sleep(1.2)
             await monitor.refresh(consumer, admin)
             assert _stalled(group, topic) == 1  # partition 0; partition 1 has nothing waiting
-            (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+            errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+            (line,) = [m for m in errors if m.startswith("consumer stalled: ")]
             assert f"group={group}" in line and f"partitions={topic}:0 " in line and "waiting=11" in line
+            (dump,) = [m for m in errors if "this process's tasks" in m]  # what this process awaits
+            assert f"group={group}," in dump and "--- thread MainThread" in dump
 
             await _commit(tansu.url, group, {TopicPartition(topic, 0): 15})  # it moves again
             await monitor.refresh(consumer, admin)
