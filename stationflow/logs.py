@@ -9,7 +9,7 @@ import logging
 import sys
 import threading
 import traceback
-from typing import Any
+from types import FrameType
 
 __all__ = ["LogThrottle", "await_chain", "setup_logging", "threads_and_tasks"]
 
@@ -109,10 +109,10 @@ def await_chain(awaitable: object, limit: int = 64) -> list[str]:
 _WRAPPERS = ("async_generator_asend", "async_generator_athrow", "coroutine_wrapper")
 
 
-def _frame_of(awaitable: object) -> Any:
+def _frame_of(awaitable: object) -> FrameType | None:
     """The frame of a coroutine, generator or async generator (None: not one, or finished)."""
     for attribute in ("cr_frame", "gi_frame", "ag_frame"):
         frame = getattr(awaitable, attribute, None)
-        if frame is not None:
+        if isinstance(frame, FrameType):
             return frame
     return None
