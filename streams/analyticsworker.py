@@ -54,6 +54,7 @@ from streams.analytics.statecodec import decode_device, encode_device, peek_devi
 from streams.analytics.station import StationState, update_station
 from streams.catalog import domain_of
 from streams.changelog import ChangelogWriter
+from streams.handoff import CleanHandoff
 from streams.lineprotocol import FieldValue, encode, line
 from streams.settings import StreamsSettings
 
@@ -140,9 +141,11 @@ def install_analytics(
     settings: StreamsSettings,
     registry: RegistryView | None,
     open_sink: Callable[[], Any],
+    *,
+    handoff: CleanHandoff | None = None,
 ) -> AnalyticsAgents:
     """Register the analytics tables, agents and timers on ``app``."""
-    agents = AnalyticsAgents(app, settings, registry, open_sink)
+    agents = AnalyticsAgents(app, settings, registry, open_sink, handoff=handoff)
     agents.install()
     return agents
 
@@ -161,6 +164,8 @@ class AnalyticsAgents:
         settings: StreamsSettings,
         registry: RegistryView | None,
         open_sink: Callable[[], Any],
+        *,
+        handoff: CleanHandoff | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -187,6 +192,10 @@ class AnalyticsAgents:
         # on first access, and must not be before the app has started)
         self.writer = ChangelogWriter(lambda: cast(Any, app.producer)._ensure_producer(), self.partition_of)
         self.throttle = LogThrottle()
+        # documents the raw stage of this worker already decoded (None: decode every record)
+        self.handoff = handoff
+        if handoff is not None:
+            handoff.owned = self.owned_clean_partitions
         self.sink: Any = None  # opened and closed by the analyse agent
         self.sink_open = asyncio.Event()
         self.watching_since: float | None = None  # when this worker first watched, tables restored
@@ -204,6 +213,16 @@ class AnalyticsAgents:
         metrics.ANALYTICS_ENGINE.labels(ENGINE.name).set(1)
         level = logging.INFO if ENGINE.compiled or not NativeSettings().native else logging.WARNING
         logger.log(level, "analytics engine=%s reason=%s", ENGINE.name, ENGINE.reason)
+
+    def owned_clean_partitions(self) -> set[int] | None:
+        """The readings.clean partitions this worker's analytics hold now (None: not known yet,
+        before the group's first assignment or during a rebalance)."""
+        app = self.app
+        actives = app.assignor.assigned_actives()
+        if app.rebalancing or not actives:
+            return None
+        topic = self.clean.get_topic_name()
+        return {tp.partition for tp in actives if tp.topic == topic}
 
     async def ready(self) -> None:
         """Log ``analytics ready`` once the tables are restored (an analytics-only worker's
@@ -298,7 +317,7 @@ class AnalyticsAgents:
                 now = time.time()
                 lines: list[str] = []
                 futures: list[Awaitable[Any]] = []
-                by_device = _by_device(batch.values, self.throttle, batch.positions)
+                by_device = _by_device(batch.values, self.throttle, batch.positions, self.handoff)
                 await self.know_devices(by_device)
                 await self.analyse_devices(by_device, now, lines, futures)
                 futures += await self.writer.flush()  # the table changes leave now, not after the points
@@ -710,17 +729,28 @@ Docs = list[tuple[WireBatch, Position]]
 
 
 def _by_device(
-    values: Sequence[bytes], throttle: LogThrottle, positions: Sequence[Position] | None = None
+    values: Sequence[bytes],
+    throttle: LogThrottle,
+    positions: Sequence[Position] | None = None,
+    handoff: CleanHandoff | None = None,
 ) -> dict[str, Docs]:
     """The documents of a batch of ``readings.clean`` records, per device in arrival order,
     each with the position of its record.
 
     msgspec (``stationflow.wire``), not pydantic, on this hot path: same checks. A record may
     be a bundle (several documents); a malformed document is counted and skipped on its own.
+    A record this worker's raw stage produced comes decoded from ``handoff`` when it is there
+    with the same bytes (``streams.handoff``).
     """
     by_device: dict[str, Docs] = {}
     for i, raw in enumerate(values):
         at = positions[i] if positions is not None else UNKNOWN
+        if handoff is not None and at.offset >= 0:
+            taken = handoff.take(at.partition, at.offset, raw)
+            if taken is not None:
+                for batch in taken:
+                    by_device.setdefault(batch.device_id, []).append((batch, at))
+                continue
         for doc in split_bundle(raw):
             try:
                 batch = decode_batch(doc)

@@ -22,6 +22,7 @@ from stationflow.consumerlag import ConsumerLagMonitor, GroupTopics
 from stationflow.registryview import RegistryFollower, RegistryView
 from stationflow.runtime import watch_loop_lag
 from streams.analyticsworker import install_analytics
+from streams.handoff import CleanHandoff
 from streams.rawconsumer import RawConsumer
 from streams.settings import StreamsSettings
 from streams.sink import BufferedSink, DiskSpool, make_writer
@@ -166,11 +167,19 @@ def create_app(settings: StreamsSettings) -> faust.App:
     )
 
     registry = RegistryView() if settings.streams_registry else None
+    # the raw stage's clean documents, decoded, for this worker's own analytics
+    handoff = (
+        CleanHandoff(max_readings=settings.analytics_handoff_max_readings)
+        if settings.streams_raw_enabled
+        and settings.analytics_enabled
+        and settings.analytics_handoff_max_readings
+        else None
+    )
 
     async def normalise_and_store() -> None:
         """readings.raw → InfluxDB + readings.clean until the worker stops."""
         async with _open_sink(settings) as sink:
-            await RawConsumer(settings, sink, registry).run()
+            await RawConsumer(settings, sink, registry, handoff).run()
 
     async def follow_registry() -> None:
         """Keep the registry view current (only with STATIONFLOW_STREAMS_REGISTRY=true)."""
@@ -192,7 +201,9 @@ def create_app(settings: StreamsSettings) -> faust.App:
     app.task(report_lag)
     app.task(watch_loop)
     if settings.analytics_enabled:
-        install_analytics(app, settings, registry, lambda: _open_sink(settings, "analytics-spool"))
+        install_analytics(
+            app, settings, registry, lambda: _open_sink(settings, "analytics-spool"), handoff=handoff
+        )
 
     return app
 

@@ -29,6 +29,13 @@ ANALYTICS_DONE_AT = Gauge(
     "Unix time the last analysed batch of readings.clean records was done: its points written, "
     "its records and state changes acknowledged by Kafka",
 )
+ANALYTICS_HANDOFF = Counter(
+    "stationflow_analytics_handoff_total",
+    "readings.clean records the analytics took decoded from this worker's raw stage (hit) or "
+    "decoded themselves (miss); records remembered and never taken (expired) or not remembered "
+    "because the handoff was full (full): streams.handoff",
+    ["result"],
+)
 ANALYTICS_INVALID = Counter(
     "stationflow_analytics_invalid_total", "Records the analytics agents could not parse"
 )

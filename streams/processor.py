@@ -36,6 +36,7 @@ from stationflow.registryview import RegistryView
 from stationflow.wire import WireBatch, decode_batch, encode_wire_batch, join_bundle, split_bundle
 from streams import metrics
 from streams.enrich import Rejection, enrich
+from streams.handoff import CleanHandoff
 from streams.lineprotocol import batch_lines, encode
 from streams.normalize import RecentKeys, normalize
 
@@ -61,6 +62,8 @@ class Prepared:
     cpu_s: float
     unknown: list[bytes] = field(default_factory=list)  # deferred documents: devices not in the view
     documents: int = 0  # ReadingBatch documents in the records
+    # the documents each clean bundle encodes, in ``clean``'s order (for ``streams.handoff``)
+    clean_documents: list[list[WireBatch]] = field(default_factory=list)
 
 
 class ReadingSink(Protocol):
@@ -92,6 +95,7 @@ class BatchProcessor:
         recent: RecentKeys | None = None,
         registry: RegistryView | None = None,
         clean_partitions: list[int] | None = None,
+        handoff: CleanHandoff | None = None,
     ) -> None:
         self.sink = sink
         self.send = send
@@ -102,6 +106,8 @@ class BatchProcessor:
         # the partitions of readings.clean as the producer knows them (set before prepare)
         self.clean_partitions: list[int] = clean_partitions or []
         self._partitioner = CachingPartitioner()
+        # this worker's analytics take the clean documents from here instead of decoding them
+        self.handoff = handoff
         self._throttle = LogThrottle()
 
     async def handle(self, values: Sequence[bytes]) -> int:
@@ -162,15 +168,17 @@ class BatchProcessor:
             metrics.DUPLICATES.inc(duplicates)
         for code, count in refused.items():
             metrics.REJECTED.labels(code).inc(count)
+        bundles = self._clean_bundles(by_device.values())
         return Prepared(
             records=len(values),
             body=encode(lines),
             points=points,
-            clean=self._clean_bundles(by_device.values()),
+            clean=[(partition, bundle) for partition, bundle, _ in bundles],
             dead=[(d.key(), d.model_dump_json().encode()) for d in dead],
             cpu_s=time.perf_counter() - started,
             unknown=unknown,
             documents=documents,
+            clean_documents=[docs for _, _, docs in bundles],
         )
 
     async def store(self, prepared: Prepared) -> int:
@@ -183,6 +191,13 @@ class BatchProcessor:
         and the alerts get the batch while InfluxDB takes its points."""
         started = time.perf_counter()
         futures = [await self.send(self.clean_topic, None, v, partition) for partition, v in prepared.clean]
+        handoff = self.handoff
+        if handoff is not None and prepared.clean_documents:
+            for future, (partition, value), docs in zip(
+                futures, prepared.clean, prepared.clean_documents, strict=True
+            ):
+                if isinstance(future, asyncio.Future):
+                    future.add_done_callback(_remember(handoff, partition, value, docs))
         futures += [await self.send(self.dead_topic, k, v, None) for k, v in prepared.dead]
         return Emitted(futures, started)
 
@@ -202,12 +217,13 @@ class BatchProcessor:
 
     def _clean_bundles(
         self, groups: Iterable[list[tuple[WireBatch, bytes | None]]]
-    ) -> list[tuple[int, bytes]]:
-        """(partition, bundle) records of readings.clean for the batch's per-device groups."""
+    ) -> list[tuple[int, bytes, list[WireBatch]]]:
+        """(partition, bundle, its documents decoded) records of readings.clean for the batch's
+        per-device groups."""
         partitions = self.clean_partitions
         if not partitions:
             raise RuntimeError("BatchProcessor.clean_partitions is not set")
-        per_partition: dict[int, list[bytes]] = {}
+        per_partition: dict[int, list[tuple[bytes, WireBatch]]] = {}
         partitioner = self._partitioner
         for group in groups:
             key = group[0][0].device_id.encode()
@@ -215,11 +231,13 @@ class BatchProcessor:
             if documents is None:
                 documents = per_partition[partition] = []
             documents.extend(_clean_documents(group))
-        return [
-            (partition, bundle)
-            for partition, documents in per_partition.items()
-            for bundle in _bundles(documents, CLEAN_MAX_BUNDLE_BYTES)
-        ]
+        out: list[tuple[int, bytes, list[WireBatch]]] = []
+        for partition, documents in per_partition.items():
+            texts = [text for text, _ in documents]
+            for start, end in _bundle_spans(texts, CLEAN_MAX_BUNDLE_BYTES):
+                bundle = texts[start] if end - start == 1 else join_bundle(texts[start:end])
+                out.append((partition, bundle, [doc for _, doc in documents[start:end]]))
+        return out
 
     def _refused(self, raw: bytes, batch: WireBatch, rejection: Rejection) -> DeadLetter:
         if self._throttle.allow(batch.device_id, time.monotonic()) is not None:
@@ -293,7 +311,7 @@ CLEAN_MAX_BUNDLE_BYTES = 256 * 1024
 producer's 512 kB batches. A single document larger than this goes as a bundle of one."""
 
 
-def _clean_documents(group: list[tuple[WireBatch, bytes | None]]) -> list[bytes]:
+def _clean_documents(group: list[tuple[WireBatch, bytes | None]]) -> list[tuple[bytes, WireBatch]]:
     """Clean documents for a device's batches, in arrival order, each of bounded size.
 
     A device's only document of the batch, when neither the registry nor deduplication
@@ -301,8 +319,8 @@ def _clean_documents(group: list[tuple[WireBatch, bytes | None]]) -> list[bytes]
     it again was most of the raw stage's cost for readings.clean at 10,000 devices.
     """
     if len(group) == 1 and group[0][1] is not None:
-        return [group[0][1]]
-    documents: list[bytes] = []
+        return [(group[0][1], group[0][0])]
+    documents: list[tuple[bytes, WireBatch]] = []
     chunk: list[WireBatch] = []
     size = 0
     for batch, _ in group:
@@ -316,8 +334,9 @@ def _clean_documents(group: list[tuple[WireBatch, bytes | None]]) -> list[bytes]
     return documents
 
 
-def _clean_document(group: list[WireBatch]) -> bytes:
-    """One clean document for a device's batches (the latest received_at; readings concatenated).
+def _clean_document(group: list[WireBatch]) -> tuple[bytes, WireBatch]:
+    """One clean document for a device's batches (the latest received_at; readings concatenated),
+    and the batch it encodes.
 
     Encoded with msgspec: the same JSON a ``ReadingBatch`` decodes (the analytics and the
     registry's consumer parse ``readings.clean``).
@@ -330,20 +349,41 @@ def _clean_document(group: list[WireBatch]) -> bytes:
             source=merged.source,
             readings=[r for b in group for r in b.readings],
         )
-    return encode_wire_batch(merged)
+    return encode_wire_batch(merged), merged
 
 
 def _bundles(documents: list[bytes], max_bytes: int) -> list[bytes]:
     """``documents`` in order as few bundles as fit ``max_bytes`` each (a larger one alone)."""
+    return [join_bundle(documents[start:end]) for start, end in _bundle_spans(documents, max_bytes)]
+
+
+def _bundle_spans(documents: list[bytes], max_bytes: int) -> list[tuple[int, int]]:
+    """The ``[start, end)`` ranges of ``documents`` that :func:`_bundles` joins into one bundle each."""
     if len(documents) == 1:
-        return documents
-    bundles: list[bytes] = []
+        return [(0, 1)]
+    spans: list[tuple[int, int]] = []
     start = size = 0
     for i, document in enumerate(documents):
         grown = size + len(document) + 1  # with its separator
         if i > start and grown > max_bytes:
-            bundles.append(join_bundle(documents[start:i]))
+            spans.append((start, i))
             start, grown = i, len(document) + 1
         size = grown
-    bundles.append(join_bundle(documents[start:]))
-    return bundles
+    spans.append((start, len(documents)))
+    return spans
+
+
+def _remember(
+    handoff: CleanHandoff, partition: int, value: bytes, documents: list[WireBatch]
+) -> Callable[[asyncio.Future[Any]], None]:
+    """A delivery future's callback: once Kafka acknowledged the clean record, its offset is
+    known, and the analytics of this worker may take its documents from ``handoff``."""
+
+    def remember(future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        offset = getattr(future.result(), "offset", None)
+        if isinstance(offset, int) and offset >= 0:
+            handoff.remember(partition, offset, value, documents)
+
+    return remember

@@ -31,6 +31,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from stationflow import topics
 from stationflow.kafka import start_with_retry
 from stationflow.registryview import CATCH_UP_S, RegistryView
+from streams.handoff import CleanHandoff
 from streams.normalize import RecentKeys
 from streams.processor import BatchProcessor, Emitted, Prepared, ReadingSink
 from streams.settings import StreamsSettings
@@ -67,7 +68,11 @@ class RawConsumer:
     """Consume raw batches, store them, forward clean records, commit; until stopped."""
 
     def __init__(
-        self, settings: StreamsSettings, sink: ReadingSink, registry: RegistryView | None = None
+        self,
+        settings: StreamsSettings,
+        sink: ReadingSink,
+        registry: RegistryView | None = None,
+        handoff: CleanHandoff | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = AIOKafkaConsumer(
@@ -101,6 +106,7 @@ class RawConsumer:
             dead_topic=settings.topic(topics.DEADLETTER),
             recent=RecentKeys(per_device=settings.streams_dedupe_per_device),
             registry=registry,
+            handoff=handoff,
         )
         self.registry = registry
         # the batches taken and still completing, oldest first (each task waits for the one before)

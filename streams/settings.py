@@ -99,6 +99,10 @@ class StreamsSettings(CommonSettings):
     # analytics_batch_max_bytes, or at the latest this long after its first record (a steady
     # stream never goes quiet).
     analytics_within_s: float = 0.1
+    # A worker running both stages hands its analytics the clean documents its raw stage
+    # encoded, so they are not decoded a second time (streams.handoff): at most this many
+    # readings held (0: off; the documents are always on readings.clean either way).
+    analytics_handoff_max_readings: int = Field(default=200_000, ge=0)
 
     @property
     def local_dir(self) -> Path:

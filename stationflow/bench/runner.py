@@ -54,7 +54,7 @@ from stationflow.bench.baseline import READY_LINE
 from stationflow.bench.sampler import Sampler, stage_cpu
 from stationflow.settings import CommonSettings
 from stationflow.stack.components import influx_query
-from stationflow.stack.monitor import scrape_counter, scrape_samples
+from stationflow.stack.monitor import scrape_by_label, scrape_counter, scrape_samples
 from stationflow.stack.pipeline import Pipeline, kind_of
 from stationflow.stack.ports import free_port
 from stationflow.stack.procs import ManagedProcess
@@ -531,6 +531,8 @@ def _run_once(
                 pending=pending,
             )
             result["sink"] = sink_report(urls)
+            if analytics:
+                result["analytics_handoff"] = handoff_report(urls)
             if result["failed"] and any(result["sink"].values()):
                 sinks = ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in result["sink"].items() if v)
                 result["failed"] += f"; the workers' sinks: {sinks}"
@@ -663,6 +665,22 @@ def sink_report(urls: list[str]) -> dict[str, float | None]:
             report[key] = sum(scrape_counter(url, metric) for url in urls)
         except httpx.HTTPError:
             report[key] = None  # a worker not answering
+    return report
+
+
+def handoff_report(urls: list[str]) -> dict[str, float] | None:
+    """readings.clean records the workers' analytics took decoded from their raw stage (``hit``),
+    decoded themselves (``miss``), and the records the handoff forgot (``expired``) or had no room
+    for (``full``): ``streams.handoff``. None when a worker does not answer."""
+    report: dict[str, float] = {}
+    try:
+        for url in urls:
+            for result, value in scrape_by_label(
+                url, "stationflow_analytics_handoff_total", "result"
+            ).items():
+                report[result] = report.get(result, 0.0) + value
+    except httpx.HTTPError:
+        return None
     return report
 
 

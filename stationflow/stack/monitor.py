@@ -34,6 +34,19 @@ def scrape_samples(metrics_url: str, name: str, timeout: float = 2.0) -> list[fl
     ]
 
 
+def scrape_by_label(metrics_url: str, name: str, label: str, timeout: float = 2.0) -> dict[str, float]:
+    """A Prometheus metric's samples summed per value of one of its labels (``label="x"`` → sum)."""
+    text = http_call("GET", metrics_url, timeout=timeout).text
+    pattern = re.compile(rf'(?:^|,){re.escape(label)}="([^"]*)"')
+    sums: dict[str, float] = {}
+    for match in map(_SAMPLE.match, text.splitlines()):
+        if match and match["name"] == name:
+            found = pattern.search(match["labels"] or "")
+            key = found.group(1) if found else ""
+            sums[key] = sums.get(key, 0.0) + float(match["value"])
+    return sums
+
+
 def scrape_counter(metrics_url: str, name: str, timeout: float = 2.0) -> float:
     """Sum of all samples of a Prometheus metric (all label sets) from a /metrics page."""
     return sum(scrape_samples(metrics_url, name, timeout), 0.0)

@@ -18,7 +18,7 @@ import pytest
 from stationflow.bench.runner import dump_tasks
 from stationflow.contracts import AlertEvent, DeviceRecord, HourlyValues, MetricSpec, Reading, StationInfo
 from stationflow.stack.components import Component, influx_query
-from stationflow.stack.monitor import scrape_samples
+from stationflow.stack.monitor import scrape_by_label, scrape_samples
 from stationflow.stack.pipeline import Pipeline
 from stationflow.topics import ALERTS
 from streams.analytics import ENGINE
@@ -186,6 +186,13 @@ def _flood_hydrograph(pipeline: Pipeline) -> None:
     url = f"http://127.0.0.1:{pipeline.metrics_ports[analyst]}/metrics"
     (done_at,) = scrape_samples(url, "stationflow_analytics_last_batch_done_timestamp_seconds")
     assert began < done_at <= time.time()
+    # a worker running both stages takes its raw stage's documents decoded (streams.handoff):
+    # the same events as decoding them, above; an analytics-only process decodes them all
+    handoff = scrape_by_label(url, "stationflow_analytics_handoff_total", "result")
+    if analyst == "streams":
+        assert handoff.get("hit", 0) > 0, handoff
+    else:
+        assert handoff.get("hit", 0) == 0 and handoff.get("miss", 0) == 0, handoff
 
 
 def test_no_data_alert_is_raised_within_interval_plus_grace_and_cleared(pipeline: Pipeline) -> None:
