@@ -56,6 +56,7 @@ from streams.catalog import domain_of
 from streams.changelog import ChangelogWriter
 from streams.handoff import CleanHandoff
 from streams.lineprotocol import FieldValue, encode, line
+from streams.livestates import LiveStates
 from streams.settings import StreamsSettings
 
 __all__ = [
@@ -196,6 +197,9 @@ class AnalyticsAgents:
         self.handoff = handoff
         if handoff is not None:
             handoff.owned = self.owned_clean_partitions
+        # the decoded state of each device this worker last wrote (None: decode every update)
+        mb = settings.analytics_live_states_mb
+        self.live = LiveStates(mb << 20) if mb else None
         self.sink: Any = None  # opened and closed by the analyse agent
         self.sink_open = asyncio.Event()
         self.watching_since: float | None = None  # when this worker first watched, tables restored
@@ -386,8 +390,10 @@ class AnalyticsAgents:
         key = device_id.encode()
         record = self.registry.get(device_id) if self.registry is not None else None
         config = self.config
+        live = self.live
         try:
-            state = _load_device(self.devices.data.get(key))  # as put writes it (no Faust get hooks)
+            value = self.devices.data.get(key)  # as put writes it (no Faust get hooks)
+            state = (live.get(key, value) if live is not None else None) or _load_device(value)
             fresh = [(doc, at) for doc, at in docs if not already_applied(state.applied, at)]
             if len(fresh) < len(docs):
                 self._replayed(device_id, len(docs) - len(fresh), state.applied)
@@ -402,6 +408,8 @@ class AnalyticsAgents:
                 state, device_id, readings, record=record, domain=domain, now=now, config=config
             )
         except Exception as exc:  # one device's bad data must not stop the others
+            if live is not None:
+                live.forget(key)  # the state may be half-applied: decoded again next time
             metrics.ANALYTICS_ERRORS.inc()
             logger.exception(
                 "analytics failed, batch skipped device_id=%s readings=%d reason=%r",
@@ -410,7 +418,10 @@ class AnalyticsAgents:
                 exc,
             )
             return
-        self.put(self.devices, key, encode_device(state))
+        value = encode_device(state)
+        self.put(self.devices, key, value)
+        if live is not None:
+            live.keep(key, value, state)
         if out.late:
             metrics.LATE_READINGS.inc(out.late)
             if self.throttle.allow(f"late:{device_id}", time.monotonic()) is not None:

@@ -36,6 +36,12 @@ ANALYTICS_HANDOFF = Counter(
     "because the handoff was full (full): streams.handoff",
     ["result"],
 )
+ANALYTICS_STATES = Counter(
+    "stationflow_analytics_states_total",
+    "Device updates that took the state kept decoded from the device's previous update (kept) or "
+    "decoded the table value (decoded): streams.livestates",
+    ["result"],
+)
 ANALYTICS_INVALID = Counter(
     "stationflow_analytics_invalid_total", "Records the analytics agents could not parse"
 )

@@ -103,6 +103,9 @@ class StreamsSettings(CommonSettings):
     # encoded, so they are not decoded a second time (streams.handoff): at most this many
     # readings held (0: off; the documents are always on readings.clean either way).
     analytics_handoff_max_readings: int = Field(default=200_000, ge=0)
+    # Each device's state stays decoded after its update, so the next one need not decode its
+    # table value again (streams.livestates): at most about this many MB of them (0: off).
+    analytics_live_states_mb: int = Field(default=128, ge=0)
 
     @property
     def local_dir(self) -> Path:

@@ -193,6 +193,19 @@ def _flood_hydrograph(pipeline: Pipeline) -> None:
         assert handoff.get("hit", 0) > 0, handoff
     else:
         assert handoff.get("hit", 0) == 0 and handoff.get("miss", 0) == 0, handoff
+    # a device's next update takes the state its last one left decoded (streams.livestates)
+    def states() -> dict[str, float]:
+        return scrape_by_label(url, "stationflow_analytics_states_total", "result")
+
+    updates = sum(states().values())
+    pub = Publisher(ep.mqtt_host, ep.mqtt_port)
+    try:
+        again = {"metric": "level", "value": WARNING_LEVEL, "ts": iso(start + timedelta(minutes=360))}
+        _publish(pub, "lvl-noisy", [again])
+    finally:
+        pub.close()
+    assert wait_for(lambda: sum(states().values()) > updates, timeout=30), states()
+    assert states().get("kept", 0) >= 1, states()
 
 
 def test_no_data_alert_is_raised_within_interval_plus_grace_and_cleared(pipeline: Pipeline) -> None:
