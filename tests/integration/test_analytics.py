@@ -193,6 +193,7 @@ def _flood_hydrograph(pipeline: Pipeline) -> None:
         assert handoff.get("hit", 0) > 0, handoff
     else:
         assert handoff.get("hit", 0) == 0 and handoff.get("miss", 0) == 0, handoff
+
     # a device's next update takes the state its last one left decoded (streams.livestates)
     def states() -> dict[str, float]:
         return scrape_by_label(url, "stationflow_analytics_states_total", "result")
