@@ -533,6 +533,7 @@ def _run_once(
             result["sink"] = sink_report(urls)
             if analytics:
                 result["analytics_handoff"] = handoff_report(urls)
+            result["worker_gc_seconds"] = gc_report(urls)
             if result["failed"] and any(result["sink"].values()):
                 sinks = ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in result["sink"].items() if v)
                 result["failed"] += f"; the workers' sinks: {sinks}"
@@ -679,6 +680,21 @@ def handoff_report(urls: list[str]) -> dict[str, float] | None:
                 url, "stationflow_analytics_handoff_total", "result"
             ).items():
                 report[result] = report.get(result, 0.0) + value
+    except httpx.HTTPError:
+        return None
+    return report
+
+
+def gc_report(urls: list[str]) -> dict[str, float] | None:
+    """Seconds the workers spent in Python's cyclic garbage collector, by generation (summed over
+    the workers; ``stationflow_gc_seconds_total``). None when a worker does not answer."""
+    report: dict[str, float] = {}
+    try:
+        for url in urls:
+            for generation, value in scrape_by_label(
+                url, "stationflow_gc_seconds_total", "generation"
+            ).items():
+                report[generation] = round(report.get(generation, 0.0) + value, 3)
     except httpx.HTTPError:
         return None
     return report
