@@ -673,28 +673,24 @@ def handoff_report(urls: list[str]) -> dict[str, float] | None:
     """readings.clean records the workers' analytics took decoded from their raw stage (``hit``),
     decoded themselves (``miss``), and the records the handoff forgot (``expired``) or had no room
     for (``full``): ``streams.handoff``. None when a worker does not answer."""
-    report: dict[str, float] = {}
-    try:
-        for url in urls:
-            for result, value in scrape_by_label(
-                url, "stationflow_analytics_handoff_total", "result"
-            ).items():
-                report[result] = report.get(result, 0.0) + value
-    except httpx.HTTPError:
-        return None
-    return report
+    return _summed_by_label(urls, "stationflow_analytics_handoff_total", "result")
 
 
 def gc_report(urls: list[str]) -> dict[str, float] | None:
     """Seconds the workers spent in Python's cyclic garbage collector, by generation (summed over
     the workers; ``stationflow_gc_seconds_total``). None when a worker does not answer."""
+    report = _summed_by_label(urls, "stationflow_gc_seconds_total", "generation")
+    return None if report is None else {k: round(v, 3) for k, v in report.items()}
+
+
+def _summed_by_label(urls: list[str], metric: str, label: str) -> dict[str, float] | None:
+    """``metric`` summed over every worker's /metrics page, per value of ``label`` (None when a
+    worker does not answer)."""
     report: dict[str, float] = {}
     try:
         for url in urls:
-            for generation, value in scrape_by_label(
-                url, "stationflow_gc_seconds_total", "generation"
-            ).items():
-                report[generation] = round(report.get(generation, 0.0) + value, 3)
+            for value, count in scrape_by_label(url, metric, label).items():
+                report[value] = report.get(value, 0.0) + count
     except httpx.HTTPError:
         return None
     return report
