@@ -442,6 +442,10 @@ def _archived_deadletters(archive: ArchiveStore, device: str) -> int:
     return sum(1 for r in records if r.topic.endswith(DEADLETTER) and r.key == device.encode())
 
 
+def _archived_entries(archive: ArchiveStore) -> set[tuple[str, bytes | None]]:
+    return {(r.topic, r.key) for r in archive.table_records()}
+
+
 def test_after_a_sigkill_of_every_process_the_archived_state_comes_back(up: Up) -> None:
     """A power cut: nothing stops cleanly, no drain; what the archive had committed returns."""
     up.start()
@@ -458,9 +462,12 @@ def test_after_a_sigkill_of_every_process_the_archived_state_comes_back(up: Up) 
         archive = ArchiveStore(up.state / "kafka-archive")
         # the dead letter and the gauge's rule state have reached the archive (flushed every 2 s)
         # (the test's own; the simulated fleet's protocol stations may add theirs)
+        # Each is committed at the mirror's next flush after it reached Kafka, and the gauge's
+        # state (written by the worker after the analytics) may reach Kafka after the dead
+        # letter (written by the collector at once): one flush apart, so wait for each.
         assert wait_for(lambda: _archived_deadletters(archive, "air-rs1") == 1, timeout=30), archive.counts()
-        entries = {(r.topic, r.key) for r in archive.table_records()}
-        assert ("stationflow-streams-devices-changelog", b"river-rs1") in entries, entries
+        gauge = ("stationflow-streams-devices-changelog", b"river-rs1")
+        assert wait_for(lambda: gauge in _archived_entries(archive), timeout=30), _archived_entries(archive)
     finally:
         device.loop_stop()
     up.kill()  # every process at once, as a power cut
