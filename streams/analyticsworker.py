@@ -176,6 +176,7 @@ class AnalyticsAgents:
             grace_s=settings.analytics_grace_s,
             default_interval_s=settings.analytics_default_interval_s,
             nodata_grace_s=settings.analytics_nodata_grace_s,
+            window_points=settings.analytics_window_points,
         )
         self.partitions = partitions = settings.topic_partitions
         self.clean = app.topic(settings.topic(topics.CLEAN), partitions=partitions)

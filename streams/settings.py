@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -73,6 +74,14 @@ class StreamsSettings(CommonSettings):
     analytics_grace_s: float = 300.0
     # Reporting interval assumed for devices without one in the registry.
     analytics_default_interval_s: float = 60.0
+    # The ``windows`` point of each device: "hour" writes the 8 h and 24 h sliding means (with
+    # GB 3095's validity) when an hour of event time closes (that hour's mean, min and max are
+    # its ``hourly`` point); "minute" writes every rolling value (1 h mean / min / max, 8 h and
+    # 24 h means) once per device and minute of event time: three fields per metric and minute,
+    # three times what a station reporting each minute sends, read by no dashboard of ours
+    # (Grafana's moving_average over the readings draws the 1 h ones); "off" writes none. The
+    # rules read the windows in the worker either way.
+    analytics_window_points: Literal["hour", "minute", "off"] = "hour"
     # A device is offline after its expected interval plus this long without data.
     analytics_nodata_grace_s: float = 60.0
     analytics_nodata_check_s: float = 5.0

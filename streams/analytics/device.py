@@ -72,6 +72,8 @@ HOUR = 3600
 SLOT = 60
 SUM_METRICS = frozenset({"rain"})  # accumulating metrics: windows are sums, not means
 FLAT_EXEMPT = SUM_METRICS | {"door"}
+# What the ``windows`` point holds and when it is written (AnalyticsConfig.window_points).
+WINDOW_POINTS = ("hour", "minute", "off")
 HOURLY_MIN_COVERAGE_S = 45 * 60  # GB 3095 Table 4: ≥ 45 min of data for an hourly value
 KEEP_HOURS = 48
 COLDCHAIN_MAX_GAP_S = 3600.0
@@ -107,6 +109,10 @@ class AnalyticsConfig:
     nodata_grace_s: float = 60.0
     coldchain_low: float = 0.0  # GB 31605 chilled (coldchain.CHILLED): 0..8 °C
     coldchain_high: float = 8.0
+    # The ``windows`` point (WINDOW_POINTS): "hour" (the 8 h / 24 h sliding means when an hour
+    # of event time closes), "minute" (every rolling value once per device and minute of event
+    # time) or "off".
+    window_points: str = "hour"
 
 
 # The mutable states below write their own ``__init__`` (``init=False``): the one ``dataclass``
@@ -548,7 +554,9 @@ def update_device(
         state.emitted = minute
         signals = full if full is not None else _signals(state, domain, station_attrs, state.wm, None)
         out.signals = signals
-        out.lines.extend(_derived_lines(state, subject, signals, station_attrs))
+        out.lines.extend(
+            _derived_lines(state, subject, signals, station_attrs, config.window_points == "minute")
+        )
     return out
 
 
@@ -773,6 +781,7 @@ def _close_hours(
     device's reporting interval).
     """
     upto = int((state.wm - config.grace_s) // HOUR) * HOUR  # hours before this are closed
+    since = state.closed
     if upto > state.closed:  # hours close (and old ones go): they are needed
         load_hours(state)
     if state.closed == 0:
@@ -821,6 +830,8 @@ def _close_hours(
         hour += HOUR
     moved = upto > state.closed or bool(results)
     closed = state.closed = max(state.closed, upto)
+    if closed > since and config.window_points == "hour":
+        _hour_windows_lines(state, subject, since, out)  # (before the oldest hours go, below)
     oldest = closed - KEEP_HOURS * HOUR
     # accumulations keep 24 h of raw entries (rolling sums); means the last hour (rolling 1 h
     # statistics), whatever hours have closed
@@ -1223,8 +1234,40 @@ def _place_of(key: str) -> tuple[str, str, str]:
     return place
 
 
+def _hour_windows_lines(state: DeviceState, subject: Subject, since: int, out: DeviceOutput) -> None:
+    """The ``windows`` points of the hours that closed after ``since``: at each hour's end, each
+    metric's 8 h and 24 h sliding means ending there (GB 3095 validity: at least 6 of 8 and 20
+    of 24 hourly values; that hour's own mean, min and max are its ``hourly`` point). None for
+    an end where no mean is valid (a new device; a day into a station's silence)."""
+    if not since:
+        return  # the device's first hours: none has closed with data before
+    tags = ""
+    # (hours close in order as event time moves, several at once only after a silence: the
+    # hours after ``since`` hold no data then, and a window ending a day later none at all)
+    last = min(state.closed, since + _MEAN_24H[0] * HOUR)
+    for end in range(since + HOUR, last + 1, HOUR):
+        names: list[str] = []
+        values: list[float] = []
+        for name, m in state.metrics.items():
+            if name in SUM_METRICS or len(m.hours) < _MEAN_8H[1]:
+                continue  # (an accumulation has sums, not means; fewer hours than either mean needs)
+            for hours, min_valid in (_MEAN_8H, _MEAN_24H):
+                mean = _window_mean(m, float(end), hours, min_valid)
+                if mean is not None and math.isfinite(mean):
+                    names.append(f"{name}_mean_{hours}h")
+                    values.append(float(mean))
+        if names:
+            tags = tags or _tags(subject)
+            joined = ",".join([f"{k}={t}" for k, t in zip(names, float_texts(values), strict=True)])
+            out.lines.append(f"windows,{tags} {joined} {_ns(end)}")
+
+
 def _derived_lines(
-    state: DeviceState, subject: Subject, signals: Mapping[str, float], attrs: Mapping[str, float | str]
+    state: DeviceState,
+    subject: Subject,
+    signals: Mapping[str, float],
+    attrs: Mapping[str, float | str],
+    with_windows: bool,
 ) -> list[str]:
     ns = _ns(state.wm)
     tags = _tags(subject)
@@ -1247,7 +1290,7 @@ def _derived_lines(
                 window_values.append(float(value))
         elif place[0] is _TO_SUM:
             sums[place[1]] = value
-    if windows:
+    if windows and with_windows:
         texts = float_texts(window_values)
         joined = ",".join([f"{k}={t}" for k, t in zip(windows, texts, strict=True)])
         lines.append(f"windows,{tags} {joined} {ns}")

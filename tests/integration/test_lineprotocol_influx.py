@@ -236,7 +236,7 @@ def test_window_values_are_stored_bit_for_bit(influxd: Component, fresh_db: Any,
     state = DeviceState()
     state.wm = NS / 1e9
     signals = {f"m{i}.mean_1h": v for i, v in enumerate(values)}
-    lines = _derived_lines(state, subject_for("dev-1", None, "air"), signals, {})
+    lines = _derived_lines(state, subject_for("dev-1", None, "air"), signals, {}, True)
     (windows,) = [ln for ln in lines if ln.startswith("windows,")]
     row = _stored_row(influxd, fresh_db(), windows, "windows")
     for i, want in enumerate(values):

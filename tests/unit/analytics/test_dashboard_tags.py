@@ -35,7 +35,7 @@ def test_device_measurements_carry_station_region_and_basin_and_the_level_lines(
         record=gauge_record("lvl-1", "level-gauge"),
         domain="hydro",
         now=1e9,
-        config=AnalyticsConfig(),
+        config=AnalyticsConfig(window_points="minute"),  # every rolling value, each minute
     )
     for measurement in ("level_trend", "data_quality", "windows"):
         (line, *_) = _lines_of(measurement, out.lines)
