@@ -106,6 +106,19 @@ def build() -> Dashboard:
         )
         .with_panel(
             timeseries(
+                "PM2.5 and PM10, 24 h sliding means (≥ 20 of 24 hourly values, GB 3095)",
+                [
+                    influx(
+                        f'SELECT last("pm25_mean_24h") AS "PM2.5 24h", last("pm10_mean_24h") AS "PM10 24h" '
+                        f'FROM "windows" WHERE {raw} GROUP BY time(1h), "station" fill(none)',
+                        "$tag_station $col",
+                    )
+                ],
+                unit=UG,
+            )
+        )
+        .with_panel(
+            timeseries(
                 "SO2, NO2, O3",
                 [
                     influx(
