@@ -416,9 +416,13 @@ class _Plan:
     instant: dict[str, tuple[Rule, ...]]  # metric -> the rules on its readings
     derived: tuple[Rule, ...]  # rules on rolling signals
     needed: frozenset[str]  # the metrics whose rolling signals a derived rule reads
+    # ... and those the lines of a new minute read besides the per-minute ``windows`` point:
+    # the level trend, the rain sums, the cold chain (the flatline count is always computed)
+    for_lines: frozenset[str]
 
 
 _PLANS: dict[str, _Plan] = {}
+_LINE_METRICS = frozenset({"level", "coldchain", *SUM_METRICS})
 _PLANS_MAX = 200_000
 
 
@@ -439,6 +443,7 @@ def _plan(device_id: str, record: DeviceRecord | None, domain: str) -> _Plan:
         instant=instant,
         derived=derived,
         needed=needed,
+        for_lines=needed | _LINE_METRICS,
     )
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
@@ -491,9 +496,10 @@ def update_device(
 ) -> DeviceOutput:
     """Apply one batch of a device's clean readings to its state (in place).
 
-    ``out.signals`` (every rolling signal at the watermark) is computed when the batch
-    writes the derived lines, i.e. once per device and minute of event time, and is empty
-    otherwise.
+    ``out.signals`` (the rolling signals at the watermark: every one with ``window_points``
+    "minute", else those of the metrics the rules and the lines read) is computed when the
+    batch writes the derived lines, i.e. once per device and minute of event time, and is
+    empty otherwise.
     """
     out = DeviceOutput()
     plan = _plan(device_id, record, domain)
@@ -511,6 +517,10 @@ def update_device(
     )
     instant, derived = plan.instant, plan.derived
     normal, over_range = Quality.NORMAL, Quality.OVER_RANGE
+    # a new minute's signals: all of them for the per-minute windows point, else those of the
+    # metrics the rules and the other lines read (a new device's first update spent a third of
+    # its time computing and formatting 1 h statistics no line wrote)
+    for_lines = None if config.window_points == "minute" else plan.for_lines
     # the batch writes the derived lines if its watermark enters a new minute: then the last
     # event time's signals are computed in full once, for its rules and for the lines
     last_ts = next(reversed(by_ts)) if by_ts else 0.0
@@ -538,7 +548,7 @@ def update_device(
         # Derived signals at every event time, so a catch-up batch spanning hours walks
         # through the same rule transitions as live data would.
         if ts == emit_at:
-            full = _signals(state, domain, station_attrs, ts, None)
+            full = _signals(state, domain, station_attrs, ts, for_lines)
             at_ts = dict(full)
         else:
             at_ts = _signals(state, domain, station_attrs, ts, plan.needed)
@@ -552,7 +562,7 @@ def update_device(
     minute = int(state.wm // SLOT)
     if minute != state.emitted:
         state.emitted = minute
-        signals = full if full is not None else _signals(state, domain, station_attrs, state.wm, None)
+        signals = full if full is not None else _signals(state, domain, station_attrs, state.wm, for_lines)
         out.signals = signals
         out.lines.extend(
             _derived_lines(state, subject, signals, station_attrs, config.window_points == "minute")
