@@ -78,9 +78,10 @@ class StreamsSettings(CommonSettings):
     # GB 3095's validity) when an hour of event time closes (that hour's mean, min and max are
     # its ``hourly`` point); "minute" writes every rolling value (1 h mean / min / max, 8 h and
     # 24 h means) once per device and minute of event time: three fields per metric and minute,
-    # three times what a station reporting each minute sends, read by no dashboard of ours
-    # (Grafana's moving_average over the readings draws the 1 h ones); "off" writes none. The
-    # rules read the windows in the worker either way.
+    # three times what a station reporting each minute sends, whose 1 h statistics no dashboard
+    # of ours reads (Grafana's moving_average over the readings draws them); "off" writes none
+    # (the air dashboard's 24 h means stay empty). The rules read the windows in the worker
+    # either way.
     analytics_window_points: Literal["hour", "minute", "off"] = "hour"
     # A device is offline after its expected interval plus this long without data.
     analytics_nodata_grace_s: float = 60.0
