@@ -520,7 +520,8 @@ def update_device(
     # a new minute's signals: all of them for the per-minute windows point, else those of the
     # metrics the rules and the other lines read (a new device's first update spent a third of
     # its time computing and formatting 1 h statistics no line wrote)
-    for_lines = None if config.window_points == "minute" else plan.for_lines
+    per_minute = config.window_points == "minute"
+    for_lines = None if per_minute else plan.for_lines
     # the batch writes the derived lines if its watermark enters a new minute: then the last
     # event time's signals are computed in full once, for its rules and for the lines
     last_ts = next(reversed(by_ts)) if by_ts else 0.0
@@ -564,9 +565,7 @@ def update_device(
         state.emitted = minute
         signals = full if full is not None else _signals(state, domain, station_attrs, state.wm, for_lines)
         out.signals = signals
-        out.lines.extend(
-            _derived_lines(state, subject, signals, station_attrs, config.window_points == "minute")
-        )
+        out.lines.extend(_derived_lines(state, subject, signals, station_attrs, per_minute))
     return out
 
 
@@ -1268,8 +1267,13 @@ def _hour_windows_lines(state: DeviceState, subject: Subject, since: int, out: D
                     values.append(float(mean))
         if names:
             tags = tags or _tags(subject)
-            joined = ",".join([f"{k}={t}" for k, t in zip(names, float_texts(values), strict=True)])
-            out.lines.append(f"windows,{tags} {joined} {_ns(end)}")
+            out.lines.append(_windows_line(tags, names, values, _ns(end)))
+
+
+def _windows_line(tags: str, keys: list[str], values: list[float], ns: int) -> str:
+    """A ``windows`` point: one series per device, fields ``<metric>_<stat>``."""
+    joined = ",".join([f"{k}={t}" for k, t in zip(keys, float_texts(values), strict=True)])
+    return f"windows,{tags} {joined} {ns}"
 
 
 def _derived_lines(
@@ -1301,9 +1305,7 @@ def _derived_lines(
         elif place[0] is _TO_SUM:
             sums[place[1]] = value
     if windows and with_windows:
-        texts = float_texts(window_values)
-        joined = ",".join([f"{k}={t}" for k, t in zip(windows, texts, strict=True)])
-        lines.append(f"windows,{tags} {joined} {ns}")
+        lines.append(_windows_line(tags, windows, window_values, ns))
     if sums:
         fields: dict[str, float | int | str] = dict(sums)
         fields["storm_signal"] = int(signals.get("rain.storm_signal", 0))
